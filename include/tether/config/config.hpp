@@ -1,0 +1,176 @@
+// Plain configuration structs, one per area of the YAML schema in SPEC.md.
+// Every default is written once, here, as an in-class initialiser; the loader
+// (loader.hpp) only overwrites what the file names. Immutable after loading:
+// workers receive it inside a shared_ptr<const Config> snapshot.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tether::config {
+
+using Duration = std::chrono::milliseconds;
+
+/// host:port as written in the file ("0.0.0.0:8080", "[::]:8080", "redis:6379").
+struct HostPort {
+    std::string host;
+    std::uint16_t port = 0;
+    std::string text() const;  ///< back to "host:port" ("[v6]:port" for IPv6)
+};
+
+struct CertKey {
+    std::string certificate;  ///< absolute path (resolved against the config dir)
+    std::string private_key;
+};
+
+struct TlsConfig {
+    std::vector<CertKey> certificates;  ///< first one is the default (no SNI match)
+    std::vector<std::string> protocols{"TLSv1.2", "TLSv1.3"};
+};
+
+struct Listener {
+    HostPort address;
+    std::string upstream;
+    bool proxy_protocol = false;
+    std::optional<TlsConfig> tls;
+};
+
+struct Admin {
+    bool enabled = true;
+    HostPort address{"127.0.0.1", 9901};
+};
+
+struct Redis {
+    HostPort address{"127.0.0.1", 6379};
+    std::string password;  ///< "" or taken from env REDIS_PASSWORD
+    int db = 0;
+    std::string key_prefix = "tether:";
+    Duration timeout{100};
+};
+
+enum class Affinity { none, ip_hash, cookie, sid };
+enum class Balance { least_conn, round_robin, random_two };
+enum class SameSite { lax, strict, none };
+
+struct CookieConfig {
+    std::string name = "tether";
+    std::string secret;  ///< "" = random per process (the loader warns)
+    Duration max_age{0};  ///< 0 = session cookie
+    bool secure = false;
+    bool http_only = true;
+    SameSite same_site = SameSite::lax;
+};
+
+struct SidConfig {
+    std::string path = "/socket.io/";
+    std::string param = "sid";
+    bool fallback_cookie = true;
+};
+
+struct IpHashConfig {
+    std::string hash = "maglev";
+    int balance_factor = 150;  ///< percent of the mean; 0 = off
+    int prefix_v4 = 32;
+    int prefix_v6 = 64;
+};
+
+struct DrainConfig {
+    Duration close_spread{30'000};
+};
+
+struct Server {
+    std::string name;  ///< defaults to address text
+    HostPort address;
+    int weight = 1;
+    int max_conns = 0;  ///< 0 = unlimited
+    int max_fails = 3;
+    Duration fail_timeout{30'000};
+    bool backup = false;
+};
+
+/// An inclusive range of HTTP status codes, e.g. 200-399.
+struct StatusRange {
+    int lo = 200;
+    int hi = 399;
+};
+
+struct HealthCheck {
+    bool initial_up = true;
+    std::string path = "/healthz";
+    Duration interval{2'000};
+    Duration timeout{1'000};
+    int rise = 2;
+    int fall = 3;
+    std::vector<StatusRange> expect_status{StatusRange{}};
+};
+
+struct Upstream {
+    std::string name;
+    Affinity affinity = Affinity::none;
+    Balance balance = Balance::least_conn;
+    Duration affinity_ttl{3'600'000};
+    CookieConfig cookie;
+    SidConfig sid;
+    IpHashConfig ip_hash;
+    DrainConfig drain;
+    int keepalive = 32;
+    int retries = 1;
+    std::vector<Server> servers;
+    std::optional<HealthCheck> health_check;
+};
+
+struct Timeouts {
+    Duration connect{5'000};
+    Duration client_header{10'000};
+    Duration idle{75'000};
+    Duration upstream_response{60'000};
+    Duration tunnel{3'600'000};  ///< 0 = never
+    Duration shutdown{30'000};
+};
+
+struct RateLimit {
+    double requests_per_second = 100;
+    double burst = 200;
+    bool shared = true;
+};
+
+struct Limits {
+    int max_connections = 100'000;
+    int max_connections_per_ip = 0;
+    std::size_t max_header_size = 16 * 1024;
+    std::size_t max_body_size = 1024 * 1024;
+    std::size_t buffer_size = 16 * 1024;  ///< tether extension: one relay buffer
+    std::optional<RateLimit> rate;
+};
+
+struct Headers {
+    bool forwarded = true;
+    bool request_id = true;
+};
+
+enum class LogFormat { combined, json };
+
+struct AccessLog {
+    std::string path = "stdout";  ///< stdout | stderr | off | absolute file path
+    LogFormat format = LogFormat::combined;
+};
+
+struct Config {
+    std::string source_path;  ///< the file it was loaded from
+    int workers = 0;          ///< 0 = auto (CPUs in the affinity mask)
+    std::vector<Listener> listen;
+    Admin admin;
+    std::optional<Redis> redis;
+    std::vector<std::string> trusted_proxies;  ///< CIDRs
+    std::map<std::string, Upstream> upstreams;
+    Timeouts timeouts;
+    Limits limits;
+    Headers headers;
+    AccessLog access_log;
+};
+
+}  // namespace tether::config

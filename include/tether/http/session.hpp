@@ -1,0 +1,23 @@
+// One client connection, served by one coroutine (ENGINEERING.md "The path
+// of a request"): read a head with deadline and limits, refuse what must not
+// be forwarded, pick a backend, reuse or open an upstream connection, relay
+// the body and the response in bounded chunks, and on a 101 hand both sockets
+// to the WebSocket tunnel. Keep-alive and pipelining on the client side
+// (requests answered one at a time, in order).
+// Threading: runs on its worker's executor only.
+#pragma once
+
+#include <cstddef>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "tether/http/proxy_context.hpp"
+
+namespace tether::http {
+
+/// Serves `socket` (accepted on listener `listener`) until it closes.
+boost::asio::awaitable<void> serve_client(boost::asio::ip::tcp::socket socket, ProxyContext& ctx,
+                                          std::size_t listener);
+
+}  // namespace tether::http

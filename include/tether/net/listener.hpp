@@ -1,0 +1,50 @@
+// One listening socket of one worker. Every worker binds its own acceptor on
+// each listen address with SO_REUSEPORT, so the kernel spreads connections
+// over workers and no accept path is shared. Enforces limits.max_connections
+// (process-wide, accept and close the excess). An accept error such as
+// EMFILE backs off instead of spinning.
+// Threading: created on the main thread before the worker starts; after that
+// touched only on the worker's thread.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "tether/http/proxy_context.hpp"
+
+namespace tether::net {
+
+struct ProcessCounters {
+    std::atomic<int> connections{0};  ///< client connections held by the process
+    int max_connections = 0;
+};
+
+class Listener {
+public:
+    /// Binds and listens; throws boost::system::system_error on failure.
+    Listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& ep,
+             std::size_t index, http::ProxyContext& ctx, ProcessCounters& counters);
+
+    /// Starts the accept loop on the worker's executor.
+    void start();
+    void close();
+    std::uint16_t port() const { return port_; }
+
+private:
+    boost::asio::awaitable<void> accept_loop();
+    boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket);
+
+    boost::asio::ip::tcp::acceptor acceptor_;
+    boost::asio::steady_timer backoff_;
+    std::size_t index_;
+    http::ProxyContext& ctx_;
+    ProcessCounters& counters_;
+    std::uint16_t port_ = 0;
+};
+
+}  // namespace tether::net

@@ -1,0 +1,58 @@
+// A worker: one thread running one io_context with its own acceptors, its
+// own ProxyContext (pickers, upstream pool, buffers, counters) and a 100 ms
+// tick for coarse timers (tunnel idle, close schedule, access-log flush,
+// pool sweep). Nothing on the request path is shared with other workers
+// except the backends' atomic counters.
+// Threading: constructed and controlled from the main thread; everything
+// else happens on the worker's thread, reached through post().
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "tether/http/proxy_context.hpp"
+#include "tether/net/listener.hpp"
+
+namespace tether::net {
+
+class Worker {
+public:
+    /// Binds this worker's acceptors on `endpoints` (one per listen entry).
+    Worker(std::size_t index, std::shared_ptr<const upstream::Runtime> runtime,
+           const std::vector<boost::asio::ip::tcp::endpoint>& endpoints,
+           http::AccessLogWriter* log_writer, ProcessCounters& counters);
+    ~Worker();
+
+    void start();
+    /// Graceful stop: close acceptors, let in-flight requests finish, close
+    /// tunnels spread until `spread_end`, everything by `deadline`.
+    void begin_stop(Clock::time_point spread_end, Clock::time_point deadline);
+    /// Installs a new routing snapshot for new requests.
+    void install(std::shared_ptr<const upstream::Runtime> runtime);
+    /// True once stopping and no connection is left.
+    bool drained() const { return drained_.load(std::memory_order_acquire); }
+    /// Stops the event loop at once and joins the thread.
+    void halt();
+    std::vector<std::uint16_t> ports() const;
+
+private:
+    void arm_tick();
+    void on_tick();
+
+    std::size_t index_;
+    std::unique_ptr<boost::asio::io_context> io_;
+    http::ProxyContext ctx_;
+    std::vector<std::unique_ptr<Listener>> listeners_;
+    boost::asio::steady_timer tick_;
+    std::thread thread_;
+    std::atomic<bool> drained_{false};
+    unsigned ticks_ = 0;
+};
+
+}  // namespace tether::net

@@ -1,0 +1,56 @@
+// The WebSocket tunnel after a 101: two pumps, client->server and
+// server->client, each waiting for readability WITHOUT a buffer, then
+// borrowing one relay buffer from the worker's pool for a single
+// read-write step (backpressure: nothing more is read from a side until the
+// other side took the last bytes). An idle tunnel therefore holds two sockets
+// and a few hundred bytes of state, no buffer.
+//
+// Frame boundaries are followed in both directions (FrameTracker) to count
+// frames and to close at a boundary on graceful stop: 1001 to the client
+// (unmasked) and to the server (masked), then the tunnel waits, bounded, for
+// both peers to finish the close handshake.
+//
+// Idle limit (timeouts.tunnel) and the close schedule are driven by the
+// worker's tick (TrackedConnection), not by a timer per tunnel.
+// Threading: runs on, and is only touched from, its worker's thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "tether/core/buffer_pool.hpp"
+#include "tether/core/connection_registry.hpp"
+
+namespace tether::ws {
+
+struct TunnelSetup {
+    boost::asio::ip::tcp::socket client;
+    boost::asio::ip::tcp::socket server;
+    std::string to_server;  ///< bytes the client sent after the upgrade request
+    std::string to_client;  ///< bytes the server sent after its 101 head
+};
+
+struct TunnelContext {
+    BufferPool& buffers;
+    ConnectionRegistry& registry;
+    std::chrono::milliseconds idle;         ///< timeouts.tunnel (0 = never)
+    std::chrono::milliseconds close_grace;  ///< wait for peers after our close frames
+    bool stopping = false;                  ///< worker already stopping: close at once
+};
+
+struct TunnelStats {
+    std::uint64_t frames_to_server = 0;
+    std::uint64_t frames_to_client = 0;
+    std::uint64_t bytes_to_server = 0;
+    std::uint64_t bytes_to_client = 0;
+    bool closed_by_tether = false;  ///< 1001 sent because of stop or drain
+};
+
+/// Runs the tunnel until both directions ended; never throws.
+boost::asio::awaitable<TunnelStats> run_tunnel(TunnelSetup setup, TunnelContext ctx);
+
+}  // namespace tether::ws

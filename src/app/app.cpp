@@ -1,0 +1,194 @@
+// Process wiring, signals and reload; see app.hpp.
+#include "tether/app/app.hpp"
+
+#include <sys/resource.h>
+
+#include <iostream>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "tether/config/loader.hpp"
+#include "tether/core/log.hpp"
+#include "tether/http/access_log.hpp"
+#include "tether/net/worker.hpp"
+#include "tether/upstream/backend.hpp"
+
+namespace tether::app {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr std::chrono::milliseconds kStopPoll{20};
+
+void print_diagnostics(const config::LoadResult& r) {
+    for (const auto& w : r.warnings) std::cerr << w.text(true) << '\n';
+    for (const auto& e : r.errors) std::cerr << e.text() << '\n';
+}
+
+int worker_count(const config::Config& cfg) {
+    if (cfg.workers > 0) return cfg.workers;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+std::vector<tcp::endpoint> listen_endpoints(const config::Config& cfg) {
+    asio::io_context io;
+    tcp::resolver resolver(io);
+    std::vector<tcp::endpoint> out;
+    for (const auto& l : cfg.listen) {
+        auto results = resolver.resolve(l.address.host, std::to_string(l.address.port),
+                                        tcp::resolver::passive);
+        out.push_back(results.begin()->endpoint());
+    }
+    return out;
+}
+
+// Each connection needs a descriptor on each side; raise the soft limit to the
+// hard one so max_connections is reachable without a wrapper script.
+void raise_fd_limit() {
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+class Process {
+public:
+    explicit Process(std::string path)
+        : path_(std::move(path)), signals_(io_, SIGTERM, SIGINT, SIGHUP) {}
+
+    int run() {
+        auto loaded = config::load_config(path_);
+        print_diagnostics(loaded);
+        if (!loaded.config) return 1;
+        config_ = std::make_shared<const config::Config>(std::move(*loaded.config));
+        raise_fd_limit();
+        try {
+            runtime_ = upstream::build_runtime(config_, nullptr, 1);
+            log_writer_ = std::make_unique<http::AccessLogWriter>(config_->access_log);
+            counters_.max_connections = config_->limits.max_connections;
+            const auto endpoints = listen_endpoints(*config_);
+            const int n = worker_count(*config_);
+            for (int i = 0; i < n; ++i)
+                workers_.push_back(std::make_unique<net::Worker>(
+                    static_cast<std::size_t>(i), runtime_, endpoints, log_writer_.get(), counters_));
+        } catch (const std::exception& e) {
+            log::error(std::string("cannot start: ") + e.what());
+            return 1;
+        }
+        for (auto& w : workers_) w->start();
+        announce();
+        wait_signal();
+        io_.run();
+        workers_.clear();
+        log_writer_.reset();
+        log::info("stopped");
+        return 0;
+    }
+
+private:
+    void announce() {
+        std::string ports;
+        for (auto p : workers_.front()->ports()) ports += " " + std::to_string(p);
+        log::info("tether " + std::string(TETHER_VERSION_STRING) + " started: " +
+                  std::to_string(workers_.size()) + " worker(s), listening on port(s)" + ports);
+    }
+
+    void wait_signal() {
+        signals_.async_wait([this](boost::system::error_code ec, int sig) {
+            if (ec) return;
+            if (sig != SIGHUP) return graceful_stop();
+            reload();
+            wait_signal();
+        });
+    }
+
+    void reload() {
+        auto loaded = config::load_config(path_);
+        print_diagnostics(loaded);
+        if (!loaded.config) {
+            log::error("reload refused: the running configuration stays");
+            return;
+        }
+        auto next = std::make_shared<const config::Config>(std::move(*loaded.config));
+        if (next->listen.size() != config_->listen.size()) {
+            log::error("reload refused: changing 'listen' needs a restart");
+            return;
+        }
+        try {
+            runtime_ = upstream::build_runtime(next, runtime_.get(), runtime_->generation + 1);
+        } catch (const std::exception& e) {
+            log::error(std::string("reload refused: ") + e.what());
+            return;
+        }
+        config_ = next;
+        for (auto& w : workers_) w->install(runtime_);
+        log::info("reloaded " + path_ + " (generation " + std::to_string(runtime_->generation) +
+                  ")");
+    }
+
+    void graceful_stop() {
+        const auto now = Clock::now();
+        const auto shutdown = config_->timeouts.shutdown;
+        auto spread = std::chrono::milliseconds::max();
+        for (const auto& [name, u] : config_->upstreams)
+            spread = std::min(spread, u.drain.close_spread);
+        spread = std::min(spread, shutdown * 8 / 10);
+        deadline_ = now + shutdown;
+        log::info("stopping: closing listeners, finishing requests, closing tunnels");
+        for (auto& w : workers_) w->begin_stop(now + spread, deadline_);
+        poll_stop();
+    }
+
+    void poll_stop() {
+        bool all = true;
+        for (auto& w : workers_) all = all && w->drained();
+        if (all || Clock::now() >= deadline_) {
+            if (!all) log::warn("shutdown timeout reached: closing what is left");
+            for (auto& w : workers_) w->halt();
+            signals_.cancel();
+            return;
+        }
+        poll_timer_.expires_after(kStopPoll);
+        poll_timer_.async_wait([this](boost::system::error_code ec) {
+            if (!ec) poll_stop();
+        });
+    }
+
+    std::string path_;
+    asio::io_context io_;
+    asio::signal_set signals_;
+    asio::steady_timer poll_timer_{io_};
+    std::shared_ptr<const config::Config> config_;
+    std::shared_ptr<const upstream::Runtime> runtime_;
+    std::unique_ptr<http::AccessLogWriter> log_writer_;
+    net::ProcessCounters counters_;
+    std::vector<std::unique_ptr<net::Worker>> workers_;
+    Clock::time_point deadline_;
+};
+
+}  // namespace
+
+int check_config(const std::string& path) {
+    auto loaded = config::load_config(path);
+    print_diagnostics(loaded);
+    if (!loaded.config) return 1;
+    std::cerr << path << ": configuration is valid\n";
+    return 0;
+}
+
+int run(const std::string& path) {
+    Process p(path);
+    return p.run();
+}
+
+}  // namespace tether::app

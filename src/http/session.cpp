@@ -1,0 +1,425 @@
+// Client session: the request path of tether; see session.hpp. Body relay
+// lives in relay.hpp so that request and response bodies share one loop.
+#include "tether/http/session.hpp"
+
+#include <array>
+#include <optional>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+
+#include "http/relay.hpp"
+#include "tether/core/log.hpp"
+#include "tether/http/error_response.hpp"
+#include "tether/http/headers.hpp"
+#include "tether/http/request_check.hpp"
+#include "tether/ws/tunnel.hpp"
+
+namespace tether::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kMaxResponseHead = 64 * 1024;
+constexpr int kMaxStaleRetries = 3;
+
+enum class Outcome { close, keep_alive, tunnel };
+
+/// State of one request/response exchange.
+struct Exchange {
+    explicit Exchange(std::shared_ptr<const upstream::Runtime> rt) : runtime(std::move(rt)) {}
+    std::shared_ptr<const upstream::Runtime> runtime;  // pinned for the whole request
+    const config::Config& cfg() const { return *runtime->config; }
+    const upstream::Upstream* upstream = nullptr;
+    std::size_t upstream_index = 0;
+    bhttp::request_parser<bhttp::buffer_body> request;
+    std::optional<bhttp::response_parser<bhttp::buffer_body>> response;
+    std::unique_ptr<UpstreamConnection> conn;
+    upstream::ActiveGuard active;
+    RequestVerdict verdict;
+    bool close = false;            // close the client connection after this exchange
+    bool body_started = false;     // request bytes beyond the head went upstream
+    int status = 0;
+    std::uint64_t bytes_sent = 0;  // response body bytes to the client
+    Clock::time_point start = Clock::now();
+};
+
+bool sane_request_id(std::string_view id) {
+    if (id.empty() || id.size() > 128) return false;
+    for (char c : id)
+        if (c < 0x21 || c > 0x7e) return false;
+    return true;
+}
+
+errc read_error_to_errc(const beast::error_code& ec) {
+    if (ec == bhttp::error::header_limit) return errc::header_too_large;
+    if (ec == bhttp::error::body_limit) return errc::body_too_large;
+    if (ec == bhttp::error::buffer_overflow) return errc::header_too_large;
+    return errc::bad_request;
+}
+
+bool is_client_gone(const beast::error_code& ec) {
+    return ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
+           ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+           ec == beast::error::timeout || ec == asio::error::bad_descriptor;
+}
+
+class ClientSession final : public TrackedConnection {
+public:
+    ClientSession(tcp::socket socket, ProxyContext& ctx, std::size_t listener)
+        : ctx_(ctx), stream_(std::move(socket)), listener_(listener), entry_(ctx.registry, this) {
+        beast::error_code ec;
+        auto peer = stream_.socket().remote_endpoint(ec);
+        if (!ec) client_ip_ = peer.address().to_string();
+        stream_.socket().set_option(tcp::no_delay(true), ec);
+    }
+
+    awaitable<void> run() {
+        for (;;) {
+            const Outcome out = co_await serve_request();
+            if (out == Outcome::keep_alive && !stopping_ && !ctx_.stopping) continue;
+            if (out == Outcome::tunnel) co_await run_tunnel();
+            break;
+        }
+        beast::error_code ec;
+        if (stream_.socket().is_open()) stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    }
+
+    void begin_stop(Clock::time_point) override {
+        stopping_ = true;
+        if (idle_) stream_.cancel();
+    }
+    void tick(Clock::time_point) override {}
+
+private:
+    awaitable<Outcome> serve_request();
+    awaitable<bool> wait_for_bytes(const config::Config& cfg);
+    awaitable<Outcome> proxy(Exchange& ex);
+    awaitable<errc> open_upstream(Exchange& ex, bool fresh_only);
+    awaitable<std::tuple<beast::error_code, std::size_t>> read_response_head(Exchange& ex);
+    awaitable<RelayStatus> send_request(Exchange& ex);
+    awaitable<Outcome> respond(Exchange& ex);
+    awaitable<Outcome> start_tunnel(Exchange& ex);
+    awaitable<void> run_tunnel();
+    awaitable<void> send_error(Exchange* ex, errc e);
+    void assign_request_id(const RequestHead& req, bool from_headers);
+    void log_access(const Exchange& ex);
+    RelayEnv client_env(const config::Config& cfg);
+
+    ProxyContext& ctx_;
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    std::size_t listener_;
+    RegistryEntry entry_;
+    std::string client_ip_;
+    std::string head_;  // scratch for heads written to either side
+    std::string request_id_;
+    bool first_ = true;
+    bool idle_ = false;
+    bool stopping_ = false;
+    std::optional<ws::TunnelSetup> tunnel_;
+    upstream::ActiveGuard tunnel_guard_;
+};
+
+// Waits, without a parser, until the next request's first bytes are there:
+// timeouts.idle between keep-alive requests, client_header before the first.
+awaitable<bool> ClientSession::wait_for_bytes(const config::Config& cfg) {
+    if (buffer_.size() > 0) co_return true;
+    if (buffer_.capacity() > 2 * cfg.limits.buffer_size) buffer_.shrink_to_fit();
+    idle_ = true;
+    stream_.expires_after(first_ ? cfg.timeouts.client_header : cfg.timeouts.idle);
+    auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(4096), use_tuple);
+    idle_ = false;
+    if (ec) co_return false;
+    buffer_.commit(n);
+    co_return true;
+}
+
+awaitable<Outcome> ClientSession::serve_request() {
+    Exchange ex(ctx_.runtime);
+    const auto& cfg = ex.cfg();
+    if (!co_await wait_for_bytes(cfg)) co_return Outcome::close;
+    first_ = false;
+    ex.start = Clock::now();
+    ex.request.header_limit(static_cast<std::uint32_t>(cfg.limits.max_header_size));
+    ex.request.body_limit(cfg.limits.max_body_size);
+    stream_.expires_after(cfg.timeouts.client_header);
+    auto [ec, n] = co_await bhttp::async_read_header(stream_, buffer_, ex.request, use_tuple);
+    const RequestHead& req = ex.request.get();
+    assign_request_id(req, cfg.headers.request_id);
+    if (ec) {
+        if (is_client_gone(ec) && n == 0) co_return Outcome::close;
+        if (ec == beast::error::timeout) co_return Outcome::close;
+        co_await send_error(&ex, read_error_to_errc(ec));
+        co_return Outcome::close;
+    }
+    ++ctx_.stats.requests;
+    ex.verdict = check_request(req, cfg.limits.max_body_size);
+    if (ex.verdict.error != errc::ok) {
+        co_await send_error(&ex, ex.verdict.error);
+        co_return Outcome::close;
+    }
+    ex.close = !ex.request.keep_alive() || stopping_ || ctx_.stopping;
+    if (auto e = req.find(bhttp::field::expect); e != req.end()) {
+        if (!beast::iequals(e->value(), "100-continue")) {
+            co_await send_error(&ex, errc::bad_request);
+            co_return Outcome::close;
+        }
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        stream_.expires_after(cfg.timeouts.idle);
+        co_await asio::async_write(stream_, asio::buffer(kContinue), use_tuple);
+    }
+    const Outcome out = co_await proxy(ex);
+    log_access(ex);
+    co_return out;
+}
+
+void ClientSession::assign_request_id(const RequestHead& req, bool from_headers) {
+    request_id_.clear();
+    if (from_headers) {
+        if (auto f = req.find("X-Request-Id"); f != req.end() && sane_request_id(f->value())) {
+            request_id_.assign(f->value());
+            return;
+        }
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (int part = 0; part < 2; ++part) {
+        std::uint64_t r = ctx_.rng.next();
+        for (int i = 0; i < 16; ++i, r >>= 4) request_id_.push_back(kHex[r & 15]);
+    }
+}
+
+awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
+    const auto& rt = *ex.runtime;
+    ex.upstream_index = rt.listener_upstream[listener_];
+    ex.upstream = &rt.upstreams[ex.upstream_index];
+    bool fresh_only = false;
+    for (int stale = 0;; ++stale) {
+        const errc e = co_await open_upstream(ex, fresh_only);
+        if (e != errc::ok) {
+            co_await send_error(&ex, e);
+            co_return Outcome::close;
+        }
+        const RelayStatus sent = co_await send_request(ex);
+        const bool retryable = ex.conn->reused && !ex.body_started && stale < kMaxStaleRetries;
+        if (sent.failed_side == RelaySide::destination && retryable) {
+            fresh_only = stale + 1 >= kMaxStaleRetries - 1;
+            continue;  // a kept-alive connection the backend had closed
+        }
+        if (sent.failed_side == RelaySide::source) {  // the client broke off or lied
+            if (sent.error != errc::ok) co_await send_error(&ex, sent.error);
+            co_return Outcome::close;
+        }
+        if (sent.failed_side == RelaySide::destination) {
+            co_await send_error(&ex, errc::upstream_broken);
+            co_return Outcome::close;
+        }
+        auto [ec, n] = co_await read_response_head(ex);
+        if (ec && n == 0 && ec != beast::error::timeout && retryable) {
+            fresh_only = stale + 1 >= kMaxStaleRetries - 1;
+            continue;
+        }
+        if (ec) {
+            co_await send_error(&ex, ec == beast::error::timeout ? errc::upstream_timeout
+                                                                 : errc::upstream_broken);
+            co_return Outcome::close;
+        }
+        co_return co_await respond(ex);
+    }
+}
+
+// Reads the backend's response head within timeouts.upstream_response,
+// skipping interim 1xx responses (other than 101), which the client does not
+// expect: tether answered any Expect: 100-continue itself.
+awaitable<std::tuple<beast::error_code, std::size_t>> ClientSession::read_response_head(
+    Exchange& ex) {
+    for (;;) {
+        ex.response.emplace();
+        ex.response->header_limit(kMaxResponseHead);
+        ex.response->body_limit(boost::none);
+        if (ex.request.get().method() == bhttp::verb::head) ex.response->skip(true);
+        ex.conn->stream.expires_after(ex.cfg().timeouts.upstream_response);
+        auto [ec, n] = co_await bhttp::async_read_header(ex.conn->stream, ex.conn->buffer,
+                                                         *ex.response, use_tuple);
+        const int status = ex.response->get().result_int();
+        if (ec || status < 100 || status > 199 || status == 101) co_return std::tuple(ec, n);
+    }
+}
+
+// Picks a backend and gets a connection to it: a kept-alive one, or a new one
+// within timeouts.connect. A failed connect tries another server, `retries`
+// times at most, never the same server twice.
+awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
+    ex.conn.reset();
+    ex.active.reset();
+    std::array<const upstream::Backend*, 16> tried{};
+    std::size_t tried_count = 0;
+    errc last = errc::no_server;
+    const int attempts = 1 + std::max(0, ex.upstream->config->retries);
+    for (int attempt = 0; attempt < attempts; ++attempt) {
+        auto& picker = ctx_.pickers[ex.upstream_index];
+        const auto* pick = picker.pick(ex.upstream->backends,
+                                       std::span<const upstream::Backend* const>(tried.data(),
+                                                                                 tried_count));
+        if (!pick) co_return last;
+        std::shared_ptr<upstream::Backend> backend = *pick;
+        ex.active = upstream::ActiveGuard(backend);
+        if (!fresh_only) ex.conn = ctx_.pool.take_idle(*backend);
+        if (ex.conn) {
+            ++ctx_.stats.upstream_reuses;
+            co_return errc::ok;
+        }
+        auto [ec, conn] = co_await ctx_.pool.connect(backend, ex.cfg().timeouts.connect);
+        ++ctx_.stats.upstream_connects;
+        if (!ec) {
+            ex.conn = std::move(conn);
+            co_return errc::ok;
+        }
+        ex.active.reset();
+        last = ec == beast::error::timeout ? errc::upstream_timeout : errc::upstream_connect;
+        if (tried_count < tried.size()) tried[tried_count++] = backend.get();
+        log::warn("upstream '" + ex.upstream->config->name + "' server '" + backend->name() +
+                  "': connect failed: " + ec.message());
+    }
+    co_return last;
+}
+
+RelayEnv ClientSession::client_env(const config::Config& cfg) {
+    return RelayEnv{ctx_.buffers, cfg.timeouts.idle, cfg.timeouts.idle};
+}
+
+awaitable<RelayStatus> ClientSession::send_request(Exchange& ex) {
+    const RequestHead& req = ex.request.get();
+    RequestRewrite rw;
+    rw.client_ip = client_ip_;
+    rw.proto = "http";
+    rw.request_id = ex.cfg().headers.request_id ? std::string_view(request_id_) : "";
+    rw.forwarded = ex.cfg().headers.forwarded;
+    rw.upgrade = ex.verdict.websocket_upgrade;
+    if (ex.request.chunked()) rw.body = Framing::chunked;
+    else if (ex.request.content_length()) rw.body = Framing::length;
+    head_.clear();
+    write_request_head(req, rw, head_);
+    ex.conn->stream.expires_after(ex.cfg().timeouts.idle);
+    RelayEnv env{ctx_.buffers, ex.cfg().timeouts.idle, ex.cfg().timeouts.idle};
+    co_return co_await relay_body(stream_, buffer_, ex.request, ex.conn->stream, head_, rw.body,
+                                  env, ex.body_started);
+}
+
+awaitable<Outcome> ClientSession::respond(Exchange& ex) {
+    auto& res = *ex.response;
+    const ResponseHead& head = res.get();
+    const unsigned version = ex.request.get().version();
+    ex.status = head.result_int();
+    if (ex.status == 101 && ex.verdict.websocket_upgrade) co_return co_await start_tunnel(ex);
+    if (ex.status == 101) {
+        co_await send_error(&ex, errc::upstream_broken);
+        co_return Outcome::close;
+    }
+    ResponseRewrite rw;
+    if (ex.request.get().method() == bhttp::verb::head || res.is_done()) rw.body = Framing::none;
+    else if (res.content_length()) rw.body = Framing::length;
+    else rw.body = version == 11 ? Framing::chunked : Framing::until_close;
+    ex.close = ex.close || rw.body == Framing::until_close;
+    rw.close = ex.close;
+    rw.keep_alive_header = !ex.close && version == 10;
+    head_.clear();
+    write_response_head(head, version, rw, head_);
+    const bool upstream_reusable = res.keep_alive() && !res.need_eof();
+    bool started = false;
+    RelayEnv env{ctx_.buffers, ex.cfg().timeouts.upstream_response, ex.cfg().timeouts.idle};
+    const RelayStatus st = co_await relay_body(ex.conn->stream, ex.conn->buffer, res, stream_,
+                                               head_, rw.body, env, started);
+    ex.bytes_sent = st.body_bytes;
+    if (st.failed_side != RelaySide::none) co_return Outcome::close;
+    if (upstream_reusable && res.is_done()) {
+        ctx_.pool.give_back(std::move(ex.conn), ex.upstream->config->keepalive);
+    }
+    co_return ex.close ? Outcome::close : Outcome::keep_alive;
+}
+
+// 101 from the backend: forward it, then hand both sockets and the bytes
+// already read past the heads to the tunnel, after this exchange's state is
+// gone (an idle tunnel must not keep a parser or a header buffer alive).
+awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
+    ResponseRewrite rw;
+    rw.upgrade = true;
+    head_.clear();
+    write_response_head(ex.response->get(), 11, rw, head_);
+    stream_.expires_after(ex.cfg().timeouts.idle);
+    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(head_), use_tuple);
+    if (ec) co_return Outcome::close;
+    ws::TunnelSetup setup{stream_.release_socket(), ex.conn->stream.release_socket(),
+                          beast::buffers_to_string(buffer_.data()),
+                          beast::buffers_to_string(ex.conn->buffer.data())};
+    buffer_.consume(buffer_.size());
+    tunnel_.emplace(std::move(setup));
+    tunnel_guard_ = std::move(ex.active);
+    co_return Outcome::tunnel;
+}
+
+awaitable<void> ClientSession::run_tunnel() {
+    buffer_.shrink_to_fit();
+    std::string().swap(head_);
+    const auto& cfg = *ctx_.runtime->config;
+    ws::TunnelContext tctx{ctx_.buffers, ctx_.registry, cfg.timeouts.tunnel,
+                           cfg.timeouts.shutdown / 10, ctx_.stopping};
+    ++ctx_.stats.tunnels_opened;
+    const ws::TunnelStats st = co_await ws::run_tunnel(std::move(*tunnel_), tctx);
+    tunnel_.reset();
+    tunnel_guard_.reset();
+    ctx_.stats.frames_to_server += st.frames_to_server;
+    ctx_.stats.frames_to_client += st.frames_to_client;
+}
+
+awaitable<void> ClientSession::send_error(Exchange* ex, errc e) {
+    ++ctx_.stats.errors;
+    if (ex) {
+        ex->status = to_http_status(e);
+        ex->close = true;
+    }
+    head_.clear();
+    write_error_response(e, request_id_, true, head_);
+    stream_.expires_after(ctx_.runtime->config->timeouts.idle);
+    co_await asio::async_write(stream_, asio::buffer(head_), use_tuple);
+}
+
+void ClientSession::log_access(const Exchange& ex) {
+    if (!ctx_.access_log.enabled()) return;
+    const RequestHead& req = ex.request.get();
+    AccessEntry e;
+    e.client_ip = client_ip_;
+    e.method = req.method_string();
+    e.target = req.target();
+    e.version = req.version();
+    e.status = ex.status;
+    e.bytes_sent = ex.bytes_sent;
+    if (auto f = req.find(bhttp::field::referer); f != req.end()) e.referer = f->value();
+    if (auto f = req.find(bhttp::field::user_agent); f != req.end()) e.user_agent = f->value();
+    if (ex.upstream) e.upstream = ex.upstream->config->name;
+    if (ex.active.get()) e.server = ex.active.get()->name();
+    else if (tunnel_guard_.get()) e.server = tunnel_guard_.get()->name();
+    e.request_id = request_id_;
+    e.duration_s = std::chrono::duration<double>(Clock::now() - ex.start).count();
+    ctx_.access_log.record(e);
+}
+
+}  // namespace
+
+awaitable<void> serve_client(tcp::socket socket, ProxyContext& ctx, std::size_t listener) {
+    ClientSession session(std::move(socket), ctx, listener);
+    co_await session.run();
+}
+
+}  // namespace tether::http

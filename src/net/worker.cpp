@@ -1,0 +1,111 @@
+// Worker thread and its tick; see worker.hpp.
+#include "tether/net/worker.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include "tether/core/log.hpp"
+
+namespace tether::net {
+
+namespace asio = boost::asio;
+
+namespace {
+constexpr std::chrono::milliseconds kTick{100};
+constexpr unsigned kSweepEveryTicks = 10;
+}  // namespace
+
+Worker::Worker(std::size_t index, std::shared_ptr<const upstream::Runtime> runtime,
+               const std::vector<asio::ip::tcp::endpoint>& endpoints,
+               http::AccessLogWriter* log_writer, ProcessCounters& counters)
+    : index_(index),
+      io_(std::make_unique<asio::io_context>(1)),
+      ctx_(io_->get_executor(), runtime->config->limits.buffer_size, log_writer,
+           0x7e7e7e7e ^ (index * 0x9e3779b97f4a7c15ull) ^
+               static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())),
+      tick_(*io_) {
+    ctx_.install(std::move(runtime));
+    for (std::size_t i = 0; i < endpoints.size(); ++i)
+        listeners_.push_back(std::make_unique<Listener>(*io_, endpoints[i], i, ctx_, counters));
+}
+
+Worker::~Worker() {
+    halt();
+    listeners_.clear();
+    ctx_.pool.clear();
+    io_.reset();  // destroys suspended sessions while ctx_ (their registry) still lives
+}
+
+void Worker::start() {
+    for (auto& l : listeners_) l->start();
+    arm_tick();
+    thread_ = std::thread([this] {
+        try {
+            io_->run();
+        } catch (const std::exception& e) {
+            log::error("worker " + std::to_string(index_) + " stopped: " + e.what());
+        }
+    });
+}
+
+void Worker::arm_tick() {
+    tick_.expires_after(kTick);
+    tick_.async_wait([this](boost::system::error_code ec) {
+        if (ec) return;
+        on_tick();
+        arm_tick();
+    });
+}
+
+void Worker::on_tick() {
+    const auto now = Clock::now();
+    ctx_.registry.for_each([now](TrackedConnection& c) { c.tick(now); });
+    ctx_.access_log.flush();
+    if (++ticks_ % kSweepEveryTicks == 0) {
+        const auto idle = ctx_.runtime->config->timeouts.idle;
+        ctx_.pool.sweep(now, idle, [this](const upstream::Backend& b) {
+            for (const auto& u : ctx_.runtime->upstreams)
+                for (const auto& x : u.backends)
+                    if (x.get() == &b) return true;
+            return false;
+        });
+    }
+    if (ctx_.stopping && ctx_.registry.size() == 0) drained_.store(true, std::memory_order_release);
+}
+
+void Worker::begin_stop(Clock::time_point spread_end, Clock::time_point deadline) {
+    asio::post(*io_, [this, spread_end, deadline] {
+        ctx_.stopping = true;
+        ctx_.stop_deadline = deadline;
+        for (auto& l : listeners_) l->close();
+        ctx_.pool.clear();
+        const auto now = Clock::now();
+        const auto spread = std::max<Clock::duration>(spread_end - now, Clock::duration::zero());
+        ctx_.registry.for_each([&](TrackedConnection& c) {
+            const auto offset = spread.count() > 0
+                ? Clock::duration(static_cast<Clock::rep>(
+                      ctx_.rng.below(static_cast<std::uint64_t>(spread.count()))))
+                : Clock::duration::zero();
+            c.begin_stop(now + offset);
+        });
+        if (ctx_.registry.size() == 0) drained_.store(true, std::memory_order_release);
+    });
+}
+
+void Worker::install(std::shared_ptr<const upstream::Runtime> runtime) {
+    asio::post(*io_, [this, rt = std::move(runtime)]() mutable { ctx_.install(std::move(rt)); });
+}
+
+void Worker::halt() {
+    if (!thread_.joinable()) return;
+    io_->stop();
+    thread_.join();
+    ctx_.access_log.flush();
+}
+
+std::vector<std::uint16_t> Worker::ports() const {
+    std::vector<std::uint16_t> out;
+    for (const auto& l : listeners_) out.push_back(l->port());
+    return out;
+}
+
+}  // namespace tether::net

@@ -1,0 +1,87 @@
+// Backend state and Runtime snapshot construction; see backend.hpp.
+#include "tether/upstream/backend.hpp"
+
+#include <stdexcept>
+
+#include <boost/asio/io_context.hpp>
+
+namespace tether::upstream {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+Backend::Backend(const config::Server& server, std::vector<tcp::endpoint> endpoints)
+    : server_(server), endpoints_(std::move(endpoints)) {}
+
+bool Backend::accepts_new() const {
+    if (!up() || draining()) return false;
+    return server_.max_conns <= 0 || active() < server_.max_conns;
+}
+
+const Upstream* Runtime::find(const std::string& name) const {
+    for (const auto& u : upstreams)
+        if (u.config->name == name) return &u;
+    return nullptr;
+}
+
+namespace {
+
+std::vector<tcp::endpoint> resolve(tcp::resolver& resolver, const config::Server& s) {
+    boost::system::error_code ec;
+    auto results = resolver.resolve(s.address.host, std::to_string(s.address.port), ec);
+    if (ec || results.empty())
+        throw std::runtime_error("server '" + s.name + "': cannot resolve '" +
+                                 s.address.text() + "': " + ec.message());
+    std::vector<tcp::endpoint> out;
+    for (const auto& r : results) out.push_back(r.endpoint());
+    return out;
+}
+
+std::shared_ptr<Backend> reuse(const Runtime* previous, const std::string& upstream,
+                               const config::Server& s) {
+    if (!previous) return nullptr;
+    const Upstream* u = previous->find(upstream);
+    if (!u) return nullptr;
+    for (const auto& b : u->backends) {
+        const auto& old = b->server();
+        if (old.name == s.name && old.address.text() == s.address.text() &&
+            old.weight == s.weight && old.max_conns == s.max_conns && old.backup == s.backup &&
+            old.max_fails == s.max_fails && old.fail_timeout == s.fail_timeout)
+            return b;
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const config::Config> config,
+                                             const Runtime* previous, std::uint64_t generation) {
+    asio::io_context io;
+    tcp::resolver resolver(io);
+    auto rt = std::make_shared<Runtime>();
+    rt->config = config;
+    rt->generation = generation;
+    for (const auto& [name, ucfg] : config->upstreams) {
+        Upstream u;
+        u.config = &ucfg;
+        for (const auto& s : ucfg.servers) {
+            auto b = reuse(previous, name, s);
+            if (!b) {
+                b = std::make_shared<Backend>(s, resolve(resolver, s));
+                if (ucfg.health_check && !ucfg.health_check->initial_up) b->set_up(false);
+            }
+            u.backends.push_back(std::move(b));
+        }
+        rt->upstreams.push_back(std::move(u));
+    }
+    for (const auto& l : config->listen) {
+        std::size_t idx = 0;
+        while (idx < rt->upstreams.size() && rt->upstreams[idx].config->name != l.upstream) ++idx;
+        if (idx == rt->upstreams.size())
+            throw std::runtime_error("listener " + l.address.text() + ": unknown upstream");
+        rt->listener_upstream.push_back(idx);
+    }
+    return rt;
+}
+
+}  // namespace tether::upstream

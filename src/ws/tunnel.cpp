@@ -1,0 +1,180 @@
+// WebSocket tunnel pumps; see tunnel.hpp for the design.
+#include "tether/ws/tunnel.hpp"
+
+#include <optional>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "tether/ws/frame_tracker.hpp"
+
+namespace tether::ws {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+class Tunnel final : public TrackedConnection {
+public:
+    Tunnel(TunnelSetup& s, TunnelContext& ctx)
+        : setup_(s), ctx_(ctx), entry_(ctx.registry, this) {
+        to_server_.src = &s.client;
+        to_server_.dst = &s.server;
+        to_client_.src = &s.server;
+        to_client_.dst = &s.client;
+        to_client_.to_client = true;
+        last_activity_ = Clock::now();
+    }
+
+    awaitable<TunnelStats> run() {
+        using namespace asio::experimental::awaitable_operators;
+        boost::system::error_code ec;
+        setup_.client.non_blocking(true, ec);
+        setup_.server.non_blocking(true, ec);
+        if (ctx_.stopping) begin_stop(Clock::now());
+        co_await (pump(to_server_, setup_.to_server) && pump(to_client_, setup_.to_client));
+        stats_.frames_to_server = to_server_.tracker.frames();
+        stats_.frames_to_client = to_client_.tracker.frames();
+        stats_.bytes_to_server = to_server_.bytes;
+        stats_.bytes_to_client = to_client_.bytes;
+        co_return stats_;
+    }
+
+    void begin_stop(Clock::time_point close_at) override {
+        if (!close_at_ || close_at < *close_at_) close_at_ = close_at;
+    }
+
+    void tick(Clock::time_point now) override {
+        if (close_at_ && !closing_ && now >= *close_at_) start_close(now);
+        if (closing_ && now >= close_deadline_) abort();
+        if (!closing_ && ctx_.idle.count() > 0 && now - last_activity_ > ctx_.idle) abort();
+    }
+
+private:
+    struct Direction {
+        tcp::socket* src = nullptr;
+        tcp::socket* dst = nullptr;
+        FrameTracker tracker;
+        asio::cancellation_signal cancel_wait;
+        bool waiting = false;
+        bool close_sent = false;
+        bool to_client = false;
+        std::uint64_t bytes = 0;
+    };
+
+    void start_close(Clock::time_point now) {
+        closing_ = true;
+        stats_.closed_by_tether = true;
+        close_deadline_ = now + ctx_.close_grace;
+        for (Direction* d : {&to_server_, &to_client_})
+            if (d->waiting) d->cancel_wait.emit(asio::cancellation_type::terminal);
+    }
+
+    void abort() {
+        boost::system::error_code ec;
+        setup_.client.close(ec);
+        setup_.server.close(ec);
+    }
+
+    awaitable<bool> write_all(Direction& d, const void* p, std::size_t n) {
+        auto [ec, written] = co_await asio::async_write(*d.dst, asio::buffer(p, n), use_tuple);
+        d.bytes += written;
+        co_return !ec;
+    }
+
+    awaitable<bool> send_close(Direction& d) {
+        d.close_sent = true;
+        if (d.to_client)
+            co_return co_await write_all(d, kCloseGoingAwayToClient, sizeof kCloseGoingAwayToClient);
+        co_return co_await write_all(d, kCloseGoingAwayToServer, sizeof kCloseGoingAwayToServer);
+    }
+
+    /// Forwards bytes already read by the HTTP layer, then pumps.
+    awaitable<void> pump(Direction& d, std::string& leftover) {
+        if (!leftover.empty()) {
+            d.tracker.feed(reinterpret_cast<const unsigned char*>(leftover.data()),
+                           leftover.size());
+            const bool ok = co_await write_all(d, leftover.data(), leftover.size());
+            std::string().swap(leftover);
+            if (!ok) co_return abort();
+        }
+        co_await pump_loop(d);
+    }
+
+    /// One step per readiness: read what is there into a borrowed buffer and
+    /// write it on. Returns when the source ended or the tunnel failed.
+    awaitable<void> pump_loop(Direction& d) {
+        for (;;) {
+            if (closing_ && !d.close_sent && d.tracker.at_boundary()) {
+                if (!co_await send_close(d)) co_return abort();
+            }
+            d.waiting = true;
+            auto [wec] = co_await d.src->async_wait(
+                tcp::socket::wait_read,
+                asio::bind_cancellation_slot(d.cancel_wait.slot(), use_tuple));
+            d.waiting = false;
+            if (wec == asio::error::operation_aborted && closing_ && d.src->is_open()) continue;
+            if (wec) co_return abort();
+            auto buf = ctx_.buffers.borrow();
+            boost::system::error_code ec;
+            const std::size_t n = d.src->read_some(asio::buffer(buf.data(), buf.size()), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+            if (ec == asio::error::eof) co_return half_close(d);
+            if (ec) co_return abort();
+            last_activity_ = Clock::now();
+            const auto* bytes = reinterpret_cast<const unsigned char*>(buf.data());
+            if (d.close_sent) {
+                if (consume_after_close(d, bytes, n)) co_return;
+                continue;
+            }
+            const std::size_t len = d.tracker.feed(bytes, n, closing_);
+            if (!co_await write_all(d, buf.data(), len)) co_return abort();
+        }
+    }
+
+    void half_close(Direction& d) {
+        boost::system::error_code ec;
+        d.dst->shutdown(tcp::socket::shutdown_send, ec);
+    }
+
+    /// After our close frame went out in this direction, what the source sends
+    /// is dropped. The client's close reply ends its side: tether plays the
+    /// server there, and the server closes the TCP connection first (RFC 6455
+    /// 7.1.1). Returns true when this direction is finished.
+    bool consume_after_close(Direction& d, const unsigned char* bytes, std::size_t n) {
+        const std::uint64_t before = d.tracker.frames();
+        d.tracker.feed(bytes, n);
+        if (d.to_client || d.tracker.frames() == before || d.tracker.opcode() != 0x8) return false;
+        boost::system::error_code ec;
+        d.src->shutdown(tcp::socket::shutdown_both, ec);
+        return true;
+    }
+
+    TunnelSetup& setup_;
+    TunnelContext& ctx_;
+    RegistryEntry entry_;
+    Direction to_server_;
+    Direction to_client_;
+    TunnelStats stats_;
+    Clock::time_point last_activity_;
+    std::optional<Clock::time_point> close_at_;
+    Clock::time_point close_deadline_;
+    bool closing_ = false;
+};
+
+}  // namespace
+
+awaitable<TunnelStats> run_tunnel(TunnelSetup setup, TunnelContext ctx) {
+    Tunnel tunnel(setup, ctx);
+    co_return co_await tunnel.run();
+}
+
+}  // namespace tether::ws
