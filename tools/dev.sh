@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The README's two commands (and CI's, through .ci/run):
+#   bash tools/dev.sh demo   install what is missing, build, run tether on
+#                            conf/tether.yaml in front of three demo backends
+#   bash tools/dev.sh test   install what is missing, build, run the test suite
+# Options after the command: --asan / --tsan build with sanitizers into
+# build-asan / build-tsan and test that build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+cmd=${1:-}
+shift || true
+build=build
+cmake_flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+for opt in "$@"; do
+  case $opt in
+    --asan) build=build-asan; cmake_flags+=(-DTETHER_ASAN=ON -DTETHER_BENCH=OFF) ;;
+    --tsan) build=build-tsan; cmake_flags+=(-DTETHER_TSAN=ON -DTETHER_BENCH=OFF) ;;
+    *) echo "unknown option $opt" >&2; exit 2 ;;
+  esac
+done
+[[ ${CI:-} == true ]] && cmake_flags+=(-DTETHER_WERROR=ON)
+
+install_packages() {
+  local missing=()
+  while read -r pkg; do
+    [[ -z $pkg || $pkg == \#* ]] && continue
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done < tools/packages.txt
+  if ((${#missing[@]})); then
+    echo "== installing: ${missing[*]}"
+    local sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+build_tether() {
+  export CCACHE_NOHASHDIR=1
+  cmake -S . -B "$build" "${cmake_flags[@]}" >/dev/null
+  cmake --build "$build" -j2
+}
+
+run_demo() {
+  local pids=()
+  cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+  trap cleanup EXIT INT TERM
+  for i in 1 2 3; do
+    "$build/tools/tether-demo-backend" --name "s$i" --listen "127.0.0.1:300$i" >/dev/null &
+    pids+=($!)
+  done
+  "$build/tether" -c conf/tether.yaml &
+  pids+=($!)
+  sleep 1
+  cat <<TXT
+
+tether is listening on :8080 in front of three demo backends (s1, s2, s3).
+Try, in another terminal:
+  for i in 1 2 3 4 5 6; do curl -s http://127.0.0.1:8080/; done   # spread over s1..s3
+  curl -s http://127.0.0.1:8080/headers                            # what a backend receives
+  python3 tools/ws_check.py ws://127.0.0.1:8080/chat               # WebSocket through tether
+Ctrl-C stops everything.
+TXT
+  wait "${pids[3]}"
+}
+
+case $cmd in
+  demo) install_packages; build_tether; run_demo ;;
+  test)
+    install_packages
+    build_tether
+    cd "$build"
+    ctest --output-on-failure --timeout 900 -LE 'slow|bench' ;;
+  *) echo "usage: bash tools/dev.sh demo|test [--asan|--tsan]" >&2; exit 2 ;;
+esac
