@@ -1,6 +1,7 @@
 // Process wiring, signals and reload; see app.hpp.
 #include "tether/app/app.hpp"
 
+#include <openssl/rand.h>
 #include <sys/resource.h>
 
 #include <iostream>
@@ -25,6 +26,13 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr std::chrono::milliseconds kStopPoll{20};
+
+// The key of cookies when cookie.secret is empty: random per process.
+std::string random_secret() {
+    unsigned char raw[32];
+    if (RAND_bytes(raw, sizeof raw) != 1) throw std::runtime_error("RAND_bytes failed");
+    return std::string(reinterpret_cast<const char*>(raw), sizeof raw);
+}
 
 void print_diagnostics(const config::LoadResult& r) {
     for (const auto& w : r.warnings) std::cerr << w.text(true) << '\n';
@@ -74,13 +82,17 @@ public:
         raise_fd_limit();
         try {
             runtime_ = upstream::build_runtime(config_, nullptr, 1);
+            process_secret_ = random_secret();
+            routing_ = affinity::build_routing(*runtime_, process_secret_);
+            table_ = std::make_unique<affinity::LocalTable>(config_->limits.affinity_entries);
             log_writer_ = std::make_unique<http::AccessLogWriter>(config_->access_log);
             counters_.max_connections = config_->limits.max_connections;
             const auto endpoints = listen_endpoints(*config_);
             const int n = worker_count(*config_);
             for (int i = 0; i < n; ++i)
                 workers_.push_back(std::make_unique<net::Worker>(
-                    static_cast<std::size_t>(i), runtime_, endpoints, log_writer_.get(), counters_));
+                    static_cast<std::size_t>(i), runtime_, routing_, endpoints, log_writer_.get(),
+                    *table_, counters_));
         } catch (const std::exception& e) {
             log::error(std::string("cannot start: ") + e.what());
             return 1;
@@ -131,7 +143,8 @@ private:
             return;
         }
         config_ = next;
-        for (auto& w : workers_) w->install(runtime_);
+        routing_ = affinity::build_routing(*runtime_, process_secret_);
+        for (auto& w : workers_) w->install(runtime_, routing_);
         log::info("reloaded " + path_ + " (generation " + std::to_string(runtime_->generation) +
                   ")");
     }
@@ -170,6 +183,9 @@ private:
     asio::steady_timer poll_timer_{io_};
     std::shared_ptr<const config::Config> config_;
     std::shared_ptr<const upstream::Runtime> runtime_;
+    std::shared_ptr<const affinity::RoutingTables> routing_;
+    std::string process_secret_;
+    std::unique_ptr<affinity::LocalTable> table_;
     std::unique_ptr<http::AccessLogWriter> log_writer_;
     net::ProcessCounters counters_;
     std::vector<std::unique_ptr<net::Worker>> workers_;

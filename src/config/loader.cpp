@@ -82,6 +82,11 @@ constexpr Choice<std::string_view> kTlsProtocols[] = {{"TLSv1.2", "TLSv1.2"},
 
 std::string quote(std::string_view s) { return "'" + std::string(s) + "'"; }
 
+/// Quotes text from the file, cut short: a key can swallow the lines after it.
+std::string quote_short(std::string_view s) {
+    return s.size() <= 60 ? quote(s) : quote(s.substr(0, 57)) + "...";
+}
+
 std::string child(const Path& path, std::string_view key) {
     return path.empty() ? std::string(key) : path + "." + std::string(key);
 }
@@ -94,7 +99,7 @@ std::string item(const Path& path, std::size_t index) {
 std::string describe(const Node& node) {
     if (node.IsMap()) return "a map";
     if (node.IsSequence()) return "a list";
-    return node.IsScalar() ? quote(node.Scalar()) : "nothing";
+    return node.IsScalar() ? quote_short(node.Scalar()) : "nothing";
 }
 
 template <class E, std::size_t N>
@@ -351,7 +356,7 @@ private:
                 std::string valid;
                 for (const Key& k : keys)
                     valid += (valid.empty() ? "" : ", ") + std::string(k.name);
-                error_at(it->first.Mark(), "unknown key " + quote(name) +
+                error_at(it->first.Mark(), "unknown key " + quote_short(name) +
                                                (path.empty() ? "" : " in " + quote(path)) +
                                                " (valid: " + valid + ")");
             } else if (!seen.insert(name).second) {
@@ -583,9 +588,10 @@ private:
         else if (!one && !seen.contains("certificates"))
             fail(node, path,
                  "missing required key 'certificate' (with 'private_key') or 'certificates'");
-        require(node, path, one ? seen : Seen{"certificate", "private_key"},
-                {"certificate", "private_key"});
-        if (one) tls.certificates.insert(tls.certificates.begin(), single);
+        if (one) {
+            require(node, path, seen, {"certificate", "private_key"});
+            tls.certificates.insert(tls.certificates.begin(), single);  // the default comes first
+        }
         out = std::move(tls);
     }
 
@@ -680,6 +686,7 @@ private:
               {"max_header_size", size_into(l.max_header_size)},
               {"max_body_size", size_into(l.max_body_size)},
               {"buffer_size", size_into(l.buffer_size)},
+              {"affinity_entries", size_into(l.affinity_entries)},
               {"rate", into(&Loader::read_rate, l.rate)}});
     }
 
@@ -738,7 +745,7 @@ private:
                          });
             if (!valid) {
                 fail(it->first, path,
-                     "invalid upstream name " + quote(name) +
+                     "invalid upstream name " + quote_short(name) +
                          " (use letters, digits, '_', '-', '.')");
             } else if (out.contains(name)) {
                 fail(it->first, child(path, name), "duplicate upstream");

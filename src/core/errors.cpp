@@ -15,6 +15,7 @@ int to_http_status(errc e) {
         case errc::upstream_timeout: return 504;
         case errc::client_timeout: return 408;
         case errc::upgrade_required: return 426;
+        case errc::session_unknown: return 400;
     }
     return 500;
 }
@@ -31,6 +32,7 @@ std::string_view error_text(errc e) {
         case errc::upstream_timeout: return "Gateway Timeout";
         case errc::client_timeout: return "Request Timeout";
         case errc::upgrade_required: return "Upgrade Required";
+        case errc::session_unknown: return "Bad Request";
     }
     return "Internal Server Error";
 }

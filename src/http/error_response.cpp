@@ -20,4 +20,17 @@ void write_error_response(errc e, std::string_view request_id, bool close, std::
     out.append("\r\n").append(body);
 }
 
+void write_engineio_unknown_sid(std::string_view request_id, std::string_view origin,
+                                std::string& out) {
+    static constexpr std::string_view kBody = R"({"code":1,"message":"Session ID unknown"})";
+    out.append("HTTP/1.1 400 Bad Request\r\nServer: tether\r\nContent-Type: application/json\r\n");
+    out.append("Content-Length: ").append(std::to_string(kBody.size())).append("\r\n");
+    if (!request_id.empty()) out.append("X-Request-Id: ").append(request_id).append("\r\n");
+    if (!origin.empty()) {
+        out.append("Access-Control-Allow-Origin: ").append(origin).append("\r\n");
+        out.append("Access-Control-Allow-Credentials: true\r\n");
+    }
+    out.append("Connection: close\r\n\r\n").append(kBody);
+}
+
 }  // namespace tether::http

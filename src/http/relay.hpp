@@ -25,6 +25,7 @@
 
 #include "tether/core/buffer_pool.hpp"
 #include "tether/core/errors.hpp"
+#include "tether/core/stream_inspector.hpp"
 #include "tether/http/headers.hpp"
 
 namespace tether::http {
@@ -55,13 +56,15 @@ inline errc source_error(const boost::beast::error_code& ec) {
 }
 
 /// Writes `head` and the body `p` reads from src into dst. `body_started`
-/// becomes true once a body byte was written.
+/// becomes true once a body byte was written. `inspector`, if any, sees
+/// each piece before it is written, until it says it is done.
 template <class Parser>
 boost::asio::awaitable<RelayStatus> relay_body(boost::beast::tcp_stream& src,
                                                boost::beast::flat_buffer& src_buf, Parser& p,
                                                boost::beast::tcp_stream& dst,
                                                std::string_view head, Framing framing,
-                                               RelayEnv env, bool& body_started) {
+                                               RelayEnv env, bool& body_started,
+                                               StreamInspector* inspector = nullptr) {
     namespace asio = boost::asio;
     namespace bhttp = boost::beast::http;
     constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
@@ -90,6 +93,8 @@ boost::asio::awaitable<RelayStatus> relay_body(boost::beast::tcp_stream& src,
             co_return st;
         }
         const std::size_t got = buf.size() - p.get().body().size;
+        if (inspector && got > 0 && co_await inspector->inspect(std::string_view(buf.data(), got)))
+            inspector = nullptr;
         std::array<asio::const_buffer, 4> out{asio::buffer(head)};
         std::size_t count = 1;
         if (framing == Framing::chunked && got > 0) {

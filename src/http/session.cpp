@@ -19,6 +19,7 @@
 #include "tether/http/error_response.hpp"
 #include "tether/http/headers.hpp"
 #include "tether/http/request_check.hpp"
+#include "tether/balance/engineio.hpp"
 #include "tether/ws/tunnel.hpp"
 
 namespace tether::http {
@@ -36,10 +37,36 @@ constexpr int kMaxStaleRetries = 3;
 
 enum class Outcome { close, keep_alive, tunnel };
 
+/// Learns the sid of an Engine.IO handshake from the server's open packet
+/// and binds it to the server before the answer goes on (write-before-release).
+class SidLearner final : public StreamInspector {
+public:
+    SidLearner(affinity::Router& router, std::shared_ptr<const upstream::Runtime> rt,
+               const upstream::Upstream& u, std::shared_ptr<upstream::Backend> server)
+        : router_(router), runtime_(std::move(rt)), upstream_(u), server_(std::move(server)) {}
+
+    awaitable<bool> inspect(std::string_view bytes) override {
+        const auto state = parser_.feed(bytes);
+        if (state == balance::OpenPacketParser::State::found)
+            router_.bind_sid(upstream_, parser_.sid(), server_->name());
+        co_return state != balance::OpenPacketParser::State::need_more;
+    }
+
+private:
+    affinity::Router& router_;
+    std::shared_ptr<const upstream::Runtime> runtime_;  // keeps upstream_ alive
+    const upstream::Upstream& upstream_;
+    std::shared_ptr<upstream::Backend> server_;
+    balance::OpenPacketParser parser_;
+};
+
 /// State of one request/response exchange.
 struct Exchange {
-    explicit Exchange(std::shared_ptr<const upstream::Runtime> rt) : runtime(std::move(rt)) {}
+    Exchange(std::shared_ptr<const upstream::Runtime> rt,
+             std::shared_ptr<const affinity::RoutingTables> tables)
+        : runtime(std::move(rt)), routing(std::move(tables)) {}
     std::shared_ptr<const upstream::Runtime> runtime;  // pinned for the whole request
+    std::shared_ptr<const affinity::RoutingTables> routing;  // built with `runtime`
     const config::Config& cfg() const { return *runtime->config; }
     const upstream::Upstream* upstream = nullptr;
     std::size_t upstream_index = 0;
@@ -50,6 +77,8 @@ struct Exchange {
     RequestVerdict verdict;
     bool close = false;            // close the client connection after this exchange
     bool body_started = false;     // request bytes beyond the head went upstream
+    bool learn_sid = false;        // an Engine.IO handshake: bind the sid of the answer
+    std::string_view set_cookie;   // Set-Cookie line(s) for the answer (in `routing`)
     int status = 0;
     std::uint64_t bytes_sent = 0;  // response body bytes to the client
     Clock::time_point start = Clock::now();
@@ -113,9 +142,9 @@ private:
     awaitable<Outcome> start_tunnel(Exchange& ex);
     awaitable<void> run_tunnel();
     awaitable<void> send_error(Exchange* ex, errc e);
+    awaitable<void> send_unknown_sid(Exchange& ex);
     void assign_request_id(const RequestHead& req, bool from_headers);
     void log_access(const Exchange& ex);
-    RelayEnv client_env(const config::Config& cfg);
 
     ProxyContext& ctx_;
     beast::tcp_stream stream_;
@@ -130,6 +159,7 @@ private:
     bool stopping_ = false;
     std::optional<ws::TunnelSetup> tunnel_;
     upstream::ActiveGuard tunnel_guard_;
+    std::optional<SidLearner> tunnel_learner_;  // a websocket-only handshake's sid
 };
 
 // Waits, without a parser, until the next request's first bytes are there:
@@ -147,7 +177,7 @@ awaitable<bool> ClientSession::wait_for_bytes(const config::Config& cfg) {
 }
 
 awaitable<Outcome> ClientSession::serve_request() {
-    Exchange ex(ctx_.runtime);
+    Exchange ex(ctx_.runtime, ctx_.routing);
     const auto& cfg = ex.cfg();
     if (!co_await wait_for_bytes(cfg)) co_return Outcome::close;
     first_ = false;
@@ -201,12 +231,13 @@ void ClientSession::assign_request_id(const RequestHead& req, bool from_headers)
 }
 
 awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
-    const auto& rt = *ex.runtime;
-    ex.upstream_index = rt.listener_upstream[listener_];
-    ex.upstream = &rt.upstreams[ex.upstream_index];
     bool fresh_only = false;
     for (int stale = 0;; ++stale) {
         const errc e = co_await open_upstream(ex, fresh_only);
+        if (e == errc::session_unknown) {
+            co_await send_unknown_sid(ex);
+            co_return Outcome::close;
+        }
         if (e != errc::ok) {
             co_await send_error(&ex, e);
             co_return Outcome::close;
@@ -263,17 +294,28 @@ awaitable<std::tuple<beast::error_code, std::size_t>> ClientSession::read_respon
 awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
     ex.conn.reset();
     ex.active.reset();
+    if (ex.runtime != ctx_.runtime) {  // a reload landed: route on the new snapshot
+        ex.runtime = ctx_.runtime;
+        ex.routing = ctx_.routing;
+    }
+    ex.upstream_index = ex.runtime->listener_upstream[listener_];
+    ex.upstream = &ex.runtime->upstreams[ex.upstream_index];
+    const RequestHead& req = ex.request.get();
+    affinity::RouteInput in{req.target(), {}, client_ip_};
+    if (auto c = req.find(bhttp::field::cookie); c != req.end()) in.cookie_header = c->value();
     std::array<const upstream::Backend*, 16> tried{};
     std::size_t tried_count = 0;
     errc last = errc::no_server;
     const int attempts = 1 + std::max(0, ex.upstream->config->retries);
     for (int attempt = 0; attempt < attempts; ++attempt) {
-        auto& picker = ctx_.pickers[ex.upstream_index];
-        const auto* pick = picker.pick(ex.upstream->backends,
-                                       std::span<const upstream::Backend* const>(tried.data(),
-                                                                                 tried_count));
-        if (!pick) co_return last;
-        std::shared_ptr<upstream::Backend> backend = *pick;
+        const auto d = ctx_.router.route(
+            *ex.runtime, ex.upstream_index, *ex.routing, ctx_.pickers[ex.upstream_index], in,
+            std::span<const upstream::Backend* const>(tried.data(), tried_count));
+        if (d.unknown_sid) co_return errc::session_unknown;
+        if (!d.backend) co_return last;
+        std::shared_ptr<upstream::Backend> backend = d.backend;
+        ex.learn_sid = d.learn_sid;
+        ex.set_cookie = d.set_cookie;
         ex.active = upstream::ActiveGuard(backend);
         if (!fresh_only) ex.conn = ctx_.pool.take_idle(*backend);
         if (ex.conn) {
@@ -293,10 +335,6 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
                   "': connect failed: " + ec.message());
     }
     co_return last;
-}
-
-RelayEnv ClientSession::client_env(const config::Config& cfg) {
-    return RelayEnv{ctx_.buffers, cfg.timeouts.idle, cfg.timeouts.idle};
 }
 
 awaitable<RelayStatus> ClientSession::send_request(Exchange& ex) {
@@ -334,13 +372,18 @@ awaitable<Outcome> ClientSession::respond(Exchange& ex) {
     ex.close = ex.close || rw.body == Framing::until_close;
     rw.close = ex.close;
     rw.keep_alive_header = !ex.close && version == 10;
+    rw.extra = ex.set_cookie;
     head_.clear();
     write_response_head(head, version, rw, head_);
+    std::optional<SidLearner> learner;
+    if (ex.learn_sid && ex.status == 200)
+        learner.emplace(ctx_.router, ex.runtime, *ex.upstream, ex.conn->backend);
     const bool upstream_reusable = res.keep_alive() && !res.need_eof();
     bool started = false;
     RelayEnv env{ctx_.buffers, ex.cfg().timeouts.upstream_response, ex.cfg().timeouts.idle};
     const RelayStatus st = co_await relay_body(ex.conn->stream, ex.conn->buffer, res, stream_,
-                                               head_, rw.body, env, started);
+                                               head_, rw.body, env, started,
+                                               learner ? &*learner : nullptr);
     ex.bytes_sent = st.body_bytes;
     if (st.failed_side != RelaySide::none) co_return Outcome::close;
     if (upstream_reusable && res.is_done()) {
@@ -355,6 +398,7 @@ awaitable<Outcome> ClientSession::respond(Exchange& ex) {
 awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
     ResponseRewrite rw;
     rw.upgrade = true;
+    rw.extra = ex.set_cookie;
     head_.clear();
     write_response_head(ex.response->get(), 11, rw, head_);
     stream_.expires_after(ex.cfg().timeouts.idle);
@@ -364,6 +408,10 @@ awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
                           beast::buffers_to_string(buffer_.data()),
                           beast::buffers_to_string(ex.conn->buffer.data())};
     buffer_.consume(buffer_.size());
+    if (ex.learn_sid) {
+        tunnel_learner_.emplace(ctx_.router, ex.runtime, *ex.upstream, ex.conn->backend);
+        setup.first_frame_inspector = &*tunnel_learner_;
+    }
     tunnel_.emplace(std::move(setup));
     tunnel_guard_ = std::move(ex.active);
     co_return Outcome::tunnel;
@@ -379,6 +427,7 @@ awaitable<void> ClientSession::run_tunnel() {
     const ws::TunnelStats st = co_await ws::run_tunnel(std::move(*tunnel_), tctx);
     tunnel_.reset();
     tunnel_guard_.reset();
+    tunnel_learner_.reset();
     ctx_.stats.frames_to_server += st.frames_to_server;
     ctx_.stats.frames_to_client += st.frames_to_client;
 }
@@ -392,6 +441,18 @@ awaitable<void> ClientSession::send_error(Exchange* ex, errc e) {
     head_.clear();
     write_error_response(e, request_id_, true, head_);
     stream_.expires_after(ctx_.runtime->config->timeouts.idle);
+    co_await asio::async_write(stream_, asio::buffer(head_), use_tuple);
+}
+
+awaitable<void> ClientSession::send_unknown_sid(Exchange& ex) {
+    ex.status = 400;
+    ex.close = true;
+    std::string_view origin;
+    const RequestHead& req = ex.request.get();
+    if (auto o = req.find(bhttp::field::origin); o != req.end()) origin = o->value();
+    head_.clear();
+    write_engineio_unknown_sid(request_id_, origin, head_);
+    stream_.expires_after(ex.cfg().timeouts.idle);
     co_await asio::async_write(stream_, asio::buffer(head_), use_tuple);
 }
 

@@ -15,15 +15,17 @@ constexpr unsigned kSweepEveryTicks = 10;
 }  // namespace
 
 Worker::Worker(std::size_t index, std::shared_ptr<const upstream::Runtime> runtime,
+               std::shared_ptr<const affinity::RoutingTables> routing,
                const std::vector<asio::ip::tcp::endpoint>& endpoints,
-               http::AccessLogWriter* log_writer, ProcessCounters& counters)
+               http::AccessLogWriter* log_writer, affinity::LocalTable& table,
+               ProcessCounters& counters)
     : index_(index),
       io_(std::make_unique<asio::io_context>(1)),
-      ctx_(io_->get_executor(), runtime->config->limits.buffer_size, log_writer,
+      ctx_(io_->get_executor(), runtime->config->limits.buffer_size, log_writer, table,
            0x7e7e7e7e ^ (index * 0x9e3779b97f4a7c15ull) ^
                static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())),
       tick_(*io_) {
-    ctx_.install(std::move(runtime));
+    ctx_.install(std::move(runtime), std::move(routing));
     for (std::size_t i = 0; i < endpoints.size(); ++i)
         listeners_.push_back(std::make_unique<Listener>(*io_, endpoints[i], i, ctx_, counters));
 }
@@ -91,8 +93,11 @@ void Worker::begin_stop(Clock::time_point spread_end, Clock::time_point deadline
     });
 }
 
-void Worker::install(std::shared_ptr<const upstream::Runtime> runtime) {
-    asio::post(*io_, [this, rt = std::move(runtime)]() mutable { ctx_.install(std::move(rt)); });
+void Worker::install(std::shared_ptr<const upstream::Runtime> runtime,
+                     std::shared_ptr<const affinity::RoutingTables> routing) {
+    asio::post(*io_, [this, rt = std::move(runtime), r = std::move(routing)]() mutable {
+        ctx_.install(std::move(rt), std::move(r));
+    });
 }
 
 void Worker::halt() {

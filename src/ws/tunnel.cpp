@@ -99,6 +99,9 @@ private:
 
     /// Forwards bytes already read by the HTTP layer, then pumps.
     awaitable<void> pump(Direction& d, std::string& leftover) {
+        if (d.to_client && setup_.first_frame_inspector) {
+            if (!co_await hold_first_frame(d, leftover)) co_return abort();
+        }
         if (!leftover.empty()) {
             d.tracker.feed(reinterpret_cast<const unsigned char*>(leftover.data()),
                            leftover.size());
@@ -107,6 +110,42 @@ private:
             if (!ok) co_return abort();
         }
         co_await pump_loop(d);
+    }
+
+    /// Reads until the server's first frame is complete (at most
+    /// OpenPacket-sized: kMaxFirstFrame bytes), lets the inspector see its
+    /// payload, and leaves the bytes in `held` to be forwarded as usual.
+    awaitable<bool> hold_first_frame(Direction& d, std::string& held) {
+        static constexpr std::size_t kMaxFirstFrame = 4096;
+        for (;;) {
+            FrameTracker probe;
+            const std::size_t end = probe.feed(
+                reinterpret_cast<const unsigned char*>(held.data()), held.size(), true);
+            if (probe.frames() > 0) {
+                co_await setup_.first_frame_inspector->inspect(frame_payload(held, end));
+                co_return true;
+            }
+            if (held.size() >= kMaxFirstFrame) co_return true;
+            auto [wec] = co_await d.src->async_wait(tcp::socket::wait_read, use_tuple);
+            if (wec) co_return false;
+            char tmp[kMaxFirstFrame];
+            boost::system::error_code ec;
+            const std::size_t n =
+                d.src->read_some(asio::buffer(tmp, kMaxFirstFrame - held.size()), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+            if (ec) co_return !held.empty();  // forward what came, then the pump sees the end
+            held.append(tmp, n);
+        }
+    }
+
+    /// The payload of the unmasked frame held[0, end).
+    static std::string_view frame_payload(const std::string& held, std::size_t end) {
+        const auto* b = reinterpret_cast<const unsigned char*>(held.data());
+        const unsigned len7 = b[1] & 0x7f;
+        std::size_t header = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
+        if (b[1] & 0x80) header += 4;  // a masked server frame is a protocol error; skip it
+        if ((b[0] & 0x0f) != 0x1 || (b[1] & 0x80) || header > end) return {};
+        return std::string_view(held.data() + header, end - header);
     }
 
     /// One step per readiness: read what is there into a borrowed buffer and

@@ -144,6 +144,7 @@ struct Limits {
     std::size_t max_header_size = 16 * 1024;
     std::size_t max_body_size = 1024 * 1024;
     std::size_t buffer_size = 16 * 1024;  ///< tether extension: one relay buffer
+    std::size_t affinity_entries = 1'000'000;  ///< tether extension: local table bound
     std::optional<RateLimit> rate;
 };
 

@@ -17,6 +17,7 @@ enum class errc {
     upstream_timeout,    ///< no response head within timeouts.upstream_response -> 504
     client_timeout,      ///< the client was too slow (head or body) -> 408
     upgrade_required,    ///< bad WebSocket version -> 426
+    session_unknown,     ///< Engine.IO sid bound to a dead server -> 400 (Engine.IO body)
 };
 
 /// The HTTP status sent to the client for `e` (200 for errc::ok).

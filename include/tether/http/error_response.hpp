@@ -12,4 +12,11 @@ namespace tether::http {
 /// Appends a complete HTTP/1.1 error response for `e` to `out`.
 void write_error_response(errc e, std::string_view request_id, bool close, std::string& out);
 
+/// Appends Engine.IO's own answer to a request whose session does not exist
+/// (HTTP 400, {"code":1,"message":"Session ID unknown"}), with the CORS
+/// headers engine.io sends when the request had an Origin, so a browser
+/// client reads it and makes a new handshake at once.
+void write_engineio_unknown_sid(std::string_view request_id, std::string_view origin,
+                                std::string& out);
+
 }  // namespace tether::http

@@ -13,6 +13,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include "tether/affinity/router.hpp"
 #include "tether/balance/picker.hpp"
 #include "tether/core/buffer_pool.hpp"
 #include "tether/core/connection_registry.hpp"
@@ -37,12 +38,19 @@ struct WorkerStats {
 
 struct ProxyContext {
     ProxyContext(boost::asio::any_io_executor ex, std::size_t buffer_size,
-                 AccessLogWriter* log_writer, std::uint64_t seed)
-        : executor(ex), buffers(buffer_size, 256), pool(ex), access_log(log_writer), rng(seed) {}
+                 AccessLogWriter* log_writer, affinity::LocalTable& table, std::uint64_t seed)
+        : executor(ex),
+          buffers(buffer_size, 256),
+          pool(ex),
+          router(table),
+          access_log(log_writer),
+          rng(seed) {}
 
     /// Installs a new routing snapshot (start-up and reload).
-    void install(std::shared_ptr<const upstream::Runtime> rt) {
+    void install(std::shared_ptr<const upstream::Runtime> rt,
+                 std::shared_ptr<const affinity::RoutingTables> tables) {
         runtime = std::move(rt);
+        routing = std::move(tables);
         pickers.clear();
         for (const auto& u : runtime->upstreams)
             pickers.emplace_back(u.config->balance, rng.next());
@@ -50,9 +58,11 @@ struct ProxyContext {
 
     boost::asio::any_io_executor executor;
     std::shared_ptr<const upstream::Runtime> runtime;
+    std::shared_ptr<const affinity::RoutingTables> routing;  ///< built with runtime
     std::vector<balance::Picker> pickers;  ///< by upstream index in runtime
     BufferPool buffers;
     UpstreamPool pool;
+    affinity::Router router;
     ConnectionRegistry registry;
     AccessLogBuffer access_log;
     Rng rng;

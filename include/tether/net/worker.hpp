@@ -25,8 +25,10 @@ class Worker {
 public:
     /// Binds this worker's acceptors on `endpoints` (one per listen entry).
     Worker(std::size_t index, std::shared_ptr<const upstream::Runtime> runtime,
+           std::shared_ptr<const affinity::RoutingTables> routing,
            const std::vector<boost::asio::ip::tcp::endpoint>& endpoints,
-           http::AccessLogWriter* log_writer, ProcessCounters& counters);
+           http::AccessLogWriter* log_writer, affinity::LocalTable& table,
+           ProcessCounters& counters);
     ~Worker();
 
     void start();
@@ -34,7 +36,8 @@ public:
     /// tunnels spread until `spread_end`, everything by `deadline`.
     void begin_stop(Clock::time_point spread_end, Clock::time_point deadline);
     /// Installs a new routing snapshot for new requests.
-    void install(std::shared_ptr<const upstream::Runtime> runtime);
+    void install(std::shared_ptr<const upstream::Runtime> runtime,
+                 std::shared_ptr<const affinity::RoutingTables> routing);
     /// True once stopping and no connection is left.
     bool drained() const { return drained_.load(std::memory_order_acquire); }
     /// Stops the event loop at once and joins the thread.

@@ -24,6 +24,7 @@
 
 #include "tether/core/buffer_pool.hpp"
 #include "tether/core/connection_registry.hpp"
+#include "tether/core/stream_inspector.hpp"
 
 namespace tether::ws {
 
@@ -32,6 +33,9 @@ struct TunnelSetup {
     boost::asio::ip::tcp::socket server;
     std::string to_server;  ///< bytes the client sent after the upgrade request
     std::string to_client;  ///< bytes the server sent after its 101 head
+    /// Sees the payload of the server's first frame before it is forwarded
+    /// (the Engine.IO open packet of a websocket-only handshake).
+    StreamInspector* first_frame_inspector = nullptr;
 };
 
 struct TunnelContext {

@@ -1,8 +1,8 @@
 // parse_duration / parse_size (core/units.hpp): the unit grammar every config key relies on.
 // Lives with the config tests because the config loader is its only caller.
-#include <gtest/gtest.h>
-
 #include "tether/core/units.hpp"
+
+#include <gtest/gtest.h>
 
 namespace tether {
 namespace {
@@ -34,8 +34,8 @@ TEST(ParseDuration, RejectsUnknownUnitMissingUnitAndNegative) {
 
 TEST(ParseDuration, OverflowIsRejected) {
     EXPECT_EQ(parse_duration("99999999999999999999ms"), std::nullopt);  // > uint64
-    EXPECT_EQ(parse_duration("999999999999999d"), std::nullopt);       // product > int64
-    EXPECT_TRUE(parse_duration("106751991167d").has_value());          // still fits int64 ms
+    EXPECT_EQ(parse_duration("999999999999999d"), std::nullopt);        // product > int64
+    EXPECT_TRUE(parse_duration("106751991167d").has_value());           // still fits int64 ms
 }
 
 TEST(ParseSize, SuffixesEitherCase) {

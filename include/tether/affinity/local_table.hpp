@@ -1,0 +1,76 @@
+// The in-process affinity table: key -> server name, shared by all workers.
+//
+// Sharded (kShards buckets, each a mutex held for one map operation, so no
+// global lock and little contention); bounded (at most max_entries, the
+// least recently used entry of a full shard is evicted); entries expire
+// `ttl` after their last use (refreshed on every hit). Keys follow the Redis
+// layout without the prefix: "{upstream}:{mode}:{key}".
+// Threading: safe from any thread.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "tether/core/connection_registry.hpp"
+
+namespace tether::affinity {
+
+class LocalTable {
+public:
+    static constexpr std::size_t kShards = 64;
+
+    explicit LocalTable(std::size_t max_entries);
+
+    /// The server bound to `key`, refreshing its expiry to now + ttl.
+    std::optional<std::string> get(std::string_view key, Clock::time_point now,
+                                   std::chrono::milliseconds ttl);
+    /// Binds `key` to `server` unless a live binding exists; returns the
+    /// server bound afterwards (ours, or the one that was there).
+    std::string put_if_absent(std::string_view key, std::string_view server,
+                              Clock::time_point now, std::chrono::milliseconds ttl);
+    /// Binds `key` to `server`, replacing any binding.
+    void put(std::string_view key, std::string_view server, Clock::time_point now,
+             std::chrono::milliseconds ttl);
+    void erase(std::string_view key);
+    /// Removes every binding whose key starts with `prefix` and value is `server`.
+    std::size_t erase_server(std::string_view prefix, std::string_view server);
+    std::size_t size() const;
+    /// Live bindings under `prefix` ("{upstream}:").
+    std::size_t count_prefix(std::string_view prefix) const;
+
+private:
+    struct Entry;
+    using Lru = std::list<std::string>;  // keys, most recently used at the front
+    struct StringHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const {
+            return std::hash<std::string_view>{}(s);
+        }
+    };
+    struct Entry {
+        std::string server;
+        Clock::time_point expires;
+        Lru::iterator lru;
+    };
+    struct Shard {
+        mutable std::mutex mutex;
+        std::unordered_map<std::string, Entry, StringHash, std::equal_to<>> map;
+        Lru lru;
+    };
+
+    Shard& shard_for(std::string_view key);
+    void insert_locked(Shard& s, std::string_view key, std::string_view server,
+                       Clock::time_point expires);
+
+    std::size_t per_shard_max_;
+    std::array<Shard, kShards> shards_;
+};
+
+}  // namespace tether::affinity

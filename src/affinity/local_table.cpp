@@ -1,0 +1,112 @@
+// Sharded LRU+TTL affinity table; see local_table.hpp.
+#include "tether/affinity/local_table.hpp"
+
+#include "tether/core/hash.hpp"
+
+namespace tether::affinity {
+
+LocalTable::LocalTable(std::size_t max_entries)
+    : per_shard_max_(std::max<std::size_t>(1, (max_entries + kShards - 1) / kShards)) {}
+
+LocalTable::Shard& LocalTable::shard_for(std::string_view key) {
+    return shards_[mix64(std::hash<std::string_view>{}(key)) % kShards];
+}
+
+void LocalTable::insert_locked(Shard& s, std::string_view key, std::string_view server,
+                               Clock::time_point expires) {
+    while (s.map.size() >= per_shard_max_ && !s.lru.empty()) {
+        s.map.erase(s.lru.back());
+        s.lru.pop_back();
+    }
+    s.lru.emplace_front(key);
+    s.map.emplace(std::string(key), Entry{std::string(server), expires, s.lru.begin()});
+}
+
+std::optional<std::string> LocalTable::get(std::string_view key, Clock::time_point now,
+                                           std::chrono::milliseconds ttl) {
+    Shard& s = shard_for(key);
+    std::lock_guard lock(s.mutex);
+    auto it = s.map.find(key);
+    if (it == s.map.end()) return std::nullopt;
+    if (it->second.expires <= now) {
+        s.lru.erase(it->second.lru);
+        s.map.erase(it);
+        return std::nullopt;
+    }
+    it->second.expires = now + ttl;
+    s.lru.splice(s.lru.begin(), s.lru, it->second.lru);
+    return it->second.server;
+}
+
+std::string LocalTable::put_if_absent(std::string_view key, std::string_view server,
+                                      Clock::time_point now, std::chrono::milliseconds ttl) {
+    Shard& s = shard_for(key);
+    std::lock_guard lock(s.mutex);
+    auto it = s.map.find(key);
+    if (it != s.map.end() && it->second.expires > now) return it->second.server;
+    if (it != s.map.end()) {
+        s.lru.erase(it->second.lru);
+        s.map.erase(it);
+    }
+    insert_locked(s, key, server, now + ttl);
+    return std::string(server);
+}
+
+void LocalTable::put(std::string_view key, std::string_view server, Clock::time_point now,
+                     std::chrono::milliseconds ttl) {
+    Shard& s = shard_for(key);
+    std::lock_guard lock(s.mutex);
+    if (auto it = s.map.find(key); it != s.map.end()) {
+        it->second.server.assign(server);
+        it->second.expires = now + ttl;
+        s.lru.splice(s.lru.begin(), s.lru, it->second.lru);
+        return;
+    }
+    insert_locked(s, key, server, now + ttl);
+}
+
+void LocalTable::erase(std::string_view key) {
+    Shard& s = shard_for(key);
+    std::lock_guard lock(s.mutex);
+    if (auto it = s.map.find(key); it != s.map.end()) {
+        s.lru.erase(it->second.lru);
+        s.map.erase(it);
+    }
+}
+
+std::size_t LocalTable::erase_server(std::string_view prefix, std::string_view server) {
+    std::size_t n = 0;
+    for (auto& s : shards_) {
+        std::lock_guard lock(s.mutex);
+        for (auto it = s.map.begin(); it != s.map.end();) {
+            if (it->first.starts_with(prefix) && it->second.server == server) {
+                s.lru.erase(it->second.lru);
+                it = s.map.erase(it);
+                ++n;
+            } else {
+                ++it;
+            }
+        }
+    }
+    return n;
+}
+
+std::size_t LocalTable::size() const {
+    std::size_t n = 0;
+    for (const auto& s : shards_) {
+        std::lock_guard lock(s.mutex);
+        n += s.map.size();
+    }
+    return n;
+}
+
+std::size_t LocalTable::count_prefix(std::string_view prefix) const {
+    std::size_t n = 0;
+    for (const auto& s : shards_) {
+        std::lock_guard lock(s.mutex);
+        for (const auto& [k, e] : s.map) n += k.starts_with(prefix);
+    }
+    return n;
+}
+
+}  // namespace tether::affinity

@@ -1,0 +1,259 @@
+// Affinity routing; see router.hpp.
+#include "tether/affinity/router.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include <boost/asio/ip/address.hpp>
+
+#include "tether/balance/cookie_token.hpp"
+#include "tether/balance/engineio.hpp"
+#include "tether/core/hash.hpp"
+
+namespace tether::affinity {
+
+namespace {
+
+using upstream::Backend;
+using Exclude = std::span<const Backend* const>;
+
+RouteDecision to_backend(std::shared_ptr<Backend> b) {
+    RouteDecision d;
+    d.backend = std::move(b);
+    return d;
+}
+
+bool excluded(Exclude ex, const Backend* b) { return std::find(ex.begin(), ex.end(), b) != ex.end(); }
+
+/// A bound client may stay on a server that is up, even when draining or full.
+bool keeps_bound(const Backend& b, Exclude ex) { return b.up() && !excluded(ex, &b); }
+
+std::string make_set_cookie(const config::CookieConfig& c, const std::string& token) {
+    std::string line = "Set-Cookie: " + c.name + "=" + token + "; Path=/";
+    if (c.max_age.count() > 0)
+        line += "; Max-Age=" + std::to_string(c.max_age.count() / 1000);
+    if (c.http_only) line += "; HttpOnly";
+    if (c.secure || c.same_site == config::SameSite::none) line += "; Secure";
+    switch (c.same_site) {
+        case config::SameSite::lax: line += "; SameSite=Lax"; break;
+        case config::SameSite::strict: line += "; SameSite=Strict"; break;
+        case config::SameSite::none: line += "; SameSite=None"; break;
+    }
+    return line + "\r\n";
+}
+
+}  // namespace
+
+std::string masked_ip(std::string_view ip, int bits4, int bits6) {
+    boost::system::error_code ec;
+    auto addr = boost::asio::ip::make_address(ip, ec);
+    if (ec) return std::string(ip);
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+        addr = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, addr.to_v6());
+    if (addr.is_v4()) {
+        const std::uint32_t mask = bits4 <= 0 ? 0 : bits4 >= 32 ? ~0u : ~0u << (32 - bits4);
+        return boost::asio::ip::address_v4(addr.to_v4().to_uint() & mask).to_string();
+    }
+    auto bytes = addr.to_v6().to_bytes();
+    for (int i = 0; i < 16; ++i) {
+        const int keep = std::clamp(bits6 - i * 8, 0, 8);
+        bytes[static_cast<std::size_t>(i)] &= static_cast<unsigned char>(0xff00 >> keep);
+    }
+    return boost::asio::ip::address_v6(bytes).to_string();
+}
+
+std::shared_ptr<const RoutingTables> build_routing(const upstream::Runtime& rt,
+                                                   const std::string& process_secret) {
+    auto tables = std::make_shared<RoutingTables>();
+    for (const auto& u : rt.upstreams) {
+        UpstreamRouting r;
+        const auto& cfg = *u.config;
+        r.name = cfg.name;
+        r.secret = cfg.cookie.secret.empty() ? process_secret : cfg.cookie.secret;
+        std::vector<balance::MaglevTable::Member> members;
+        for (std::size_t i = 0; i < u.backends.size(); ++i) {
+            const auto& s = u.backends[i]->server();
+            r.by_name.emplace(s.name, i);
+            const auto id = balance::cookie_server_id(cfg.name, s.name);
+            r.cookie_ids.emplace(id, i);
+            r.set_cookie.push_back(
+                make_set_cookie(cfg.cookie, balance::encode_cookie_token(r.secret, cfg.name, id)));
+            if (s.backup) continue;
+            members.push_back({s.name, s.weight});
+            r.maglev_backend.push_back(i);
+        }
+        if (cfg.affinity == config::Affinity::ip_hash && !members.empty())
+            r.maglev = std::make_unique<balance::MaglevTable>(members);
+        tables->upstreams.push_back(std::move(r));
+    }
+    return tables;
+}
+
+RouteDecision Router::route(const upstream::Runtime& rt, std::size_t ui,
+                            const RoutingTables& tables, balance::Picker& picker,
+                            const RouteInput& in, Exclude exclude) {
+    const auto& u = rt.upstreams[ui];
+    const auto& r = tables.upstreams[ui];
+    switch (u.config->affinity) {
+        case config::Affinity::none: return place(u, picker, exclude);
+        case config::Affinity::ip_hash: return route_ip_hash(u, r, picker, in.client_ip, exclude);
+        case config::Affinity::cookie: return route_cookie(u, r, picker, in.cookie_header, exclude);
+        case config::Affinity::sid: return route_sid(u, r, picker, in, exclude);
+    }
+    return place(u, picker, exclude);
+}
+
+RouteDecision Router::place(const upstream::Upstream& u, balance::Picker& picker, Exclude exclude) {
+    RouteDecision d;
+    const auto* pick = picker.pick(u.backends, exclude);
+    if (pick) d.backend = *pick;
+    else d.error = errc::no_server;
+    return d;
+}
+
+// Walks the Maglev table from the key's slot to the first server that takes
+// new clients and is under its bounded-load cap: ceil(factor% x (total+1) x
+// weight / total weight), the "consistent hashing with bounded loads" of
+// Mirrokni, Thorup and Zadimoghaddam (2018). Falls back to the first
+// eligible server ignoring the cap, so a key is placed whenever one can be.
+int Router::maglev_place(const upstream::Upstream& u, const UpstreamRouting& r,
+                         std::uint64_t hash, Exclude exclude) {
+    long total_active = 0;
+    long total_weight = 0;
+    for (std::size_t bi : r.maglev_backend) {
+        const Backend& b = *u.backends[bi];
+        if (!b.accepts_new() || excluded(exclude, &b)) continue;
+        total_active += b.active();
+        total_weight += b.server().weight;
+    }
+    if (total_weight == 0) return -1;
+    const int factor = u.config->ip_hash.balance_factor;
+    auto eligible = [&](int m) {
+        const Backend& b = *u.backends[r.maglev_backend[static_cast<std::size_t>(m)]];
+        return b.accepts_new() && !excluded(exclude, &b);
+    };
+    auto under_cap = [&](int m) {
+        if (!eligible(m)) return false;
+        if (factor <= 0) return true;
+        const Backend& b = *u.backends[r.maglev_backend[static_cast<std::size_t>(m)]];
+        const double cap = std::ceil(factor / 100.0 * static_cast<double>(total_active + 1) *
+                                     b.server().weight / static_cast<double>(total_weight));
+        return b.active() < cap;
+    };
+    int m = r.maglev->lookup(hash, under_cap);
+    if (m < 0) m = r.maglev->lookup(hash, eligible);
+    return m < 0 ? -1 : static_cast<int>(r.maglev_backend[static_cast<std::size_t>(m)]);
+}
+
+RouteDecision Router::route_ip_hash(const upstream::Upstream& u, const UpstreamRouting& r,
+                                    balance::Picker& picker, std::string_view client_ip,
+                                    Exclude exclude) {
+    const auto& cfg = u.config->ip_hash;
+    const std::string masked = masked_ip(client_ip, cfg.prefix_v4, cfg.prefix_v6);
+    key_.assign(r.name).append(":ip_hash:").append(masked);
+    const auto now = Clock::now();
+    const auto ttl = u.config->affinity_ttl;
+    bool rebind = false;
+    if (auto bound = table_.get(key_, now, ttl)) {
+        if (auto it = r.by_name.find(*bound); it != r.by_name.end()) {
+            const auto& b = u.backends[it->second];
+            if (keeps_bound(*b, exclude)) {
+                ++stats_.local_hits;
+                return to_backend(b);
+            }
+        }
+        rebind = true;
+        ++stats_.rebinds;
+    } else {
+        ++stats_.misses;
+    }
+    if (!r.maglev) return place(u, picker, exclude);
+    const int bi = maglev_place(u, r, stable_hash(masked, 0x69706861736800ull), exclude);
+    if (bi < 0) return place(u, picker, exclude);  // no primary: backups by balance
+    const auto& chosen = u.backends[static_cast<std::size_t>(bi)];
+    if (rebind) {
+        table_.put(key_, chosen->name(), now, ttl);
+        return to_backend(chosen);
+    }
+    const std::string holder = table_.put_if_absent(key_, chosen->name(), now, ttl);
+    if (holder != chosen->name())
+        if (auto it = r.by_name.find(holder); it != r.by_name.end())
+            if (keeps_bound(*u.backends[it->second], exclude)) return to_backend(u.backends[it->second]);
+    return to_backend(chosen);
+}
+
+RouteDecision Router::route_cookie(const upstream::Upstream& u, const UpstreamRouting& r,
+                                   balance::Picker& picker, std::string_view cookie_header,
+                                   Exclude exclude) {
+    const std::string_view token = balance::find_cookie(cookie_header, u.config->cookie.name);
+    if (!token.empty()) {
+        const auto id = balance::decode_cookie_token(r.secret, r.name, token);
+        const auto it = id ? r.cookie_ids.find(*id) : r.cookie_ids.end();
+        if (it != r.cookie_ids.end() && keeps_bound(*u.backends[it->second], exclude)) {
+            ++stats_.local_hits;
+            return to_backend(u.backends[it->second]);
+        }
+        if (it == r.cookie_ids.end()) ++stats_.bad_cookies;
+        else ++stats_.rebinds;
+    } else {
+        ++stats_.misses;
+    }
+    RouteDecision d = place(u, picker, exclude);
+    if (d.backend) d.set_cookie = r.set_cookie[r.by_name.at(d.backend->name())];
+    return d;
+}
+
+RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouting& r,
+                                balance::Picker& picker, const RouteInput& in, Exclude exclude) {
+    const auto& sc = u.config->sid;
+    if (!balance::path_under(in.target, sc.path)) return place(u, picker, exclude);
+    const auto sid = balance::query_param(in.target, sc.param);
+    if (!sid || sid->empty()) {  // a handshake
+        RouteDecision d = place(u, picker, exclude);
+        d.learn_sid = d.backend != nullptr;
+        if (d.backend && sc.fallback_cookie)
+            d.set_cookie = r.set_cookie[r.by_name.at(d.backend->name())];
+        return d;
+    }
+    key_.assign(r.name).append(":sid:").append(*sid);
+    const auto now = Clock::now();
+    const auto ttl = u.config->affinity_ttl;
+    if (auto bound = table_.get(key_, now, ttl)) {
+        auto it = r.by_name.find(*bound);
+        if (it != r.by_name.end() && keeps_bound(*u.backends[it->second], exclude)) {
+            ++stats_.local_hits;
+            return to_backend(u.backends[it->second]);
+        }
+        // Bound to a dead or removed server: the session is gone with it.
+        table_.erase(key_);
+        ++stats_.rebinds;
+        ++stats_.unknown_sids;
+        RouteDecision d;
+        d.unknown_sid = true;
+        return d;
+    }
+    ++stats_.misses;
+    if (sc.fallback_cookie) {
+        const std::string_view token = balance::find_cookie(in.cookie_header, u.config->cookie.name);
+        const auto id = token.empty() ? std::nullopt
+                                      : balance::decode_cookie_token(r.secret, r.name, token);
+        if (auto it = id ? r.cookie_ids.find(*id) : r.cookie_ids.end(); it != r.cookie_ids.end()) {
+            const auto& b = u.backends[it->second];
+            if (keeps_bound(*b, exclude)) {
+                table_.put(key_, b->name(), now, ttl);
+                return to_backend(b);
+            }
+        } else if (!token.empty()) {
+            ++stats_.bad_cookies;
+        }
+    }
+    return place(u, picker, exclude);
+}
+
+void Router::bind_sid(const upstream::Upstream& u, std::string_view sid, std::string_view server) {
+    key_.assign(u.config->name).append(":sid:").append(sid);
+    table_.put(key_, server, Clock::now(), u.config->affinity_ttl);
+    ++stats_.sids_learnt;
+}
+
+}  // namespace tether::affinity

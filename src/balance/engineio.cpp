@@ -1,0 +1,111 @@
+// Engine.IO sid extraction; see engineio.hpp.
+#include "tether/balance/engineio.hpp"
+
+namespace tether::balance {
+
+namespace {
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+std::string percent_decode(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
+            hex_value(s[i + 2]) >= 0) {
+            out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
+            i += 2;
+        } else if (s[i] == '+') {
+            out.push_back(' ');
+        } else {
+            out.push_back(s[i]);
+        }
+    }
+    return out;
+}
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+}  // namespace
+
+std::optional<std::string> query_param(std::string_view target, std::string_view name) {
+    const auto q = target.find('?');
+    if (q == std::string_view::npos) return std::nullopt;
+    std::string_view query = target.substr(q + 1);
+    if (auto hash = query.find('#'); hash != std::string_view::npos) query = query.substr(0, hash);
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const std::string_view pair = query.substr(0, amp);
+        const auto eq = pair.find('=');
+        if (pair.substr(0, eq) == name)
+            return percent_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
+    }
+    return std::nullopt;
+}
+
+bool path_under(std::string_view target, std::string_view prefix) {
+    std::string_view path = target.substr(0, target.find('?'));
+    if (path.starts_with(prefix)) return true;
+    return !prefix.empty() && prefix.back() == '/' && path == prefix.substr(0, prefix.size() - 1);
+}
+
+OpenPacketParser::State OpenPacketParser::feed(std::string_view bytes) {
+    if (state_ != State::need_more) return state_;
+    const std::size_t room = kMaxOpenPacket - buf_.size();
+    buf_.append(bytes.substr(0, room));
+    state_ = parse();
+    if (state_ == State::need_more && buf_.size() >= kMaxOpenPacket) state_ = State::not_open;
+    if (state_ != State::need_more) std::string().swap(buf_);
+    return state_;
+}
+
+// Skips the EIO=3 payload framing, checks the packet is an open packet
+// ('0' then a JSON object) and reads the "sid" string member.
+OpenPacketParser::State OpenPacketParser::parse() {
+    std::string_view s = buf_;
+    std::size_t i = 0;
+    if (!s.empty() && (s[0] == '\x00' || s[0] == '\x01')) {  // EIO=3 binary payload framing
+        i = 1;
+        while (i < s.size() && static_cast<unsigned char>(s[i]) <= 9) ++i;
+        if (i == s.size()) return State::need_more;
+        if (static_cast<unsigned char>(s[i]) != 0xff) return State::not_open;
+        ++i;
+    } else if (!s.empty() && is_digit(s[0]) && s[0] != '0') {  // EIO=3 text: "96:0{..."
+        while (i < s.size() && is_digit(s[i])) ++i;
+        if (i == s.size()) return State::need_more;
+        if (s[i] != ':') return State::not_open;
+        ++i;
+    } else if (s.size() >= 2 && s[0] == '0' && is_digit(s[1])) {
+        return State::not_open;
+    }
+    if (i + 2 > s.size()) return State::need_more;
+    if (s[i] != '0' || s[i + 1] != '{') return State::not_open;
+    const auto key = s.find("\"sid\"", i);
+    if (key == std::string_view::npos) return State::need_more;
+    std::size_t j = key + 5;
+    while (j < s.size() && (s[j] == ' ' || s[j] == ':' || s[j] == '\t')) ++j;
+    if (j >= s.size()) return State::need_more;
+    if (s[j] != '"') return State::not_open;
+    std::string sid;
+    for (++j; j < s.size(); ++j) {
+        if (s[j] == '"') {
+            if (sid.empty()) return State::not_open;
+            sid_ = std::move(sid);
+            return State::found;
+        }
+        if (s[j] == '\\') {
+            if (++j >= s.size()) return State::need_more;
+        }
+        sid.push_back(s[j]);
+    }
+    return State::need_more;
+}
+
+}  // namespace tether::balance
