@@ -89,11 +89,18 @@ std::shared_ptr<const RoutingTables> build_routing(const upstream::Runtime& rt,
     return tables;
 }
 
+RouterStats& Router::counters(std::string_view upstream) {
+    auto it = stats_.find(upstream);
+    if (it == stats_.end()) it = stats_.emplace(std::string(upstream), RouterStats{}).first;
+    return it->second;
+}
+
 RouteDecision Router::route(const upstream::Runtime& rt, std::size_t ui,
                             const RoutingTables& tables, balance::Picker& picker,
                             const RouteInput& in, Exclude exclude) {
     const auto& u = rt.upstreams[ui];
     const auto& r = tables.upstreams[ui];
+    current_ = &counters(r.name);
     switch (u.config->affinity) {
         case config::Affinity::none: return place(u, picker, exclude);
         case config::Affinity::ip_hash: return route_ip_hash(u, r, picker, in.client_ip, exclude);
@@ -158,14 +165,14 @@ RouteDecision Router::route_ip_hash(const upstream::Upstream& u, const UpstreamR
         if (auto it = r.by_name.find(*bound); it != r.by_name.end()) {
             const auto& b = u.backends[it->second];
             if (keeps_bound(*b, exclude)) {
-                ++stats_.local_hits;
+                ++current_->local_hits;
                 return to_backend(b);
             }
         }
         rebind = true;
-        ++stats_.rebinds;
+        ++current_->rebinds;
     } else {
-        ++stats_.misses;
+        ++current_->misses;
     }
     if (!r.maglev) return place(u, picker, exclude);
     const int bi = maglev_place(u, r, stable_hash(masked, 0x69706861736800ull), exclude);
@@ -190,13 +197,13 @@ RouteDecision Router::route_cookie(const upstream::Upstream& u, const UpstreamRo
         const auto id = balance::decode_cookie_token(r.secret, r.name, token);
         const auto it = id ? r.cookie_ids.find(*id) : r.cookie_ids.end();
         if (it != r.cookie_ids.end() && keeps_bound(*u.backends[it->second], exclude)) {
-            ++stats_.local_hits;
+            ++current_->local_hits;
             return to_backend(u.backends[it->second]);
         }
-        if (it == r.cookie_ids.end()) ++stats_.bad_cookies;
-        else ++stats_.rebinds;
+        if (it == r.cookie_ids.end()) ++current_->bad_cookies;
+        else ++current_->rebinds;
     } else {
-        ++stats_.misses;
+        ++current_->misses;
     }
     RouteDecision d = place(u, picker, exclude);
     if (d.backend) d.set_cookie = r.set_cookie[r.by_name.at(d.backend->name())];
@@ -221,18 +228,18 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
     if (auto bound = table_.get(key_, now, ttl)) {
         auto it = r.by_name.find(*bound);
         if (it != r.by_name.end() && keeps_bound(*u.backends[it->second], exclude)) {
-            ++stats_.local_hits;
+            ++current_->local_hits;
             return to_backend(u.backends[it->second]);
         }
         // Bound to a dead or removed server: the session is gone with it.
         table_.erase(key_);
-        ++stats_.rebinds;
-        ++stats_.unknown_sids;
+        ++current_->rebinds;
+        ++current_->unknown_sids;
         RouteDecision d;
         d.unknown_sid = true;
         return d;
     }
-    ++stats_.misses;
+    ++current_->misses;
     if (sc.fallback_cookie) {
         const std::string_view token = balance::find_cookie(in.cookie_header, u.config->cookie.name);
         const auto id = token.empty() ? std::nullopt
@@ -244,7 +251,7 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
                 return to_backend(b);
             }
         } else if (!token.empty()) {
-            ++stats_.bad_cookies;
+            ++current_->bad_cookies;
         }
     }
     return place(u, picker, exclude);
@@ -253,7 +260,8 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
 void Router::bind_sid(const upstream::Upstream& u, std::string_view sid, std::string_view server) {
     key_.assign(u.config->name).append(":sid:").append(sid);
     table_.put(key_, server, Clock::now(), u.config->affinity_ttl);
-    ++stats_.sids_learnt;
+    current_ = &counters(u.config->name);
+    ++current_->sids_learnt;
 }
 
 }  // namespace tether::affinity

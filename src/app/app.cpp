@@ -4,7 +4,9 @@
 #include <openssl/rand.h>
 #include <sys/resource.h>
 
+#include <atomic>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
@@ -12,6 +14,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "app/admin_views.hpp"
+#include "tether/admin/admin_server.hpp"
 #include "tether/config/loader.hpp"
 #include "tether/core/log.hpp"
 #include "tether/http/access_log.hpp"
@@ -26,6 +30,7 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr std::chrono::milliseconds kStopPoll{20};
+constexpr std::chrono::milliseconds kSnapshotTimeout{1000};
 
 // The key of cookies when cookie.secret is empty: random per process.
 std::string random_secret() {
@@ -93,6 +98,7 @@ public:
                 workers_.push_back(std::make_unique<net::Worker>(
                     static_cast<std::size_t>(i), runtime_, routing_, endpoints, log_writer_.get(),
                     *table_, counters_));
+            start_admin();
         } catch (const std::exception& e) {
             log::error(std::string("cannot start: ") + e.what());
             return 1;
@@ -101,6 +107,7 @@ public:
         announce();
         wait_signal();
         io_.run();
+        if (admin_) admin_->stop();
         workers_.clear();
         log_writer_.reset();
         log::info("stopped");
@@ -108,6 +115,53 @@ public:
     }
 
 private:
+    std::shared_ptr<const upstream::Runtime> current_runtime() {
+        std::lock_guard lock(runtime_mutex_);
+        return runtime_;
+    }
+
+    std::vector<net::Worker::Snapshot> snapshots() {
+        std::vector<net::Worker::Snapshot> out;
+        for (auto& w : workers_)
+            if (auto s = w->snapshot(kSnapshotTimeout)) out.push_back(std::move(*s));
+        return out;
+    }
+
+    void start_admin() {
+        if (!config_->admin.enabled) return;
+        admin::Handlers h;
+        h.metrics = [this] {
+            auto rt = current_runtime();
+            const auto snaps = snapshots();
+            return render_metrics(AdminView{*rt, snaps, *table_, stopping_.load()});
+        };
+        h.status = [this] {
+            auto rt = current_runtime();
+            const auto snaps = snapshots();
+            return render_status(AdminView{*rt, snaps, *table_, stopping_.load()});
+        };
+        h.ready = [this] { return is_ready(*current_runtime(), stopping_.load()); };
+        h.set_drain = [this](std::string_view u, std::string_view s, bool drain) {
+            auto rt = current_runtime();
+            const auto* up = rt->find(std::string(u));
+            if (!up) return false;
+            for (const auto& b : up->backends)
+                if (b->name() == s) {
+                    b->set_draining(drain);
+                    log::info(std::string(drain ? "draining" : "enabled") + " server '" +
+                              std::string(s) + "' of upstream '" + std::string(u) + "'");
+                    return true;
+                }
+            return false;
+        };
+        asio::io_context io;
+        tcp::resolver resolver(io);
+        const auto& a = config_->admin.address;
+        auto ep = resolver.resolve(a.host, std::to_string(a.port)).begin()->endpoint();
+        admin_ = std::make_unique<admin::AdminServer>(ep, std::move(h));
+        admin_->start();
+    }
+
     void announce() {
         std::string ports;
         for (auto p : workers_.front()->ports()) ports += " " + std::to_string(p);
@@ -137,7 +191,9 @@ private:
             return;
         }
         try {
-            runtime_ = upstream::build_runtime(next, runtime_.get(), runtime_->generation + 1);
+            auto rt = upstream::build_runtime(next, runtime_.get(), runtime_->generation + 1);
+            std::lock_guard lock(runtime_mutex_);
+            runtime_ = std::move(rt);
         } catch (const std::exception& e) {
             log::error(std::string("reload refused: ") + e.what());
             return;
@@ -157,6 +213,7 @@ private:
             spread = std::min(spread, u.drain.close_spread);
         spread = std::min(spread, shutdown * 8 / 10);
         deadline_ = now + shutdown;
+        stopping_ = true;
         log::info("stopping: closing listeners, finishing requests, closing tunnels");
         for (auto& w : workers_) w->begin_stop(now + spread, deadline_);
         poll_stop();
@@ -182,7 +239,10 @@ private:
     asio::signal_set signals_;
     asio::steady_timer poll_timer_{io_};
     std::shared_ptr<const config::Config> config_;
-    std::shared_ptr<const upstream::Runtime> runtime_;
+    std::shared_ptr<const upstream::Runtime> runtime_;  // written on main, read by admin
+    std::mutex runtime_mutex_;
+    std::atomic<bool> stopping_{false};
+    std::unique_ptr<admin::AdminServer> admin_;
     std::shared_ptr<const affinity::RoutingTables> routing_;
     std::string process_secret_;
     std::unique_ptr<affinity::LocalTable> table_;

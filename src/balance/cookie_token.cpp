@@ -70,7 +70,10 @@ std::optional<Raw> unbase64url(std::string_view text) {
             if (n < raw.size()) raw[n++] = static_cast<unsigned char>((acc >> bits) & 0xff);
         }
     }
-    if (n != raw.size()) return std::nullopt;
+    // The last character carries 2 data bits and 4 padding bits; only the
+    // canonical encoding (padding bits zero) is accepted, so a token has
+    // exactly one spelling and a changed character is always rejected.
+    if (n != raw.size() || (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
     return raw;
 }
 

@@ -144,7 +144,7 @@ private:
     awaitable<void> send_error(Exchange* ex, errc e);
     awaitable<void> send_unknown_sid(Exchange& ex);
     void assign_request_id(const RequestHead& req, bool from_headers);
-    void log_access(const Exchange& ex);
+    void record(const Exchange& ex);
 
     ProxyContext& ctx_;
     beast::tcp_stream stream_;
@@ -160,6 +160,7 @@ private:
     std::optional<ws::TunnelSetup> tunnel_;
     upstream::ActiveGuard tunnel_guard_;
     std::optional<SidLearner> tunnel_learner_;  // a websocket-only handshake's sid
+    std::string tunnel_upstream_;
 };
 
 // Waits, without a parser, until the next request's first bytes are there:
@@ -211,7 +212,7 @@ awaitable<Outcome> ClientSession::serve_request() {
         co_await asio::async_write(stream_, asio::buffer(kContinue), use_tuple);
     }
     const Outcome out = co_await proxy(ex);
-    log_access(ex);
+    record(ex);
     co_return out;
 }
 
@@ -413,7 +414,8 @@ awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
         setup.first_frame_inspector = &*tunnel_learner_;
     }
     tunnel_.emplace(std::move(setup));
-    tunnel_guard_ = std::move(ex.active);
+    tunnel_guard_ = upstream::ActiveGuard(ex.active.shared());
+    tunnel_upstream_.assign(ex.upstream->config->name);
     co_return Outcome::tunnel;
 }
 
@@ -424,7 +426,14 @@ awaitable<void> ClientSession::run_tunnel() {
     ws::TunnelContext tctx{ctx_.buffers, ctx_.registry, cfg.timeouts.tunnel,
                            cfg.timeouts.shutdown / 10, ctx_.stopping};
     ++ctx_.stats.tunnels_opened;
+    const std::string upstream = tunnel_upstream_;
+    auto backend = tunnel_guard_.shared();
+    ++ctx_.stats.server(backend, upstream).tunnels_active;
     const ws::TunnelStats st = co_await ws::run_tunnel(std::move(*tunnel_), tctx);
+    --ctx_.stats.server(backend, upstream).tunnels_active;
+    auto& uc = ctx_.stats.upstream(upstream);
+    uc.frames_to_server += st.frames_to_server;
+    uc.frames_to_client += st.frames_to_client;
     tunnel_.reset();
     tunnel_guard_.reset();
     tunnel_learner_.reset();
@@ -456,7 +465,21 @@ awaitable<void> ClientSession::send_unknown_sid(Exchange& ex) {
     co_await asio::async_write(stream_, asio::buffer(head_), use_tuple);
 }
 
-void ClientSession::log_access(const Exchange& ex) {
+// Counters and the access log line for a finished exchange.
+void ClientSession::record(const Exchange& ex) {
+    const double seconds = std::chrono::duration<double>(Clock::now() - ex.start).count();
+    if (ex.upstream) {
+        const std::string_view uname = ex.upstream->config->name;
+        ctx_.stats.upstream(uname).observe(seconds);
+        const auto& backend = ex.active.get() ? ex.active.shared() : tunnel_guard_.shared();
+        if (backend) {
+            auto& sc = ctx_.stats.server(backend, uname);
+            ++sc.responses[ex.status];
+            if (ex.verdict.websocket_upgrade) ++(ex.status == 101 ? sc.upgrades_ok : sc.upgrades_failed);
+        } else {
+            ++ctx_.stats.upstream(uname).local_responses[ex.status];
+        }
+    }
     if (!ctx_.access_log.enabled()) return;
     const RequestHead& req = ex.request.get();
     AccessEntry e;
@@ -472,7 +495,7 @@ void ClientSession::log_access(const Exchange& ex) {
     if (ex.active.get()) e.server = ex.active.get()->name();
     else if (tunnel_guard_.get()) e.server = tunnel_guard_.get()->name();
     e.request_id = request_id_;
-    e.duration_s = std::chrono::duration<double>(Clock::now() - ex.start).count();
+    e.duration_s = seconds;
     ctx_.access_log.record(e);
 }
 

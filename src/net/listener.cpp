@@ -91,7 +91,11 @@ awaitable<void> Listener::serve(tcp::socket socket) {
         std::atomic<int>& n;
         ~Release() { n.fetch_sub(1, std::memory_order_relaxed); }
     } release{counters_.connections};
+    auto& stats = ctx_.stats;
+    ++stats.connections_total[index_];
+    ++stats.connections_active[index_];
     co_await http::serve_client(std::move(socket), ctx_, index_);
+    --stats.connections_active[index_];
 }
 
 }  // namespace tether::net

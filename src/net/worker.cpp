@@ -1,6 +1,8 @@
 // Worker thread and its tick; see worker.hpp.
 #include "tether/net/worker.hpp"
 
+#include <future>
+
 #include <boost/asio/post.hpp>
 
 #include "tether/core/log.hpp"
@@ -26,6 +28,8 @@ Worker::Worker(std::size_t index, std::shared_ptr<const upstream::Runtime> runti
                static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())),
       tick_(*io_) {
     ctx_.install(std::move(runtime), std::move(routing));
+    ctx_.stats.connections_total.assign(endpoints.size(), 0);
+    ctx_.stats.connections_active.assign(endpoints.size(), 0);
     for (std::size_t i = 0; i < endpoints.size(); ++i)
         listeners_.push_back(std::make_unique<Listener>(*io_, endpoints[i], i, ctx_, counters));
 }
@@ -50,7 +54,8 @@ void Worker::start() {
 }
 
 void Worker::arm_tick() {
-    tick_.expires_after(kTick);
+    tick_due_ = Clock::now() + kTick;
+    tick_.expires_at(tick_due_);
     tick_.async_wait([this](boost::system::error_code ec) {
         if (ec) return;
         on_tick();
@@ -60,6 +65,8 @@ void Worker::arm_tick() {
 
 void Worker::on_tick() {
     const auto now = Clock::now();
+    ctx_.stats.loop_lag_seconds =
+        std::max(0.0, std::chrono::duration<double>(now - tick_due_).count());
     ctx_.registry.for_each([now](TrackedConnection& c) { c.tick(now); });
     ctx_.access_log.flush();
     if (++ticks_ % kSweepEveryTicks == 0) {
@@ -105,6 +112,17 @@ void Worker::halt() {
     io_->stop();
     thread_.join();
     ctx_.access_log.flush();
+}
+
+std::optional<Worker::Snapshot> Worker::snapshot(std::chrono::milliseconds timeout) {
+    auto promise = std::make_shared<std::promise<Snapshot>>();
+    auto future = promise->get_future();
+    asio::post(*io_, [this, promise] {
+        Snapshot s{ctx_.stats, ctx_.router.stats(), ctx_.registry.size(), ctx_.stopping};
+        promise->set_value(std::move(s));
+    });
+    if (future.wait_for(timeout) != std::future_status::ready) return std::nullopt;
+    return future.get();
 }
 
 std::vector<std::uint16_t> Worker::ports() const {

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -90,7 +91,9 @@ public:
     /// Binds a sid learnt from a handshake answer to `server`.
     void bind_sid(const upstream::Upstream& u, std::string_view sid, std::string_view server);
 
-    const RouterStats& stats() const { return stats_; }
+    /// Counters by upstream name.
+    const std::map<std::string, RouterStats, std::less<>>& stats() const { return stats_; }
+    const RouterStats& stats(std::string_view upstream) { return counters(upstream); }
     LocalTable& table() { return table_; }
 
 private:
@@ -108,8 +111,11 @@ private:
     int maglev_place(const upstream::Upstream& u, const UpstreamRouting& r, std::uint64_t hash,
                      std::span<const upstream::Backend* const> exclude);
 
+    RouterStats& counters(std::string_view upstream);
+
     LocalTable& table_;
-    RouterStats stats_;
+    std::map<std::string, RouterStats, std::less<>> stats_;
+    RouterStats* current_ = nullptr;  // counters of the upstream being routed
     std::string key_;  // scratch for table keys
 };
 

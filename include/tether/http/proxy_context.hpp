@@ -5,8 +5,11 @@
 // the start of a request and never keeps a Picker across a co_await.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
+#include <unordered_map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,8 +27,55 @@
 
 namespace tether::http {
 
-/// Per-worker counters (summed by the scrape in a later module).
+/// Request durations: buckets from 100 us to 30 s (upper bounds, seconds).
+inline constexpr std::array<double, 17> kDurationBuckets = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1,    0.25,    0.5,    1.0,   2.5,    5.0,   10.0, 30.0};
+
+struct UpstreamCounters {
+    std::array<std::uint64_t, kDurationBuckets.size() + 1> duration_buckets{};  // last = +Inf
+    double duration_sum = 0;
+    std::uint64_t frames_to_server = 0;
+    std::uint64_t frames_to_client = 0;
+    std::map<int, std::uint64_t> local_responses;  // answered by tether itself (no server)
+    void observe(double seconds) {
+        std::size_t i = 0;
+        while (i < kDurationBuckets.size() && seconds > kDurationBuckets[i]) ++i;
+        ++duration_buckets[i];
+        duration_sum += seconds;
+    }
+};
+
+struct ServerCounters {
+    std::shared_ptr<upstream::Backend> backend;  // keeps the key alive across reloads
+    std::string upstream;
+    std::map<int, std::uint64_t> responses;  // status code -> count
+    std::uint64_t upgrades_ok = 0;
+    std::uint64_t upgrades_failed = 0;
+    std::int64_t tunnels_active = 0;
+};
+
+/// Per-worker counters. Written only on the worker's thread; the scrape
+/// copies them by posting to the worker (no atomics, no lock).
 struct WorkerStats {
+    std::map<std::string, UpstreamCounters, std::less<>> upstreams;
+    std::unordered_map<const upstream::Backend*, ServerCounters> servers;
+    std::vector<std::uint64_t> connections_total;  // by listener index
+    std::vector<std::int64_t> connections_active;  // by listener index
+    double loop_lag_seconds = 0;
+    ServerCounters& server(const std::shared_ptr<upstream::Backend>& b, std::string_view u) {
+        auto& s = servers[b.get()];
+        if (!s.backend) {
+            s.backend = b;
+            s.upstream.assign(u);
+        }
+        return s;
+    }
+    UpstreamCounters& upstream(std::string_view name) {
+        auto it = upstreams.find(name);
+        if (it == upstreams.end()) it = upstreams.emplace(std::string(name), UpstreamCounters{}).first;
+        return it->second;
+    }
     std::uint64_t requests = 0;
     std::uint64_t upstream_connects = 0;
     std::uint64_t upstream_reuses = 0;

@@ -9,7 +9,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -44,6 +46,16 @@ public:
     void halt();
     std::vector<std::uint16_t> ports() const;
 
+    /// What the admin thread reads: a copy made on the worker's thread.
+    struct Snapshot {
+        http::WorkerStats stats;
+        std::map<std::string, affinity::RouterStats, std::less<>> routing;
+        std::size_t connections = 0;
+        bool stopping = false;
+    };
+    /// Copies the worker's counters through post(); empty after `timeout`.
+    std::optional<Snapshot> snapshot(std::chrono::milliseconds timeout);
+
 private:
     void arm_tick();
     void on_tick();
@@ -56,6 +68,7 @@ private:
     std::thread thread_;
     std::atomic<bool> drained_{false};
     unsigned ticks_ = 0;
+    Clock::time_point tick_due_{};
 };
 
 }  // namespace tether::net

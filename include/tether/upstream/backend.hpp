@@ -69,6 +69,7 @@ public:
         backend_.reset();
     }
     Backend* get() const { return backend_.get(); }
+    const std::shared_ptr<Backend>& shared() const { return backend_; }
 
 private:
     std::shared_ptr<Backend> backend_;

@@ -1,0 +1,257 @@
+// Rendering of /metrics and /status; see admin_views.hpp.
+#include "app/admin_views.hpp"
+
+#include <map>
+
+#include "tether/metrics/text_writer.hpp"
+
+namespace tether::app {
+
+namespace {
+
+using metrics::TextWriter;
+
+const char* affinity_name(config::Affinity a) {
+    switch (a) {
+        case config::Affinity::none: return "none";
+        case config::Affinity::ip_hash: return "ip_hash";
+        case config::Affinity::cookie: return "cookie";
+        case config::Affinity::sid: return "sid";
+    }
+    return "none";
+}
+
+const char* state_of(const upstream::Backend& b) {
+    if (!b.up()) return "down";
+    return b.draining() ? "draining" : "up";
+}
+
+void json_string(std::string& out, std::string_view s) {
+    out.push_back('"');
+    for (char c : s) {
+        if (c == '"' || c == '\\') out.push_back('\\');
+        if (static_cast<unsigned char>(c) < 0x20) continue;
+        out.push_back(c);
+    }
+    out.push_back('"');
+}
+
+/// Per backend: totals over workers.
+struct ServerTotals {
+    std::uint64_t requests = 0;
+    std::uint64_t errors = 0;  // 5xx answers
+    std::int64_t tunnels = 0;
+};
+
+std::map<const upstream::Backend*, ServerTotals> server_totals(const AdminView& v) {
+    std::map<const upstream::Backend*, ServerTotals> out;
+    for (const auto& w : v.workers)
+        for (const auto& [b, sc] : w.stats.servers) {
+            auto& t = out[b];
+            for (const auto& [code, n] : sc.responses) {
+                t.requests += n;
+                if (code >= 500) t.errors += n;
+            }
+            t.tunnels += sc.tunnels_active;
+        }
+    return out;
+}
+
+void write_connection_metrics(const AdminView& v, TextWriter& w) {
+    const auto& listen = v.runtime.config->listen;
+    w.family("tether_connections_active", "gauge", "Client connections open, by listener.");
+    for (std::size_t i = 0; i < listen.size(); ++i) {
+        double n = 0;
+        for (const auto& s : v.workers)
+            if (i < s.stats.connections_active.size()) n += static_cast<double>(s.stats.connections_active[i]);
+        w.sample("tether_connections_active", {{"listener", listen[i].address.text()}}, n);
+    }
+    w.family("tether_connections_total", "counter", "Client connections accepted, by listener.");
+    for (std::size_t i = 0; i < listen.size(); ++i) {
+        double n = 0;
+        for (const auto& s : v.workers)
+            if (i < s.stats.connections_total.size()) n += static_cast<double>(s.stats.connections_total[i]);
+        w.sample("tether_connections_total", {{"listener", listen[i].address.text()}}, n);
+    }
+}
+
+void write_request_metrics(const AdminView& v, TextWriter& w) {
+    std::map<std::tuple<std::string, std::string, int>, std::uint64_t> codes;
+    std::map<std::string, http::UpstreamCounters> ups;
+    for (const auto& s : v.workers) {
+        for (const auto& [b, sc] : s.stats.servers)
+            for (const auto& [code, n] : sc.responses) codes[{sc.upstream, b->name(), code}] += n;
+        for (const auto& [name, uc] : s.stats.upstreams) {
+            auto& t = ups[name];
+            for (std::size_t i = 0; i < uc.duration_buckets.size(); ++i)
+                t.duration_buckets[i] += uc.duration_buckets[i];
+            t.duration_sum += uc.duration_sum;
+            t.frames_to_server += uc.frames_to_server;
+            t.frames_to_client += uc.frames_to_client;
+            for (const auto& [code, n] : uc.local_responses) codes[{name, "", code}] += n;
+        }
+    }
+    w.family("tether_http_requests_total", "counter",
+             "Requests answered, by upstream, server (empty: answered by tether) and status.");
+    for (const auto& [k, n] : codes) {
+        const std::string code = std::to_string(std::get<2>(k));
+        w.sample("tether_http_requests_total",
+                 {{"upstream", std::get<0>(k)}, {"server", std::get<1>(k)}, {"code", code}},
+                 static_cast<double>(n));
+    }
+    w.family("tether_http_request_duration_seconds", "histogram",
+             "Time from the request head to the end of the response.");
+    for (const auto& [name, uc] : ups)
+        w.histogram("tether_http_request_duration_seconds", {{"upstream", name}},
+                    http::kDurationBuckets, uc.duration_buckets, uc.duration_sum);
+    w.family("tether_websocket_frames_total", "counter", "WebSocket frames relayed.");
+    for (const auto& [name, uc] : ups) {
+        w.sample("tether_websocket_frames_total", {{"upstream", name}, {"direction", "to_server"}},
+                 static_cast<double>(uc.frames_to_server));
+        w.sample("tether_websocket_frames_total", {{"upstream", name}, {"direction", "to_client"}},
+                 static_cast<double>(uc.frames_to_client));
+    }
+}
+
+void write_server_metrics(const AdminView& v, TextWriter& w) {
+    const auto totals = server_totals(v);
+    std::map<const upstream::Backend*, std::pair<std::uint64_t, std::uint64_t>> upgrades;
+    for (const auto& s : v.workers)
+        for (const auto& [b, sc] : s.stats.servers) {
+            upgrades[b].first += sc.upgrades_ok;
+            upgrades[b].second += sc.upgrades_failed;
+        }
+    w.family("tether_upstream_server_up", "gauge", "1 when the server is up.");
+    for (const auto& u : v.runtime.upstreams)
+        for (const auto& b : u.backends)
+            w.sample("tether_upstream_server_up", {{"upstream", u.config->name}, {"server", b->name()}},
+                     b->up() ? 1 : 0);
+    w.family("tether_upstream_server_connections", "gauge",
+             "Connections and tunnels this process holds to the server.");
+    for (const auto& u : v.runtime.upstreams)
+        for (const auto& b : u.backends)
+            w.sample("tether_upstream_server_connections",
+                     {{"upstream", u.config->name}, {"server", b->name()}}, b->active());
+    w.family("tether_websocket_tunnels_active", "gauge", "WebSocket tunnels open.");
+    w.family("tether_websocket_upgrades_total", "counter", "WebSocket upgrades by result.");
+    for (const auto& u : v.runtime.upstreams)
+        for (const auto& b : u.backends) {
+            auto t = totals.find(b.get());
+            auto g = upgrades.find(b.get());
+            const std::initializer_list<metrics::Label> l = {{"upstream", u.config->name},
+                                                              {"server", b->name()}};
+            w.sample("tether_websocket_tunnels_active", l,
+                     t == totals.end() ? 0 : static_cast<double>(t->second.tunnels));
+            const double ok = g == upgrades.end() ? 0 : static_cast<double>(g->second.first);
+            const double failed = g == upgrades.end() ? 0 : static_cast<double>(g->second.second);
+            w.sample("tether_websocket_upgrades_total",
+                     {{"upstream", u.config->name}, {"server", b->name()}, {"result", "ok"}}, ok);
+            w.sample("tether_websocket_upgrades_total",
+                     {{"upstream", u.config->name}, {"server", b->name()}, {"result", "failed"}},
+                     failed);
+        }
+}
+
+void write_affinity_metrics(const AdminView& v, TextWriter& w) {
+    std::map<std::string, affinity::RouterStats> per;
+    for (const auto& s : v.workers)
+        for (const auto& [name, st] : s.routing) {
+            auto& t = per[name];
+            t.local_hits += st.local_hits;
+            t.misses += st.misses;
+            t.rebinds += st.rebinds;
+            t.bad_cookies += st.bad_cookies;
+            t.unknown_sids += st.unknown_sids;
+            t.sids_learnt += st.sids_learnt;
+        }
+    w.family("tether_affinity_lookups_total", "counter", "Affinity table lookups by result.");
+    w.family("tether_affinity_rebinds_total", "counter", "Clients placed again, by reason.");
+    for (const auto& u : v.runtime.upstreams) {
+        const std::string& name = u.config->name;
+        const auto& st = per[name];
+        const char* mode = affinity_name(u.config->affinity);
+        w.sample("tether_affinity_lookups_total",
+                 {{"upstream", name}, {"mode", mode}, {"result", "local_hit"}},
+                 static_cast<double>(st.local_hits));
+        w.sample("tether_affinity_lookups_total",
+                 {{"upstream", name}, {"mode", mode}, {"result", "redis_hit"}}, 0);
+        w.sample("tether_affinity_lookups_total",
+                 {{"upstream", name}, {"mode", mode}, {"result", "miss"}},
+                 static_cast<double>(st.misses));
+        w.sample("tether_affinity_rebinds_total", {{"upstream", name}, {"reason", "server_down"}},
+                 static_cast<double>(st.rebinds));
+        w.sample("tether_affinity_rebinds_total", {{"upstream", name}, {"reason", "bad_cookie"}},
+                 static_cast<double>(st.bad_cookies));
+    }
+}
+
+}  // namespace
+
+std::string render_metrics(const AdminView& v) {
+    TextWriter w;
+    w.family("tether_build_info", "gauge", "Version of this tether binary.");
+    w.sample("tether_build_info", {{"version", TETHER_VERSION_STRING}}, 1);
+    write_connection_metrics(v, w);
+    write_request_metrics(v, w);
+    write_server_metrics(v, w);
+    write_affinity_metrics(v, w);
+    w.family("tether_redis_up", "gauge", "1 when Redis is configured and reachable.");
+    w.sample("tether_redis_up", {}, 0);
+    w.family("tether_event_loop_lag_seconds", "gauge", "Lateness of the worker's 100 ms tick.");
+    for (std::size_t i = 0; i < v.workers.size(); ++i)
+        w.sample("tether_event_loop_lag_seconds", {{"worker", std::to_string(i)}},
+                 v.workers[i].stats.loop_lag_seconds);
+    metrics::write_process_metrics(w);
+    return w.text();
+}
+
+std::string render_status(const AdminView& v) {
+    const auto totals = server_totals(v);
+    std::string out = R"({"upstreams":{)";
+    bool first_u = true;
+    for (const auto& u : v.runtime.upstreams) {
+        if (!first_u) out.push_back(',');
+        first_u = false;
+        json_string(out, u.config->name);
+        out.append(R"(:{"affinity":")").append(affinity_name(u.config->affinity));
+        out.append(R"(","servers":[)");
+        bool first_s = true;
+        for (const auto& b : u.backends) {
+            if (!first_s) out.push_back(',');
+            first_s = false;
+            const auto t = totals.count(b.get()) ? totals.at(b.get()) : ServerTotals{};
+            out.append(R"({"name":)");
+            json_string(out, b->name());
+            out.append(R"(,"address":)");
+            json_string(out, b->server().address.text());
+            out.append(R"(,"state":")").append(state_of(*b)).append("\"");
+            out.append(R"(,"weight":)").append(std::to_string(b->server().weight));
+            out.append(R"(,"backup":)").append(b->server().backup ? "true" : "false");
+            out.append(R"(,"draining":)").append(b->draining() ? "true" : "false");
+            out.append(R"(,"connections":)").append(std::to_string(b->active()));
+            out.append(R"(,"tunnels":)").append(std::to_string(t.tunnels));
+            out.append(R"(,"requests":)").append(std::to_string(t.requests));
+            out.append(R"(,"errors":)").append(std::to_string(t.errors)).append("}");
+        }
+        out.append(R"(],"bindings":)")
+            .append(std::to_string(v.table.count_prefix(u.config->name + ":")))
+            .append("}");
+    }
+    out.append(R"(},"redis":{"state":"off"},"config_generation":)");
+    out.append(std::to_string(v.runtime.generation));
+    out.append(R"(,"workers":)").append(std::to_string(v.workers.size()));
+    out.append(R"(,"stopping":)").append(v.stopping ? "true" : "false").append("}\n");
+    return out;
+}
+
+bool is_ready(const upstream::Runtime& rt, bool stopping) {
+    if (stopping) return false;
+    for (const auto& u : rt.upstreams) {
+        bool any = false;
+        for (const auto& b : u.backends) any = any || b->up();
+        if (!any) return false;
+    }
+    return true;
+}
+
+}  // namespace tether::app

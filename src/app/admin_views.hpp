@@ -1,0 +1,26 @@
+// What the admin endpoints show, rendered from worker snapshots (copied on
+// each worker's thread) and the routing snapshot. Runs on the admin thread.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "tether/affinity/local_table.hpp"
+#include "tether/net/worker.hpp"
+#include "tether/upstream/backend.hpp"
+
+namespace tether::app {
+
+struct AdminView {
+    const upstream::Runtime& runtime;
+    const std::vector<net::Worker::Snapshot>& workers;
+    const affinity::LocalTable& table;
+    bool stopping = false;
+};
+
+std::string render_metrics(const AdminView& v);
+std::string render_status(const AdminView& v);
+/// Listening and at least one server of every upstream up.
+bool is_ready(const upstream::Runtime& rt, bool stopping);
+
+}  // namespace tether::app

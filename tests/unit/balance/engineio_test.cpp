@@ -1,0 +1,290 @@
+// Engine.IO sid learning over real captures (shared/testdata/engineio) fed
+// whole, split in two at every byte and byte by byte; synthetic open-packet
+// shapes; query_param and path_under.
+#include "tether/balance/engineio.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using tether::balance::OpenPacketParser;
+using tether::balance::path_under;
+using tether::balance::query_param;
+using State = OpenPacketParser::State;
+
+const std::string kDir = std::string(TETHER_SHARED_TESTDATA) + "/engineio/";
+
+std::string read_file(const std::string& name) {
+    std::ifstream in(kDir + name, std::ios::binary);
+    EXPECT_TRUE(in.good()) << "cannot open " << kDir + name;
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+/// The payload of the first FIN text frame (header byte 81) of a .frames file:
+/// '#' lines are comments; each other line is "<first header byte in hex> <payload>".
+std::string first_text_frame(const std::string& name) {
+    std::istringstream in(read_file(name));
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.empty() || line[0] == '#') continue;
+        const auto sp = line.find(' ');
+        if (sp == std::string::npos) continue;
+        if (line.substr(0, sp) == "81") return line.substr(sp + 1);
+    }
+    ADD_FAILURE() << "no text frame in " << name;
+    return {};
+}
+
+/// Feeds `pieces` in order. Before the last byte of the sid arrives the state
+/// must be need_more; at the end it must be `want` (with `sid` when found).
+void expect_pieces(const std::vector<std::string_view>& pieces, State want, const std::string& sid,
+                   const std::string& what) {
+    OpenPacketParser p;
+    State s = State::need_more;
+    for (auto piece : pieces) {
+        const State before = s;
+        s = p.feed(piece);
+        EXPECT_EQ(s, p.state()) << what;
+        if (before != State::need_more) {
+            EXPECT_EQ(s, before) << what << ": a verdict is final";
+        }
+    }
+    ASSERT_EQ(s, want) << what;
+    if (want == State::found) {
+        EXPECT_EQ(p.sid(), sid) << what;
+    }
+}
+
+/// Whole, split into two pieces at every boundary (0..n), and byte by byte.
+void expect_every_split(const std::string& bytes, State want, const std::string& sid) {
+    expect_pieces({bytes}, want, sid, "whole");
+    for (std::size_t i = 0; i <= bytes.size(); ++i) {
+        const std::string_view v(bytes);
+        expect_pieces({v.substr(0, i), v.substr(i)}, want, sid, "split at " + std::to_string(i));
+    }
+    std::vector<std::string_view> bytewise;
+    for (std::size_t i = 0; i < bytes.size(); ++i)
+        bytewise.push_back(std::string_view(bytes).substr(i, 1));
+    expect_pieces(bytewise, want, sid, "byte by byte");
+}
+
+State feed_whole(std::string_view bytes) {
+    OpenPacketParser p;
+    return p.feed(bytes);
+}
+
+std::string eio3_binary(const std::string& packet) {
+    std::string out(1, '\x00');
+    for (char d : std::to_string(packet.size())) out.push_back(static_cast<char>(d - '0'));
+    out.push_back('\xff');
+    return out + packet;
+}
+
+std::string eio3_text(const std::string& packet) {
+    return std::to_string(packet.size()) + ":" + packet;
+}
+
+// --- real captures ---------------------------------------------------------
+
+TEST(OpenPacketCapture, Eio4PollingHandshake) {
+    const std::string body = read_file("eio4-polling-handshake.body");
+    ASSERT_FALSE(body.empty());
+    expect_every_split(body, State::found, "sXIjZz9g-LylGIquAAAA");
+}
+
+TEST(OpenPacketCapture, Eio3PollingHandshakeLengthPrefixedWithTwoPackets) {
+    const std::string body = read_file("eio3-polling-handshake.body");
+    ASSERT_TRUE(body.starts_with("96:0{"));
+    expect_every_split(body, State::found, "15qBoNSj43zkSEAzAAAA");
+}
+
+TEST(OpenPacketCapture, Eio3PollingHandshakeB64) {
+    const std::string body = read_file("eio3-polling-handshake-b64.body");
+    expect_every_split(body, State::found, "xSTrexBVWhAJmEM7AAAB");
+}
+
+TEST(OpenPacketCapture, Eio4WebSocketFirstFrame) {
+    const std::string payload = first_text_frame("eio4-websocket-handshake.frames");
+    ASSERT_TRUE(payload.starts_with("0{")) << payload;
+    expect_every_split(payload, State::found, "2i-jzo4PxnOiSEMiAAAB");
+}
+
+TEST(OpenPacketCapture, Eio3WebSocketFirstFrame) {
+    const std::string payload = first_text_frame("eio3-websocket-handshake.frames");
+    ASSERT_TRUE(payload.starts_with("0{")) << payload;
+    expect_every_split(payload, State::found, "2IybkmYMPVvkRyXhAAAC");
+}
+
+TEST(OpenPacketCapture, UnknownSidAnswersAreNotOpenPackets) {
+    EXPECT_EQ(feed_whole(read_file("eio4-unknown-sid.body")), State::not_open);
+    EXPECT_EQ(feed_whole(read_file("eio3-unknown-sid.body")), State::not_open);
+}
+
+// --- synthetic shapes --------------------------------------------------------
+
+TEST(OpenPacketParser, Eio3BinaryFraming) {
+    const std::string open =
+        R"(0{"sid":"binSid-123","upgrades":["websocket"],"pingInterval":25000})";
+    const std::string body = eio3_binary(open) + eio3_binary("40");
+    ASSERT_EQ(body[0], '\x00');
+    expect_every_split(body, State::found, "binSid-123");
+}
+
+TEST(OpenPacketParser, Eio3BinaryFramingWithoutFFIsNotOpen) {
+    EXPECT_EQ(feed_whole(std::string("\x00\x09\x06X0{\"sid\":\"a\"}", 16)), State::not_open);
+    EXPECT_EQ(feed_whole(eio3_binary("2probe")), State::not_open);
+}
+
+TEST(OpenPacketParser, SeveralPacketsAfterTheOpenPacket) {
+    const std::string eio4 = std::string(R"(0{"sid":"multi4","upgrades":[]})") + "\x1e" + "40" +
+                             "\x1e" + R"(42["hello",{"sid":"wrong"}])";
+    expect_every_split(eio4, State::found, "multi4");
+    const std::string eio3 = eio3_text(R"(0{"sid":"multi3","upgrades":[]})") + eio3_text("40") +
+                             eio3_text(R"(42["x",{"sid":"wrong"}])");
+    expect_every_split(eio3, State::found, "multi3");
+}
+
+TEST(OpenPacketParser, LongSid) {
+    const std::string sid(200, 'Z');
+    const std::string body = R"(0{"sid":")" + sid + R"(","upgrades":[],"pingInterval":25000})";
+    expect_every_split(body, State::found, sid);
+    expect_every_split(eio3_text(body), State::found, sid);
+}
+
+TEST(OpenPacketParser, EscapedCharactersInSid) {
+    expect_every_split(R"(0{"sid":"ab\"cd","upgrades":[]})", State::found, "ab\"cd");
+    expect_every_split(R"(0{"sid":"a\\b","upgrades":[]})", State::found, "a\\b");
+    expect_every_split(R"(0{"sid":"a\/b-_~.","upgrades":[]})", State::found, "a/b-_~.");
+}
+
+TEST(OpenPacketParser, SidNotFirstAndSpacedOut) {
+    expect_every_split(R"(0{"upgrades":["websocket"],"sid":"late"})", State::found, "late");
+    expect_every_split(R"(0{ "sid" : "spaced" })", State::found, "spaced");
+}
+
+TEST(OpenPacketParser, NonOpenPacketsAreNotOpen) {
+    for (const std::string& body :
+         {std::string("2probe"), std::string("3probe"), std::string("4{"),
+          std::string("40{\"sid\":\"x\"}"), std::string("40\x1e"), std::string("6\x1e"),
+          std::string("00"), std::string("{\"sid\":\"x\"}"),
+          std::string("<!DOCTYPE html><html><body>502 Bad Gateway</body></html>"),
+          std::string("<html><head><title>Error</title></head></html>"),
+          std::string("0[\"sid\",\"x\"]"), std::string("0{\"sid\":\"\"}"),
+          std::string("0{\"sid\":123}"), std::string("96;0{")}) {
+        expect_every_split(body, State::not_open, "");
+    }
+}
+
+// "40" alone (Socket.IO CONNECT) cannot be called not_open by a streaming
+// parser: it is also the first two bytes of an EIO=3 payload whose open packet
+// is 40 bytes long ("40:0{...}"), which must be found whatever the split.
+TEST(OpenPacketParser, FortyAloneIsAPrefixOfALengthPrefixedPayload) {
+    EXPECT_EQ(feed_whole("40"), State::need_more);
+    const std::string open = R"(0{"sid":"forty-bytes-sid-xxxxxx","a":[]})";
+    ASSERT_EQ(open.size(), 40u);
+    const std::string body = eio3_text(open);
+    ASSERT_TRUE(body.starts_with("40:"));
+    expect_every_split(body, State::found, "forty-bytes-sid-xxxxxx");
+}
+
+TEST(OpenPacketParser, IncompleteNeedsMore) {
+    for (const std::string& body :
+         {std::string(""), std::string("0"), std::string("0{"), std::string("0{\"si"),
+          std::string("0{\"sid\""), std::string("0{\"sid\":"), std::string("0{\"sid\":\"abc"),
+          std::string("0{\"sid\":\"abc\\"), std::string("96"), std::string("96:"),
+          std::string("96:0{\"upgrades\":[]"), std::string("\x00", 1),
+          std::string("\x00\x09\x06", 3), std::string("\x00\x09\x06\xff", 4)}) {
+        EXPECT_EQ(feed_whole(body), State::need_more) << body;
+    }
+}
+
+TEST(OpenPacketParser, MoreThanMaxBytesWithoutSidIsNotOpen) {
+    const std::string body = R"(0{"upgrades":[")" + std::string(5000, 'x') + R"("],"sid":"late"})";
+    expect_pieces({body}, State::not_open, "", "whole");
+    std::vector<std::string_view> chunks;
+    for (std::size_t i = 0; i < body.size(); i += 100)
+        chunks.push_back(std::string_view(body).substr(i, 100));
+    expect_pieces(chunks, State::not_open, "", "100-byte chunks");
+
+    // Just under the bound: still waiting.
+    OpenPacketParser p;
+    const std::string pad = R"(0{"upgrades":[")";
+    EXPECT_EQ(p.feed(pad + std::string(OpenPacketParser::kMaxOpenPacket - 1 - pad.size(), 'x')),
+              State::need_more);
+    EXPECT_EQ(p.feed("x"), State::not_open);
+}
+
+TEST(OpenPacketParser, SidWithinBoundInALongPacketIsFound) {
+    const std::string body = R"(0{"sid":"early","pad":")" + std::string(10000, 'x') + R"("})";
+    expect_pieces({body}, State::found, "early", "whole");
+}
+
+// --- query_param -----------------------------------------------------------------
+
+TEST(QueryParam, ReadsAndPercentDecodes) {
+    EXPECT_EQ(query_param("/socket.io/?EIO=4&transport=polling&sid=abc", "sid"), "abc");
+    EXPECT_EQ(query_param("/socket.io/?sid=a%2Fb%3d%3D&EIO=4", "sid"), "a/b==");
+    EXPECT_EQ(query_param("/?sid=a%2", "sid"), "a%2");    // truncated escape kept as is
+    EXPECT_EQ(query_param("/?sid=a%zz", "sid"), "a%zz");  // not hex
+    EXPECT_EQ(query_param("/?q=a+b", "q"), "a b");
+    EXPECT_EQ(query_param("/?sid=x#frag", "sid"), "x");
+}
+
+TEST(QueryParam, MissingOrEmpty) {
+    EXPECT_EQ(query_param("/socket.io/", "sid"), std::nullopt);
+    EXPECT_EQ(query_param("/socket.io/?", "sid"), std::nullopt);
+    EXPECT_EQ(query_param("/socket.io/?EIO=4&transport=polling", "sid"), std::nullopt);
+    EXPECT_EQ(query_param("/socket.io/?sid=", "sid"), "");
+    EXPECT_EQ(query_param("/socket.io/?sid", "sid"), "");
+    EXPECT_EQ(query_param("/socket.io/?EIO=4&sid=&t=1", "sid"), "");
+}
+
+TEST(QueryParam, FirstOccurrenceWins) {
+    EXPECT_EQ(query_param("/?sid=first&sid=second", "sid"), "first");
+}
+
+TEST(QueryParam, NameAsSuffixOrPrefixOfAnotherDoesNotMatch) {
+    EXPECT_EQ(query_param("/?xsid=evil", "sid"), std::nullopt);
+    EXPECT_EQ(query_param("/?xsid=evil&sid=good", "sid"), "good");
+    EXPECT_EQ(query_param("/?sidx=evil", "sid"), std::nullopt);
+    EXPECT_EQ(query_param("/?a=sid=evil", "sid"), std::nullopt);
+    EXPECT_EQ(query_param("/path/sid=evil", "sid"), std::nullopt);  // not in the query
+}
+
+// --- path_under -----------------------------------------------------------------
+
+TEST(PathUnder, DefaultSocketIoPath) {
+    EXPECT_TRUE(path_under("/socket.io/?EIO=4&transport=polling", "/socket.io/"));
+    EXPECT_TRUE(path_under("/socket.io/", "/socket.io/"));
+    EXPECT_TRUE(path_under("/socket.io/extra/deeper?x=1", "/socket.io/"));
+    EXPECT_TRUE(path_under("/socket.io", "/socket.io/"));  // without the trailing slash
+    EXPECT_TRUE(path_under("/socket.io?EIO=4", "/socket.io/"));
+    EXPECT_FALSE(path_under("/socket.iox", "/socket.io/"));
+    EXPECT_FALSE(path_under("/socket.io.evil/?EIO=4", "/socket.io/"));
+    EXPECT_FALSE(path_under("/", "/socket.io/"));
+    EXPECT_FALSE(path_under("", "/socket.io/"));
+    EXPECT_FALSE(path_under("/api/socket.io/", "/socket.io/"));
+    EXPECT_FALSE(path_under("/other?next=/socket.io/", "/socket.io/"));  // only the path counts
+}
+
+TEST(PathUnder, CustomPaths) {
+    EXPECT_TRUE(path_under("/realtime/?EIO=4", "/realtime/"));
+    EXPECT_TRUE(path_under("/realtime?EIO=4", "/realtime/"));
+    EXPECT_FALSE(path_under("/realtimes/", "/realtime/"));
+    EXPECT_FALSE(path_under("/socket.io/", "/realtime/"));
+    EXPECT_TRUE(path_under("/app/ws/socket.io/?EIO=3", "/app/ws/socket.io/"));
+    // A prefix without a trailing slash is a plain string prefix.
+    EXPECT_TRUE(path_under("/chat", "/chat"));
+    EXPECT_TRUE(path_under("/chat/x", "/chat"));
+    EXPECT_TRUE(path_under("/chatroom", "/chat"));
+    EXPECT_TRUE(path_under("/anything", "/"));
+}
+
+}  // namespace

@@ -1,0 +1,725 @@
+#!/usr/bin/env python3
+"""tether side by side with nginx and with no proxy at all, against the same backend.
+
+    python3 tools/bench/compare.py [--workers 1] [--rounds 3] [--duration 5]
+                                   [--idle-conns 10000] [--only a,b,c] [--out docs/benchmarks.md]
+
+One tether-demo-backend (--threads 1) serves every run. tether (`workers: W`) and nginx
+(`worker_processes W`) proxy to it, each on its own free port on 127.0.0.1. Scenarios:
+
+  a  HTTP keep-alive, small responses: wrk -t1 -c64 -dD --latency
+  b  WebSocket echo: tether-ws-bench echo, 64 connections, 256-byte messages, D seconds
+  c  idle tunnels: tether-ws-bench idle with --idle-conns connections; the proxy's RSS is read
+     with no connection (a freshly started proxy) and once every tunnel has carried one
+     message; bytes per tunnel = (after - before) / tunnels open. No direct run.
+
+Every scenario runs --rounds rounds, each round tether, nginx, direct in turn (interleaved, so
+slow drift of the machine hits all three alike); the table shows medians. The script builds
+nothing, starts its processes itself, bounds every wait, and stops only what it started, by
+PID. Python 3.11 standard library only.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import grp
+import http.client
+import json
+import os
+import platform
+import pwd
+import re
+import resource
+import selectors
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+BUILD = REPO / "build"
+PROXIES = ("tether", "nginx")
+TARGETS = ("tether", "nginx", "direct")
+SCENARIOS = {"a": "HTTP keep-alive", "b": "WebSocket echo", "c": "idle tunnels"}
+WRK_CONNS = 64
+WS_CONNS = 64
+WS_SIZE = 256
+START_TIMEOUT = 15.0  # a process must listen / answer within this
+STOP_TIMEOUT = 10.0  # SIGTERM, then SIGKILL after this
+IDLE_SETTLE = 1.0  # seconds between `ready` and the RSS reading
+PORTS_PER_SOURCE = 20000  # idle: one more 127.0.0.x source address per this many connections
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------ processes
+class Proc:
+    """A child process we started; stop() signals only its PID."""
+
+    def __init__(self, name: str, argv: list[str], logdir: Path, **kw):
+        self.name = name
+        self.argv = argv
+        self.stdout_path = logdir / f"{name}.stdout"
+        self.stderr_path = logdir / f"{name}.stderr"
+        out = kw.pop("stdout", None) or open(self.stdout_path, "ab")
+        err = open(self.stderr_path, "ab")
+        self.p = subprocess.Popen(argv, stdout=out, stderr=err, stdin=kw.pop("stdin", subprocess.DEVNULL), **kw)
+        LIVE.append(self)
+
+    @property
+    def pid(self) -> int:
+        return self.p.pid
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        if self.alive():
+            try:
+                os.kill(self.p.pid, sig)
+                self.p.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} (pid {self.p.pid}) ignored signal {sig}; SIGKILL")
+                self.p.kill()
+                self.p.wait(timeout=STOP_TIMEOUT)
+            except ProcessLookupError:
+                pass
+        if self in LIVE:
+            LIVE.remove(self)
+        return self.p.returncode
+
+
+LIVE: list[Proc] = []
+
+
+def stop_all() -> None:
+    for proc in list(reversed(LIVE)):
+        proc.stop()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_line(path: Path, pattern: str, proc: Proc, timeout: float) -> re.Match:
+    deadline = time.monotonic() + timeout
+    rx = re.compile(pattern)
+    while time.monotonic() < deadline:
+        if path.exists():
+            for line in path.read_text(errors="replace").splitlines():
+                if m := rx.search(line):
+                    return m
+        if not proc.alive():
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.name} did not print /{pattern}/ (see {path}, {proc.stderr_path})")
+
+
+def wait_http_ready(port: int, proc: Proc, timeout: float = START_TIMEOUT) -> None:
+    """Until GET / through the port answers 200 "hello from ..." (so the backend is reached)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited with {proc.p.returncode} (see {proc.stderr_path})")
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/")
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            if r.status == 200 and body.startswith(b"hello from"):
+                return
+            last = f"HTTP {r.status} {body[:80]!r}"
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.name} on port {port} not ready: {last}")
+
+
+# ------------------------------------------------------------------------------ /proc
+def process_tree(pid: int) -> list[int]:
+    """pid and its direct children (nginx: master + workers)."""
+    pids = [pid]
+    kids: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            kids += [int(x) for x in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+    except OSError:
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    stat = Path(f"/proc/{d}/stat").read_text()
+                    if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(d))
+                except (OSError, ValueError, IndexError):
+                    pass
+    return pids + kids
+
+
+def rss_bytes(pid: int) -> int:
+    total = 0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / ticks
+
+
+def machine_info() -> dict[str, str]:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+        mem = f"{kb / 2**20:.1f} GiB"
+    except (OSError, IndexError, ValueError):
+        pass
+    return {"nproc": str(os.cpu_count()), "cpu": model, "kernel": platform.release(), "memory": mem}
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def tool_version(argv: list[str]) -> str:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (r.stdout + r.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "?"
+
+
+def git_commit() -> str:
+    try:
+        r = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+# ------------------------------------------------------------------------------ servers
+@dataclass
+class Setup:
+    args: argparse.Namespace
+    tmp: Path
+    nofile: int
+    backend_port: int = 0
+    ports: dict[str, int] = field(default_factory=dict)  # target -> port
+    procs: dict[str, Proc] = field(default_factory=dict)  # proxy -> process
+
+
+def start_backend(s: Setup) -> Proc:
+    proc = Proc("backend", [s.args.backend, "--name", "s1", "--listen", "127.0.0.1:0",
+                            "--threads", "1"], s.tmp)
+    m = wait_for_line(proc.stdout_path, r"listening [\d.]+:(\d+)", proc, START_TIMEOUT)
+    s.backend_port = int(m.group(1))
+    s.ports["direct"] = s.backend_port
+    return proc
+
+
+def tether_config(s: Setup, port: int) -> str:
+    return f"""# written by tools/bench/compare.py
+workers: {s.args.workers}
+listen:
+  - address: 127.0.0.1:{port}
+    upstream: bench
+admin: off
+access_log:
+  path: off
+upstreams:
+  bench:
+    affinity: none          # as the nginx upstream below: no stickiness, one server
+    balance: round_robin
+    drain: {{close_spread: 1s}}
+    servers:
+      - {{name: s1, address: 127.0.0.1:{s.backend_port}}}
+timeouts:
+  shutdown: 5s
+"""
+
+
+def nginx_user() -> str:
+    """Run as root, nginx drops its workers to `user`; its default group "nobody" may not exist."""
+    if os.geteuid() != 0:
+        return ""
+    for name in ("www-data", "nobody"):
+        try:
+            pw = pwd.getpwnam(name)
+            return f"user {name} {grp.getgrgid(pw.pw_gid).gr_name};\n"
+        except KeyError:
+            continue
+    return ""
+
+
+def nginx_config(s: Setup, port: int, d: Path) -> str:
+    w = s.args.workers
+    return f"""# written by tools/bench/compare.py
+{nginx_user()}worker_processes {w};
+worker_rlimit_nofile {min(300000, s.nofile)};
+error_log {d}/error.log warn;
+events {{
+    worker_connections 200000;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 1000000;           # tether does not cap requests per connection
+
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      '';                       # plain requests: Connection "" keeps upstream keep-alive
+    }}
+    map $http_x_request_id $bench_request_id {{
+        default $http_x_request_id;
+        ''      $request_id;
+    }}
+    upstream bench {{
+        server 127.0.0.1:{s.backend_port};
+        keepalive 32;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=4096;
+        location / {{
+            proxy_pass http://bench;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            # the headers tether adds by default (headers.forwarded, headers.request_id)
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Request-Id $bench_request_id;
+            proxy_read_timeout 3600s;     # tether: timeouts.tunnel 1h
+            proxy_send_timeout 3600s;
+        }}
+    }}
+}}
+"""
+
+
+def start_proxy(s: Setup, name: str, tag: str = "") -> tuple[Proc, int]:
+    port = free_port()
+    d = s.tmp / f"{name}{tag}"
+    d.mkdir(exist_ok=True)
+    if name == "tether":
+        cfg = d / "tether.yaml"
+        cfg.write_text(tether_config(s, port))
+        proc = Proc(f"tether{tag}", [s.args.tether, "-c", str(cfg)], s.tmp)
+    else:
+        cfg = d / "nginx.conf"
+        cfg.write_text(nginx_config(s, port, d))
+        proc = Proc(f"nginx{tag}", [s.args.nginx, "-p", str(d), "-c", str(cfg), "-e",
+                                    str(d / "error.log"), "-g", f"daemon off; pid {d}/nginx.pid;"],
+                    s.tmp)
+    try:
+        wait_http_ready(port, proc)
+    except RuntimeError:
+        proc.stop()
+        raise
+    return proc, port
+
+
+# ------------------------------------------------------------------------------ clients
+UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6}
+
+
+def to_us(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not m:
+        raise ValueError(f"unknown wrk duration {text!r}")
+    return float(m.group(1)) * UNITS_US[m.group(2)]
+
+
+def cpu_use(pid: int, cpu0: float, t0: float, ops: int) -> dict[str, float]:
+    """The proxy's CPU over one client run: share of one core, and CPU time per request or
+    message (less sensitive than throughput to other load on the machine)."""
+    cpu = cpu_seconds(pid) - cpu0
+    return {"cpu_pct": 100 * cpu / (time.monotonic() - t0),
+            "cpu_us_per_op": cpu * 1e6 / ops if ops else float("nan")}
+
+
+def run_wrk(s: Setup, port: int, pid: int | None, d: int) -> dict[str, float]:
+    argv = [s.args.wrk, "-t1", f"-c{WRK_CONNS}", f"-d{d}s", "--latency", f"http://127.0.0.1:{port}/"]
+    cpu0, t0 = (cpu_seconds(pid), time.monotonic()) if pid else (0.0, 0.0)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=d + 60)
+    out = r.stdout
+    if r.returncode != 0 or "Requests/sec" not in out:
+        raise RuntimeError(f"wrk failed ({r.returncode}): {out}{r.stderr}")
+    res = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+           "p50_ms": to_us(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)) / 1e3,
+           "p99_ms": to_us(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)) / 1e3}
+    errors = 0
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += sum(int(x) for x in m.groups())
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(m.group(1))
+    res["errors"] = errors
+    if pid:
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
+        res |= cpu_use(pid, cpu0, t0, requests)
+    return res
+
+
+def last_json(text: str) -> dict:
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"no JSON in output: {text!r}")
+
+
+def run_ws_echo(s: Setup, port: int, pid: int | None, d: int) -> dict[str, float]:
+    argv = [s.args.ws_bench, "echo", "--host", "127.0.0.1", "--port", str(port), "--conns",
+            str(WS_CONNS), "--size", str(WS_SIZE), "--seconds", str(d)]
+    cpu0, t0 = (cpu_seconds(pid), time.monotonic()) if pid else (0.0, 0.0)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=d + 60)
+    j = last_json(r.stdout)
+    if r.stderr.strip():
+        log(f"tether-ws-bench echo: {r.stderr.strip()}")
+    res = {"mps": j["msgs_per_s"], "p50_us": j["p50_us"], "p99_us": j["p99_us"],
+           "errors": j["failed"] + j["errors"] + (1 if j["timed_out"] else 0)}
+    if pid:
+        res |= cpu_use(pid, cpu0, t0, j["messages"])
+    return res
+
+
+def idle_sources(n: int) -> str:
+    count = max(1, -(-n // PORTS_PER_SOURCE))
+    return ",".join(f"127.0.0.{i + 1}" for i in range(count))
+
+
+def read_line(proc: subprocess.Popen, deadline: float) -> str | None:
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        while time.monotonic() < deadline:
+            if sel.select(timeout=max(0.0, min(1.0, deadline - time.monotonic()))):
+                line = proc.stdout.readline()
+                return line.decode(errors="replace") if line else None
+    finally:
+        sel.close()
+    return None
+
+
+def run_idle(s: Setup, name: str, rnd: int) -> dict[str, float]:
+    """A fresh proxy per round, so the baseline has never seen a connection."""
+    n = s.args.idle_conns
+    proxy, port = start_proxy(s, name, tag=f"-idle{rnd}")
+    try:
+        time.sleep(IDLE_SETTLE)
+        before = rss_bytes(proxy.pid)
+        argv = [s.args.ws_bench, "idle", "--host", "127.0.0.1", "--port", str(port), "--conns",
+                str(n), "--hold-seconds", str(s.args.idle_hold), "--sources", idle_sources(n)]
+        err = open(s.tmp / f"ws-idle-{name}{rnd}.stderr", "wb")
+        client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+        try:
+            deadline = time.monotonic() + s.args.idle_hold
+            line = read_line(client, deadline)
+            if not line or not line.startswith("ready"):
+                raise RuntimeError(f"tether-ws-bench idle did not get ready: {line!r}")
+            ready = int(line.split()[1])
+            time.sleep(IDLE_SETTLE)
+            after = rss_bytes(proxy.pid)
+            # closing stdin ends the hold: the client closes every tunnel and reports
+            out, _ = client.communicate(timeout=120)
+            j = last_json(out.decode(errors="replace"))
+        finally:
+            if client.poll() is None:
+                client.kill()  # our own child, by PID
+                client.wait()
+            err.close()
+        stderr = (s.tmp / f"ws-idle-{name}{rnd}.stderr").read_text(errors="replace").strip()
+        if stderr:
+            log(f"tether-ws-bench idle via {name}: {stderr}")
+        return {"rss_before_mib": before / 2**20, "rss_after_mib": after / 2**20,
+                "bytes_per_tunnel": (after - before) / ready if ready else float("nan"),
+                "opened": j["opened"], "failed": j["failed"], "close_failed": j["close_failed"],
+                "errors": j["failed"] + j["close_failed"]}
+    finally:
+        proxy.stop()
+
+
+# ------------------------------------------------------------------------------ report
+# (scenario key, metric key, label); the label says which direction is better.
+METRICS = [
+    ("a", "rps", "requests/s (higher is better)"),
+    ("a", "p50_ms", "p50 latency ms"),
+    ("a", "p99_ms", "p99 latency ms"),
+    ("a", "cpu_pct", "proxy CPU % of one core"),
+    ("a", "cpu_us_per_op", "proxy CPU us per request (lower is better)"),
+    ("a", "errors", "errors (sum of rounds)"),
+    ("b", "mps", "messages/s (higher is better)"),
+    ("b", "p50_us", "p50 round trip us"),
+    ("b", "p99_us", "p99 round trip us"),
+    ("b", "cpu_pct", "proxy CPU % of one core"),
+    ("b", "cpu_us_per_op", "proxy CPU us per message (lower is better)"),
+    ("b", "errors", "errors (sum of rounds)"),
+    ("c", "rss_before_mib", "RSS with no connection MiB"),
+    ("c", "rss_after_mib", "RSS with the tunnels MiB"),
+    ("c", "bytes_per_tunnel", "bytes per tunnel (lower is better)"),
+    ("c", "opened", "tunnels open"),
+    ("c", "errors", "failed opens + closes (sum of rounds)"),
+]
+SUMMED = {"errors"}
+
+
+def summarize(values: list[float], metric: str) -> float | None:
+    if not values:
+        return None
+    return sum(values) if metric in SUMMED else statistics.median(values)
+
+
+def fmt(x: float | None) -> str:
+    if x is None or x != x:
+        return "—"
+    if float(x).is_integer() and abs(x) < 1000:
+        return str(int(x))
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or a != a or b != b or b == 0:
+        return "—"
+    return f"{a / b:.2f}"
+
+
+def report(s: Setup, results: dict, info: dict[str, str], started: str) -> str:
+    a = s.args
+    lines = [
+        "# tether benchmarks: tether vs nginx vs direct",
+        "",
+        f"Generated {started} by `{info['command']}` (commit {info['commit']}).",
+        "",
+        f"- Machine: {info['nproc']} CPUs, {info['cpu']}, {info['memory']} RAM, "
+        f"Linux {info['kernel']}; load average {info['load_start']} at start, "
+        f"{info['load_end']} at the end (other work on the machine shows up as noise).",
+        f"- Versions: {info['tether']}; {info['nginx']}; {info['wrk']}.",
+        f"- One `tether-demo-backend --threads 1` behind both proxies; tether `workers: {a.workers}`, "
+        f"nginx `worker_processes {a.workers}`; everything on 127.0.0.1. "
+        f"{a.rounds} round{'s' if a.rounds != 1 else ''}, each interleaved tether, nginx, direct, after a discarded "
+        f"{a.warmup}s warm-up of each; medians shown (error counts are summed). "
+        f"RLIMIT_NOFILE {s.nofile}. Proxy CPU is utime + stime from /proc over the client run.",
+        f"- a: `wrk -t1 -c{WRK_CONNS} -d{a.duration}s --latency`, `GET /` (16-byte body). "
+        f"b: `tether-ws-bench echo`, {WS_CONNS} connections, {WS_SIZE}-byte binary messages, "
+        f"closed loop, {a.duration}s. c: `tether-ws-bench idle`, {a.idle_conns} WebSocket "
+        f"tunnels each carrying one message, a fresh proxy per round; RSS of tether's process, "
+        f"of nginx's master + workers; bytes per tunnel = (after - before) / tunnels open.",
+        "- nginx: upstream keepalive 32, proxy_http_version 1.1, Connection \"\" or upgrade, "
+        "proxy_buffering on, access_log off, worker_connections 200000, "
+        f"worker_rlimit_nofile {min(300000, s.nofile)} (the hard limit), and for parity with "
+        "tether's defaults: X-Forwarded-For/-Proto/-Host, X-Real-IP and X-Request-Id set, "
+        "keepalive_requests 1000000, reuseport backlog=4096, 1h proxy timeouts. "
+        "tether: access_log off, admin off, affinity none, round_robin.",
+        "",
+        "| scenario | metric | tether | nginx | direct | tether/nginx | tether/direct |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    raw = ["", "Per-round values (tether / nginx / direct):", ""]
+    for key, metric, label in METRICS:
+        if key not in results:
+            continue
+        per = {t: [r[metric] for r in results[key].get(t, []) if metric in r] for t in TARGETS}
+        med = {t: summarize(per[t], metric) for t in TARGETS}
+        lines.append(f"| {SCENARIOS[key]} | {label} | {fmt(med['tether'])} | {fmt(med['nginx'])} | "
+                     f"{fmt(med['direct'])} | {ratio(med['tether'], med['nginx'])} | "
+                     f"{ratio(med['tether'], med['direct'])} |")
+        raw.append(f"- {SCENARIOS[key]}, {label}: " + " / ".join(
+            ", ".join(fmt(v) for v in per[t]) or "—" for t in TARGETS))
+    notes = info.get("notes", [])
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines + raw) + "\n"
+
+
+# ------------------------------------------------------------------------------ main
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by every child
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tether", default=str(BUILD / "tether"))
+    p.add_argument("--backend", default=str(BUILD / "tools" / "tether-demo-backend"))
+    p.add_argument("--ws-bench", default=str(BUILD / "tools" / "bench" / "tether-ws-bench"))
+    p.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    p.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duration", type=int, default=5, help="seconds per wrk / echo run")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="seconds of discarded load per target before the rounds of a and b")
+    p.add_argument("--idle-conns", type=int, default=10000)
+    p.add_argument("--idle-hold", type=int, default=300,
+                   help="upper bound in seconds on one idle run (open + hold)")
+    p.add_argument("--only", default="a,b,c", help="scenarios to run, e.g. a,c")
+    p.add_argument("--out", help="also write the Markdown report to this file")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
+    a = p.parse_args()
+    a.only = [x.strip() for x in a.only.split(",") if x.strip()]
+    if bad := [x for x in a.only if x not in SCENARIOS]:
+        p.error(f"--only: unknown scenario {bad}; valid: a, b, c")
+    if a.workers < 1 or a.rounds < 1 or a.duration < 1 or a.idle_conns < 1:
+        p.error("--workers, --rounds, --duration and --idle-conns must be >= 1")
+    for opt in ("tether", "backend", "ws_bench", "nginx", "wrk"):
+        path = getattr(a, opt)
+        if not (Path(path).is_file() or shutil.which(path)):
+            p.error(f"--{opt.replace('_', '-')}: {path} not found (build it first)")
+    return a
+
+
+# Log lines that say nothing about the run: start/stop chatter, and nginx's warning that
+# worker_connections 200000 exceeds the descriptor limit (the configuration asks for it).
+BENIGN = re.compile(r"\[info\]|\[notice\]|worker_connections exceed open file resource limit")
+LOG_PREFIX = re.compile(r"^(\S+Z |\d{4}/\d\d/\d\d \d\d:\d\d:\d\d |nginx: )?(\[\w+\] )?(\d+#\d+: )?")
+
+
+def check_logs(s: Setup) -> list[str]:
+    """Lines in the proxies' and the backend's stderr / error logs worth a look, by source."""
+    seen: dict[str, dict[str, int]] = {}  # process kind -> message -> count
+    for f in sorted(s.tmp.rglob("*")):
+        if not f.is_file() or not (f.suffix == ".stderr" or f.name == "error.log"):
+            continue
+        if f.name.startswith("ws-idle-"):
+            continue  # logged as it came
+        kind = f.relative_to(s.tmp).parts[0].split("-")[0].split(".")[0]
+        for line in f.read_text(errors="replace").splitlines():
+            if line.strip() and not BENIGN.search(line):
+                msg = LOG_PREFIX.sub("", line.strip(), count=1)
+                msg = re.sub(r"^\*\d+ ", "", msg).split(", client: ")[0]  # nginx connection id
+                seen.setdefault(kind, {}).setdefault(msg, 0)
+                seen[kind][msg] += 1
+    notes = []
+    for kind, msgs in seen.items():
+        shown = "; ".join(f"{n} x `{m}`" for m, n in list(msgs.items())[:5])
+        more = f" (and {len(msgs) - 5} other messages)" if len(msgs) > 5 else ""
+        notes.append(f"{kind} logged: {shown}{more}")
+    return notes
+
+
+def main() -> int:
+    a = parse_args()
+    nofile = raise_nofile()
+    started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    info = machine_info() | {
+        "command": "python3 tools/bench/compare.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]),
+        "commit": git_commit(), "load_start": load_average(),
+        "tether": tool_version([a.tether, "--version"]), "nginx": tool_version([a.nginx, "-v"]),
+        "wrk": tool_version([a.wrk, "-v"]).split(" [")[0]}
+    notes: list[str] = []
+    if "c" in a.only and nofile < 2 * a.idle_conns + 64:
+        notes.append(f"RLIMIT_NOFILE hard limit is {nofile}: a single proxy process needs two "
+                     f"descriptors per tunnel, so it cannot hold all {a.idle_conns} "
+                     f"(about {(nofile - 64) // 2} at most).")
+        log("warning: " + notes[-1])
+    tmp = Path(tempfile.mkdtemp(prefix="tether-bench-"))
+    tmp.chmod(0o755)  # nginx workers run as an unprivileged user when we are root
+    s = Setup(a, tmp, nofile)
+    results: dict[str, dict[str, list[dict]]] = {}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        start_backend(s)
+        for name in PROXIES:
+            s.procs[name], s.ports[name] = start_proxy(s, name)
+        log(f"backend :{s.backend_port}, tether :{s.ports['tether']}, nginx :{s.ports['nginx']}; "
+            f"logs in {tmp}")
+        for key in a.only:
+            results[key] = {t: [] for t in TARGETS}
+            if key in "ab" and a.warmup > 0:  # discarded: first connections, caches, heaps
+                for t in TARGETS:
+                    (run_wrk if key == "a" else run_ws_echo)(s, s.ports[t], None, a.warmup)
+            for rnd in range(a.rounds):
+                for t in TARGETS:
+                    if key == "c" and t == "direct":
+                        continue
+                    pid = s.procs[t].pid if t in s.procs else None
+                    if key == "a":
+                        r = run_wrk(s, s.ports[t], pid, a.duration)
+                    elif key == "b":
+                        r = run_ws_echo(s, s.ports[t], pid, a.duration)
+                    else:
+                        r = run_idle(s, t, rnd)
+                    results[key][t].append(r)
+                    log(f"{SCENARIOS[key]} round {rnd + 1}/{a.rounds} {t}: "
+                        + ", ".join(f"{k}={fmt(v)}" for k, v in r.items()))
+        for name in PROXIES:
+            if not s.procs[name].alive():
+                notes.append(f"{name} exited during the run with code {s.procs[name].p.returncode}")
+    finally:
+        stop_all()
+    for name, proc in s.procs.items():
+        if proc.p.returncode not in (0, None, -signal.SIGTERM):
+            notes.append(f"{name} stopped with exit code {proc.p.returncode}")
+    notes += check_logs(s)
+    info["load_end"] = load_average()
+    info["notes"] = notes
+    text = report(s, results, info, started)
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text)
+        log(f"wrote {a.out}")
+    if a.keep:
+        log(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        stop_all()
+        sys.exit(130)
+    except BaseException:
+        stop_all()
+        raise
