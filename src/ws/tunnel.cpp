@@ -84,8 +84,24 @@ private:
         setup_.server.close(ec);
     }
 
+    /// Writes what the socket takes at once, without suspending (the common
+    /// case); returns how much, or nullopt on an error.
+    std::optional<std::size_t> write_now(Direction& d, const void* p, std::size_t n) {
+        boost::system::error_code ec;
+        const std::size_t w = d.dst->write_some(asio::buffer(p, n), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) return 0;
+        if (ec) return std::nullopt;
+        d.bytes += w;
+        return w;
+    }
+
     awaitable<bool> write_all(Direction& d, const void* p, std::size_t n) {
-        auto [ec, written] = co_await asio::async_write(*d.dst, asio::buffer(p, n), use_tuple);
+        const auto now = write_now(d, p, n);
+        if (!now) co_return false;
+        if (*now == n) co_return true;
+        const auto* rest = static_cast<const char*>(p) + *now;
+        auto [ec, written] =
+            co_await asio::async_write(*d.dst, asio::buffer(rest, n - *now), use_tuple);
         d.bytes += written;
         co_return !ec;
     }
@@ -175,7 +191,10 @@ private:
                 continue;
             }
             const std::size_t len = d.tracker.feed(bytes, n, closing_);
-            if (!co_await write_all(d, buf.data(), len)) co_return abort();
+            const auto now = write_now(d, buf.data(), len);  // fast path: no suspension
+            if (!now) co_return abort();
+            if (*now < len && !co_await write_all(d, buf.data() + *now, len - *now))
+                co_return abort();
         }
     }
 
