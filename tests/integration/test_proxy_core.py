@@ -363,7 +363,6 @@ class HeaderRewrite(ProxyTestCase):
         rid = self._values(seen, "X-Request-Id")
         self.assertEqual(len(rid), 1, seen)
         self.assertRegex(rid[0], r"^[0-9a-f]{32}$")
-        self.assertEqual(resp.header("X-Request-Id"), rid[0])
         self.assertEqual(self._values(seen, "X-Keep"), ["yes"])
         for hop in ("X-Hop", "Keep-Alive", "TE", "Proxy-Connection"):
             self.assertEqual(self._values(seen, hop), [], f"{hop} forwarded:\n{seen}")
@@ -375,7 +374,6 @@ class HeaderRewrite(ProxyTestCase):
         t = self.tether([b])
         resp = self.get(t, "/headers", headers={"X-Request-Id": "client-id-42"})
         self.assertEqual(self._values(resp.text, "X-Request-Id"), ["client-id-42"], resp.text)
-        self.assertEqual(resp.header("X-Request-Id"), "client-id-42")
 
 
 # ----------------------------------------------------------------------------- balancing

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Cost of stickiness: tether with affinity none vs sid vs cookie vs ip_hash, side by side.
+
+    python3 tools/bench/affinity_overhead.py [--rounds 3] [--duration 5] [--workers 1]
+
+One demo backend, four tether processes (one per mode), wrk -t1 -c64 against each, interleaved
+over --rounds rounds; prints medians of requests/s and proxy CPU per request, with ratios to
+`none`. Every sticky request takes the routing path that a live session takes:
+  sid      GET /socket.io/?EIO=4&transport=polling&sid=bench  (a local-table hit: the sid is
+           bound first through the fallback cookie of a handshake)
+  cookie   GET / with the signed tether cookie of a first answer (HMAC check per request)
+  ip_hash  GET / from 127.0.0.1 (a local-table hit after the first placement)
+Uses the process helpers of compare.py; stops only what it started, by PID.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import compare  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+MODES = ["none", "sid", "cookie", "ip_hash"]
+
+
+def config(mode: str, port: int, backend: int, workers: int) -> str:
+    return f"""workers: {workers}
+listen: [{{address: 127.0.0.1:{port}, upstream: u}}]
+admin: off
+access_log: {{path: off}}
+upstreams:
+  u:
+    affinity: {mode}
+    balance: round_robin
+    cookie: {{secret: bench-secret}}
+    servers: [{{name: s1, address: 127.0.0.1:{backend}}}]
+"""
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[str, str]:
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.read().decode(), r.headers.get("Set-Cookie", "")
+
+
+def prepare(mode: str, port: int) -> tuple[str, list[str]]:
+    """The URL and headers wrk sends, after the binding a live session would have."""
+    base = f"http://127.0.0.1:{port}"
+    if mode == "sid":
+        _, cookie = get(base + "/socket.io/?EIO=4&transport=polling")
+        token = cookie.split(";")[0]
+        url = base + "/socket.io/?EIO=4&transport=polling&sid=bench"
+        get(url, {"Cookie": token})  # unbound sid + valid cookie -> bound
+        return url, []
+    if mode == "cookie":
+        _, cookie = get(base + "/")
+        return base + "/", ["-H", "Cookie: " + cookie.split(";")[0]]
+    get(base + "/")
+    return base + "/", []
+
+
+def run(url: str, extra: list[str], pid: int, duration: int) -> dict[str, float]:
+    cpu0, t0 = compare.cpu_seconds(pid), time.monotonic()
+    out = subprocess.run(["wrk", "-t1", "-c64", f"-d{duration}s", *extra, url],
+                         capture_output=True, text=True, timeout=duration + 60).stdout
+    rps = float(out.split("Requests/sec:")[1].split()[0])
+    requests = int(out.split(" requests in")[0].split()[-1])
+    bad = "Non-2xx" in out
+    return {"rps": rps, "cpu_us": (compare.cpu_seconds(pid) - cpu0) * 1e6 / max(requests, 1),
+            "bad": bad, "elapsed": time.monotonic() - t0}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--tether", default=str(ROOT / "build/tether"))
+    ap.add_argument("--backend", default=str(ROOT / "build/tools/tether-demo-backend"))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=1)
+    a = ap.parse_args()
+    compare.raise_nofile()
+    tmp = Path(tempfile.mkdtemp(prefix="tether-affinity-bench-"))
+    try:
+        backend = compare.Proc("backend", [a.backend, "--name", "s1", "--listen", "127.0.0.1:0"], tmp)
+        m = compare.wait_for_line(backend.stdout_path, r"listening [\d.]+:(\d+)", backend, 10)
+        bport = int(m.group(1))
+        targets = {}
+        for mode in MODES:
+            port = compare.free_port()
+            cfg = tmp / f"{mode}.yaml"
+            cfg.write_text(config(mode, port, bport, a.workers))
+            proc = compare.Proc(f"tether-{mode}", [a.tether, "-c", str(cfg)], tmp)
+            compare.wait_http_ready(port, proc)
+            targets[mode] = (proc, *prepare(mode, port))
+        results: dict[str, list[dict]] = {m: [] for m in MODES}
+        for rnd in range(a.rounds):
+            for mode in MODES:
+                proc, url, extra = targets[mode]
+                r = run(url, extra, proc.pid, a.duration)
+                compare.log(f"round {rnd + 1} {mode}: {r['rps']:,.0f} req/s, "
+                            f"{r['cpu_us']:.1f} us CPU/request{' NON-2xx!' if r['bad'] else ''}")
+                results[mode].append(r)
+        med = {m: (statistics.median(x["rps"] for x in v), statistics.median(x["cpu_us"] for x in v))
+               for m, v in results.items()}
+        print(f"| affinity | requests/s | vs none | proxy CPU us/request | vs none |")
+        print("|---|---:|---:|---:|---:|")
+        for mode in MODES:
+            rps, cpu = med[mode]
+            print(f"| {mode} | {rps:,.0f} | {rps / med['none'][0]:.3f} | {cpu:.1f} | "
+                  f"{cpu / med['none'][1]:.3f} |")
+        return 0
+    finally:
+        compare.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
