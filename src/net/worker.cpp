@@ -26,7 +26,7 @@ Worker::Worker(std::size_t index, std::shared_ptr<const upstream::Runtime> runti
       ctx_(io_->get_executor(), runtime->config->limits.buffer_size, log_writer, table,
            0x7e7e7e7e ^ (index * 0x9e3779b97f4a7c15ull) ^
                static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())),
-      tick_(*io_) {
+      tick_(std::in_place, *io_) {
     ctx_.install(std::move(runtime), std::move(routing));
     ctx_.stats.connections_total.assign(endpoints.size(), 0);
     ctx_.stats.connections_active.assign(endpoints.size(), 0);
@@ -38,6 +38,7 @@ Worker::~Worker() {
     halt();
     listeners_.clear();
     ctx_.pool.clear();
+    tick_.reset();
     io_.reset();  // destroys suspended sessions while ctx_ (their registry) still lives
 }
 
@@ -55,8 +56,8 @@ void Worker::start() {
 
 void Worker::arm_tick() {
     tick_due_ = Clock::now() + kTick;
-    tick_.expires_at(tick_due_);
-    tick_.async_wait([this](boost::system::error_code ec) {
+    tick_->expires_at(tick_due_);
+    tick_->async_wait([this](boost::system::error_code ec) {
         if (ec) return;
         on_tick();
         arm_tick();

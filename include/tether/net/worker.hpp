@@ -64,7 +64,7 @@ private:
     std::unique_ptr<boost::asio::io_context> io_;
     http::ProxyContext ctx_;
     std::vector<std::unique_ptr<Listener>> listeners_;
-    boost::asio::steady_timer tick_;
+    std::optional<boost::asio::steady_timer> tick_;  // reset before io_ dies
     std::thread thread_;
     std::atomic<bool> drained_{false};
     unsigned ticks_ = 0;
