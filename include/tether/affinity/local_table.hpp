@@ -42,7 +42,7 @@ public:
     /// Removes every binding whose key starts with `prefix` and value is `server`.
     std::size_t erase_server(std::string_view prefix, std::string_view server);
     std::size_t size() const;
-    /// Live bindings under `prefix` ("{upstream}:").
+    /// Bindings under `prefix` ("{upstream}:"), including expired ones not yet looked up.
     std::size_t count_prefix(std::string_view prefix) const;
 
 private:

@@ -23,7 +23,7 @@ inline constexpr std::uint8_t kCookieTokenVersion = 1;
 /// The id a server's token carries.
 std::uint64_t cookie_server_id(std::string_view upstream, std::string_view server);
 
-/// The cookie value for `server_id` (33 characters of base64url).
+/// The cookie value for `server_id` (34 characters of base64url: 25 bytes, canonical padding bits only).
 std::string encode_cookie_token(std::string_view secret, std::string_view upstream,
                                 std::uint64_t server_id);
 
