@@ -1,10 +1,16 @@
 // Relay of one message body, shared by the request (client -> backend) and
 // the response (backend -> client) direction: a pending head, then the body
 // in pieces of one borrowed buffer, re-framed for the destination
-// (Content-Length as is, or chunked). The head is sent together with the
-// first piece when that piece is already buffered (one write for small
-// messages); otherwise first, so a slow body never holds the head back.
-// Bounded: one buffer, a read deadline per piece, a write deadline per piece.
+// (Content-Length as is, or chunked). A piece goes on as soon as it is
+// parsed. The head is sent together with the first piece when that piece is
+// already buffered (one write for small messages); otherwise first, so a
+// slow body never holds the head back. Bounded: one buffer, a read deadline
+// per piece, a write deadline per piece.
+// The two directions of one exchange run at once (duplex.hpp), each with its
+// own buffer; `RelayEnv::stop`, set by the other direction, makes a relay
+// give up at its next step.
+// Threading: the caller's executor (one worker thread), which is why the
+// flags shared with the other direction are plain bools.
 #pragma once
 
 #include <array>
@@ -30,7 +36,8 @@
 
 namespace tether::http {
 
-enum class RelaySide { none, source, destination };
+/// Which side failed; `stopped` when the other direction asked to stop.
+enum class RelaySide { none, source, destination, stopped };
 
 struct RelayStatus {
     RelaySide failed_side = RelaySide::none;
@@ -38,10 +45,17 @@ struct RelayStatus {
     std::uint64_t body_bytes = 0;
 };
 
+/// What a relay did so far, readable by the other direction while it runs.
+struct RelayProgress {
+    bool head_out = false;    ///< a write carrying the head began
+    bool body_taken = false;  ///< body bytes left the source's parser (sent or not)
+};
+
 struct RelayEnv {
     BufferPool& buffers;
     std::chrono::milliseconds read_timeout;   ///< between two reads from the source
     std::chrono::milliseconds write_timeout;  ///< for one write to the destination
+    const bool* stop = nullptr;               ///< true: give up at the next step
 };
 
 inline errc source_error(const boost::beast::error_code& ec) {
@@ -55,15 +69,15 @@ inline errc source_error(const boost::beast::error_code& ec) {
     return errc::bad_request;
 }
 
-/// Writes `head` and the body `p` reads from src into dst. `body_started`
-/// becomes true once a body byte was written. `inspector`, if any, sees
-/// each piece before it is written, until it says it is done.
+/// Writes `head` and the body `p` reads from src into dst, keeping
+/// `progress` up to date. `inspector`, if any, sees each piece before it is
+/// written, until it says it is done.
 template <class Parser>
 boost::asio::awaitable<RelayStatus> relay_body(boost::beast::tcp_stream& src,
                                                boost::beast::flat_buffer& src_buf, Parser& p,
                                                boost::beast::tcp_stream& dst,
                                                std::string_view head, Framing framing,
-                                               RelayEnv env, bool& body_started,
+                                               RelayEnv env, RelayProgress& progress,
                                                StreamInspector* inspector = nullptr) {
     namespace asio = boost::asio;
     namespace bhttp = boost::beast::http;
@@ -72,9 +86,16 @@ boost::asio::awaitable<RelayStatus> relay_body(boost::beast::tcp_stream& src,
     static constexpr std::string_view kLastChunk = "0\r\n\r\n";
     static constexpr std::string_view kCrlfLastChunk = "\r\n0\r\n\r\n";
     RelayStatus st;
+    const auto stopped = [&] {
+        if (env.stop && *env.stop) st.failed_side = RelaySide::stopped;
+        return st.failed_side == RelaySide::stopped;
+    };
+    if (stopped()) co_return st;
     if (!head.empty() && (p.is_done() || src_buf.size() == 0)) {
         dst.expires_after(env.write_timeout);
+        progress.head_out = true;
         auto [ec, n] = co_await asio::async_write(dst, asio::buffer(head), use_tuple);
+        if (stopped()) co_return st;
         if (ec) st.failed_side = RelaySide::destination;
         head = {};
         if (ec || p.is_done()) co_return st;
@@ -85,16 +106,22 @@ boost::asio::awaitable<RelayStatus> relay_body(boost::beast::tcp_stream& src,
         p.get().body().data = buf.data();
         p.get().body().size = buf.size();
         src.expires_after(env.read_timeout);
-        auto [ec, n] = co_await bhttp::async_read(src, src_buf, p, use_tuple);
+        // read_some, not read: a piece goes on as soon as it is parsed, so a
+        // stream of small chunks (events, an interactive echo) is not held
+        // until a whole buffer is full.
+        auto [ec, n] = co_await bhttp::async_read_some(src, src_buf, p, use_tuple);
+        const std::size_t got = buf.size() - p.get().body().size;
+        progress.body_taken = progress.body_taken || got > 0;
+        if (stopped()) co_return st;
         if (ec == bhttp::error::need_buffer) ec = {};
         if (ec) {
             st.failed_side = RelaySide::source;
             st.error = source_error(ec);
             co_return st;
         }
-        const std::size_t got = buf.size() - p.get().body().size;
         if (inspector && got > 0 && co_await inspector->inspect(std::string_view(buf.data(), got)))
             inspector = nullptr;
+        if (stopped()) co_return st;
         std::array<asio::const_buffer, 4> out{asio::buffer(head)};
         std::size_t count = 1;
         if (framing == Framing::chunked && got > 0) {
@@ -111,15 +138,16 @@ boost::asio::awaitable<RelayStatus> relay_body(boost::beast::tcp_stream& src,
         }
         if (count == 1 && head.empty()) continue;
         dst.expires_after(env.write_timeout);
+        progress.head_out = true;
         auto [wec, wn] = co_await asio::async_write(
             dst, std::span<const asio::const_buffer>(out.data(), count), use_tuple);
+        if (!wec) st.body_bytes += got;
+        if (stopped()) co_return st;
         if (wec) {
             st.failed_side = RelaySide::destination;
             co_return st;
         }
         head = {};
-        body_started = body_started || got > 0;
-        st.body_bytes += got;
     }
     co_return st;
 }

@@ -1,5 +1,6 @@
 // Client session: the request path of tether; see session.hpp. Body relay
-// lives in relay.hpp so that request and response bodies share one loop.
+// lives in relay.hpp so that request and response bodies share one loop;
+// duplex.hpp runs the two directions of an exchange at once.
 #include "tether/http/session.hpp"
 
 #include <array>
@@ -14,6 +15,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 
+#include "http/duplex.hpp"
 #include "http/relay.hpp"
 #include "tether/core/log.hpp"
 #include "tether/http/error_response.hpp"
@@ -34,6 +36,10 @@ namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kMaxResponseHead = 64 * 1024;
 constexpr int kMaxStaleRetries = 3;
+// Lingering close after a response that ended while the client was still
+// sending (nginx's lingering_time and lingering_timeout defaults).
+constexpr auto kLingerTime = std::chrono::seconds(30);
+constexpr auto kLingerRead = std::chrono::seconds(5);
 
 enum class Outcome { close, keep_alive, tunnel };
 
@@ -76,7 +82,6 @@ struct Exchange {
     upstream::ActiveGuard active;
     RequestVerdict verdict;
     bool close = false;            // close the client connection after this exchange
-    bool body_started = false;     // request bytes beyond the head went upstream
     bool learn_sid = false;        // an Engine.IO handshake: bind the sid of the answer
     std::string_view set_cookie;   // Set-Cookie line(s) for the answer (in `routing`)
     int status = 0;
@@ -121,6 +126,7 @@ public:
             if (out == Outcome::tunnel) co_await run_tunnel();
             break;
         }
+        if (linger_) co_await linger();
         beast::error_code ec;
         if (stream_.socket().is_open()) stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     }
@@ -135,10 +141,14 @@ private:
     awaitable<Outcome> serve_request();
     awaitable<bool> wait_for_bytes(const config::Config& cfg);
     awaitable<Outcome> proxy(Exchange& ex);
+    awaitable<std::optional<Outcome>> forward(Exchange& ex, Duplex& d, bool may_retry);
     awaitable<errc> open_upstream(Exchange& ex, bool fresh_only);
-    awaitable<std::tuple<beast::error_code, std::size_t>> read_response_head(Exchange& ex);
-    awaitable<RelayStatus> send_request(Exchange& ex);
-    awaitable<Outcome> respond(Exchange& ex);
+    awaitable<std::tuple<beast::error_code, std::size_t>> read_response_head(Exchange& ex,
+                                                                             bool pumped);
+    awaitable<void> send_request(Exchange& ex, Duplex& d);
+    bool body_is_here(Exchange& ex) const;
+    awaitable<Outcome> respond(Exchange& ex, Duplex& d);
+    awaitable<void> linger();
     awaitable<Outcome> start_tunnel(Exchange& ex);
     awaitable<void> run_tunnel();
     awaitable<void> send_error(Exchange* ex, errc e);
@@ -152,11 +162,13 @@ private:
     std::size_t listener_;
     RegistryEntry entry_;
     std::string client_ip_;
-    std::string head_;  // scratch for heads written to either side
+    std::string head_;           // scratch for heads written to the client
+    std::string upstream_head_;  // the request head, written by the request relay
     std::string request_id_;
     bool first_ = true;
     bool idle_ = false;
     bool stopping_ = false;
+    bool linger_ = false;  // a response ended while the client was still sending
     std::optional<ws::TunnelSetup> tunnel_;
     upstream::ActiveGuard tunnel_guard_;
     std::optional<SidLearner> tunnel_learner_;  // a websocket-only handshake's sid
@@ -243,45 +255,64 @@ awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
             co_await send_error(&ex, e);
             co_return Outcome::close;
         }
-        const RelayStatus sent = co_await send_request(ex);
-        const bool retryable = ex.conn->reused && !ex.body_started && stale < kMaxStaleRetries;
-        if (sent.failed_side == RelaySide::destination && retryable) {
-            fresh_only = stale + 1 >= kMaxStaleRetries - 1;
-            continue;  // a kept-alive connection the backend had closed
+        Duplex d(stream_.get_executor());
+        std::optional<Outcome> out;
+        std::exception_ptr escaped;
+        try {
+            out = co_await forward(ex, d, ex.conn->reused && stale < kMaxStaleRetries);
+        } catch (...) {
+            escaped = std::current_exception();
         }
-        if (sent.failed_side == RelaySide::source) {  // the client broke off or lied
-            if (sent.error != errc::ok) co_await send_error(&ex, sent.error);
-            co_return Outcome::close;
+        if (escaped) {  // the pump borrows this exchange: it ends first
+            if (ex.conn) stop(d, stream_, ex.conn->stream);
+            co_await join(d);
+            std::rethrow_exception(escaped);
         }
-        if (sent.failed_side == RelaySide::destination) {
-            co_await send_error(&ex, errc::upstream_broken);
-            co_return Outcome::close;
-        }
-        auto [ec, n] = co_await read_response_head(ex);
-        if (ec && n == 0 && ec != beast::error::timeout && retryable) {
-            fresh_only = stale + 1 >= kMaxStaleRetries - 1;
-            continue;
-        }
-        if (ec) {
-            co_await send_error(&ex, ec == beast::error::timeout ? errc::upstream_timeout
-                                                                 : errc::upstream_broken);
-            co_return Outcome::close;
-        }
-        co_return co_await respond(ex);
+        if (out) co_return *out;
+        fresh_only = stale + 1 >= kMaxStaleRetries - 1;  // a kept-alive connection gone stale
     }
 }
 
-// Reads the backend's response head within timeouts.upstream_response,
+// One try on one upstream connection: the request head, then the request body
+// and the response at once. nullopt: the kept-alive connection turned out
+// closed before any request body byte was taken from the client; try again.
+awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d,
+                                                         bool may_retry) {
+    co_await send_request(ex, d);
+    beast::error_code ec = asio::error::broken_pipe;
+    std::size_t n = 0;
+    if (d.pumped || d.request_status.failed_side == RelaySide::none)
+        std::tie(ec, n) = co_await read_response_head(ex, d.pumped);
+    head_read_ended(d);
+    if (!ec && !d.stop) co_return co_await respond(ex, d);
+    if (d.pumped) {
+        stop(d, stream_, ex.conn->stream);
+        co_await join(d);
+    }
+    const RelayStatus& sent = d.request_status;
+    if (sent.failed_side == RelaySide::source) {  // the client broke off or lied
+        if (sent.error != errc::ok) co_await send_error(&ex, sent.error);
+        co_return Outcome::close;
+    }
+    const bool timed_out = ec == beast::error::timeout || d.head_timed_out;
+    if (!timed_out && n == 0 && may_retry && !d.request.body_taken) co_return std::nullopt;
+    co_await send_error(&ex, timed_out ? errc::upstream_timeout : errc::upstream_broken);
+    co_return Outcome::close;
+}
+
+// Reads the backend's response head within timeouts.upstream_response
+// (counted from the end of the request: by the pump when there is one),
 // skipping interim 1xx responses (other than 101), which the client does not
 // expect: tether answered any Expect: 100-continue itself.
 awaitable<std::tuple<beast::error_code, std::size_t>> ClientSession::read_response_head(
-    Exchange& ex) {
+    Exchange& ex, bool pumped) {
     for (;;) {
         ex.response.emplace();
         ex.response->header_limit(kMaxResponseHead);
         ex.response->body_limit(boost::none);
         if (ex.request.get().method() == bhttp::verb::head) ex.response->skip(true);
-        ex.conn->stream.expires_after(ex.cfg().timeouts.upstream_response);
+        if (pumped) ex.conn->stream.expires_never();  // the pump keeps the deadline
+        else ex.conn->stream.expires_after(ex.cfg().timeouts.upstream_response);
         auto [ec, n] = co_await bhttp::async_read_header(ex.conn->stream, ex.conn->buffer,
                                                          *ex.response, use_tuple);
         const int status = ex.response->get().result_int();
@@ -338,7 +369,10 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
     co_return last;
 }
 
-awaitable<RelayStatus> ClientSession::send_request(Exchange& ex) {
+// Sends the request head and body upstream: at once when the body is
+// already here whole (none, or a short one read with the head: one write),
+// otherwise from the pump, beside the response.
+awaitable<void> ClientSession::send_request(Exchange& ex, Duplex& d) {
     const RequestHead& req = ex.request.get();
     RequestRewrite rw;
     rw.client_ip = client_ip_;
@@ -348,21 +382,40 @@ awaitable<RelayStatus> ClientSession::send_request(Exchange& ex) {
     rw.upgrade = ex.verdict.websocket_upgrade;
     if (ex.request.chunked()) rw.body = Framing::chunked;
     else if (ex.request.content_length()) rw.body = Framing::length;
-    head_.clear();
-    write_request_head(req, rw, head_);
-    ex.conn->stream.expires_after(ex.cfg().timeouts.idle);
-    RelayEnv env{ctx_.buffers, ex.cfg().timeouts.idle, ex.cfg().timeouts.idle};
-    co_return co_await relay_body(stream_, buffer_, ex.request, ex.conn->stream, head_, rw.body,
-                                  env, ex.body_started);
+    upstream_head_.clear();
+    write_request_head(req, rw, upstream_head_);
+    const auto& t = ex.cfg().timeouts;
+    RelayEnv env{ctx_.buffers, t.idle, t.idle};
+    if (body_is_here(ex)) {
+        d.request_status = co_await relay_body(stream_, buffer_, ex.request, ex.conn->stream,
+                                               upstream_head_, rw.body, env, d.request);
+        d.request_relayed = true;
+        co_return;
+    }
+    start_pump(d, stream_.get_executor(),
+               pump_request(d, stream_, buffer_, ex.request, ex.conn->stream, upstream_head_,
+                            rw.body, env, t.upstream_response));
 }
 
-awaitable<Outcome> ClientSession::respond(Exchange& ex) {
+bool ClientSession::body_is_here(Exchange& ex) const {
+    if (ex.request.is_done()) return true;
+    if (ex.request.chunked()) return false;
+    const auto left = ex.request.content_length_remaining();
+    return left && *left <= buffer_.size() && *left <= ctx_.buffers.buffer_size();
+}
+
+awaitable<Outcome> ClientSession::respond(Exchange& ex, Duplex& d) {
     auto& res = *ex.response;
     const ResponseHead& head = res.get();
     const unsigned version = ex.request.get().version();
     ex.status = head.result_int();
-    if (ex.status == 101 && ex.verdict.websocket_upgrade) co_return co_await start_tunnel(ex);
+    if (ex.status == 101 && ex.verdict.websocket_upgrade && !d.pumped)
+        co_return co_await start_tunnel(ex);
     if (ex.status == 101) {
+        if (d.pumped) {
+            stop(d, stream_, ex.conn->stream);
+            co_await join(d);
+        }
         co_await send_error(&ex, errc::upstream_broken);
         co_return Outcome::close;
     }
@@ -380,17 +433,55 @@ awaitable<Outcome> ClientSession::respond(Exchange& ex) {
     if (ex.learn_sid && ex.status == 200)
         learner.emplace(ctx_.router, ex.runtime, *ex.upstream, ex.conn->backend);
     const bool upstream_reusable = res.keep_alive() && !res.need_eof();
-    bool started = false;
-    RelayEnv env{ctx_.buffers, ex.cfg().timeouts.upstream_response, ex.cfg().timeouts.idle};
+    RelayEnv env{ctx_.buffers, ex.cfg().timeouts.upstream_response, ex.cfg().timeouts.idle,
+                 &d.stop};
     const RelayStatus st = co_await relay_body(ex.conn->stream, ex.conn->buffer, res, stream_,
-                                               head_, rw.body, env, started,
+                                               head_, rw.body, env, d.response,
                                                learner ? &*learner : nullptr);
     ex.bytes_sent = st.body_bytes;
-    if (st.failed_side != RelaySide::none) co_return Outcome::close;
+    const bool response_done = st.failed_side == RelaySide::none;
+    if (d.pumped) {
+        if (!response_done || !d.request_relayed) stop(d, stream_, ex.conn->stream);
+        co_await join(d);
+    }
+    const RelayStatus& sent = d.request_status;
+    if (!response_done) {
+        if (sent.failed_side == RelaySide::source && sent.error != errc::ok &&
+            !d.response.head_out)
+            co_await send_error(&ex, sent.error);
+        co_return Outcome::close;
+    }
+    if (sent.failed_side != RelaySide::none) {  // answered before the request was all read
+        linger_ = true;
+        co_return Outcome::close;
+    }
     if (upstream_reusable && res.is_done()) {
         ctx_.pool.give_back(std::move(ex.conn), ex.upstream->config->keepalive);
     }
     co_return ex.close ? Outcome::close : Outcome::keep_alive;
+}
+
+// After a response that ended while the client was still sending its body:
+// end our side (FIN), then read and drop what still comes, for a bounded
+// time, so that closing does not reset the connection under a response the
+// client has not read yet (nginx's lingering close).
+awaitable<void> ClientSession::linger() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) co_return;
+    buffer_.consume(buffer_.size());
+    BufferPool::Lease lease = ctx_.buffers.borrow();
+    const auto until = Clock::now() + kLingerTime;
+    idle_ = true;
+    while (!stopping_ && !ctx_.stopping) {
+        const auto left = until - Clock::now();
+        if (left <= Clock::duration::zero()) break;
+        stream_.expires_after(std::min<Clock::duration>(left, kLingerRead));
+        auto [rec, n] = co_await stream_.async_read_some(
+            asio::buffer(lease.data(), lease.size()), use_tuple);
+        if (rec) break;
+    }
+    idle_ = false;
 }
 
 // 101 from the backend: forward it, then hand both sockets and the bytes
@@ -422,6 +513,7 @@ awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
 awaitable<void> ClientSession::run_tunnel() {
     buffer_.shrink_to_fit();
     std::string().swap(head_);
+    std::string().swap(upstream_head_);
     const auto& cfg = *ctx_.runtime->config;
     ws::TunnelContext tctx{ctx_.buffers, ctx_.registry, cfg.timeouts.tunnel,
                            cfg.timeouts.shutdown / 10, ctx_.stopping};

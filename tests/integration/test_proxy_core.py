@@ -6,8 +6,8 @@ flat RSS, a 30 s long-poll (slow-ish: ~30 s), WebSocket echo, the error statuses
 round_robin and least_conn, the SIGTERM drain, the access log formats and the command line.
 
 Every test starts its own backends and tether on free ports (`workers: 2` unless it needs one)
-and stops them by PID. Uploads go to /sink (read and discarded by the backend): a 50 MB
-upload to /echo cannot pass a proxy that sends the whole body before reading the response.
+and stops them by PID. Uploads go to /sink (read and discarded by the backend); a streamed
+echo of a large upload (both directions at once) is in test_duplex_relay.py.
 """
 
 import json
