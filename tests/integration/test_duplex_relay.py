@@ -18,7 +18,7 @@ import unittest
 
 from harness import (HOST, ConnectionClosed, HttpConnection, _Reader, build_request,
                      pattern_bytes, read_response)
-from test_proxy_core import ProxyTestCase, RssSampler
+from test_proxy_core import ProxyTestCase, RssSampler, streamed_body
 
 MB = 1 << 20
 ECHO = 64 * MB
@@ -28,9 +28,7 @@ class StreamedEcho(ProxyTestCase):
     def _echo(self, chunked: bool):
         b, = self.backends("b1")
         t = self.tether([b], limits={"max_body_size": "100m"})
-        data = pattern_bytes(ECHO)
-        pieces = (data[i:i + 256 * 1024] for i in range(0, ECHO, 256 * 1024))
-        headers = {} if chunked else {"Content-Length": str(ECHO)}
+        data, pieces, headers = streamed_body(ECHO, chunked)
         with HttpConnection(HOST, t.port, timeout=60) as conn, RssSampler(t) as rss:
             resp = conn.request("POST", "/echo", body=pieces, headers=headers)
             self.assertEqual(resp.status, 200, t.logs())

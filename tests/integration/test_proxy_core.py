@@ -35,6 +35,14 @@ def parse_responses(data: bytes) -> list:
     return out
 
 
+def streamed_body(n: int, chunked: bool):
+    """n pattern bytes, the 256 KiB pieces HttpConnection streams them in, and the headers
+    (none for chunked, Content-Length otherwise)."""
+    data = pattern_bytes(n)
+    pieces = (data[i:i + 256 * 1024] for i in range(0, n, 256 * 1024))
+    return data, pieces, {} if chunked else {"Content-Length": str(n)}
+
+
 class RssSampler:
     """Samples a Tether's VmRSS every 20 ms in a thread while in the `with` block."""
 
@@ -163,9 +171,7 @@ class Bodies(ProxyTestCase):
     def _upload(self, chunked: bool):
         b, = self.backends("b1")
         t = self.tether([b], limits={"max_body_size": "100m"})
-        data = pattern_bytes(BIG)
-        pieces = (data[i:i + 256 * 1024] for i in range(0, BIG, 256 * 1024))
-        headers = {} if chunked else {"Content-Length": str(BIG)}
+        _, pieces, headers = streamed_body(BIG, chunked)
         with HttpConnection(HOST, t.port, timeout=60) as conn, RssSampler(t) as rss:
             resp = conn.request("POST", "/sink", body=pieces, headers=headers)
         self.assertEqual(resp.status, 200, resp.text)
