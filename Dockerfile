@@ -7,7 +7,8 @@
 # README's commands install: section `build` here, section `runtime` in the final stage
 # (tools/packages.sh prints a section; tests/integration/test_dockerfile.py checks the
 # list covers what the binaries link). The final stage is bookworm-slim with the two
-# binaries, runs as the unprivileged user `tether`, and starts tether as PID 1 (exec form,
+# binaries, runs as the unprivileged user `tether` (uid 10001, numeric
+# so that Kubernetes' runAsNonRoot can verify it), and starts tether as PID 1 (exec form,
 # no shell): SIGTERM drains and stops within timeouts.shutdown, SIGHUP reloads the config.
 # Config: /etc/tether/tether.yaml (mount yours there; relative paths in it are relative to
 # /etc/tether). Admin endpoints on 9901 (HEALTHCHECK uses /healthz): the config must bind
@@ -31,11 +32,13 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       $(sh /tmp/packages/packages.sh runtime) \
  && rm -rf /var/lib/apt/lists/* /tmp/packages \
- && useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin tether \
+ && groupadd --system --gid 10001 tether \
+ && useradd --system --uid 10001 --gid tether --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin tether \
  && mkdir -p /etc/tether
 COPY --from=build /src/build/tether /src/build/tools/tether-from-nginx /usr/local/bin/
 COPY conf/examples/docker/tether.yaml /etc/tether/tether.yaml
-USER tether
+USER 10001:10001
 EXPOSE 8080 9901
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=2s --start-period=5s --retries=3 \
