@@ -3,6 +3,7 @@
 
 #include <map>
 
+#include "tether/health/rise_fall.hpp"
 #include "tether/metrics/text_writer.hpp"
 
 namespace tether::app {
@@ -185,6 +186,39 @@ void write_affinity_metrics(const AdminView& v, TextWriter& w) {
     }
 }
 
+// Active checks by result and passive failure accounting, from each server's
+// shared state (atomics written by the health thread and the workers).
+void write_health_metrics(const AdminView& v, TextWriter& w) {
+    static constexpr health::HealthResult kResults[] = {
+        health::HealthResult::ok, health::HealthResult::bad_status, health::HealthResult::timeout,
+        health::HealthResult::error};
+    w.family("tether_health_checks_total", "counter", "Active health checks by result.");
+    for (const auto& u : v.runtime.upstreams) {
+        if (!u.config->health_check) continue;
+        for (const auto& b : u.backends)
+            for (auto r : kResults)
+                w.sample("tether_health_checks_total",
+                         {{"upstream", u.config->name}, {"server", b->name()},
+                          {"result", health::to_string(r)}},
+                         static_cast<double>(
+                             b->state().checks[static_cast<std::size_t>(r)].load()));
+    }
+    w.family("tether_upstream_server_failures_total", "counter",
+             "Failures counted by passive checks (connect, reset or timeout before a response).");
+    for (const auto& u : v.runtime.upstreams)
+        for (const auto& b : u.backends)
+            w.sample("tether_upstream_server_failures_total",
+                     {{"upstream", u.config->name}, {"server", b->name()}},
+                     static_cast<double>(b->state().passive.failures()));
+    w.family("tether_upstream_server_ejections_total", "counter",
+             "Times passive checks took the server out for fail_timeout.");
+    for (const auto& u : v.runtime.upstreams)
+        for (const auto& b : u.backends)
+            w.sample("tether_upstream_server_ejections_total",
+                     {{"upstream", u.config->name}, {"server", b->name()}},
+                     static_cast<double>(b->state().passive.trips()));
+}
+
 }  // namespace
 
 std::string render_metrics(const AdminView& v) {
@@ -194,6 +228,7 @@ std::string render_metrics(const AdminView& v) {
     write_connection_metrics(v, w);
     write_request_metrics(v, w);
     write_server_metrics(v, w);
+    write_health_metrics(v, w);
     write_affinity_metrics(v, w);
     w.family("tether_redis_up", "gauge", "1 when Redis is configured and reachable.");
     w.sample("tether_redis_up", {}, 0);

@@ -18,6 +18,7 @@
 #include "tether/admin/admin_server.hpp"
 #include "tether/config/loader.hpp"
 #include "tether/core/log.hpp"
+#include "tether/health/checker.hpp"
 #include "tether/http/access_log.hpp"
 #include "tether/net/worker.hpp"
 #include "tether/upstream/backend.hpp"
@@ -98,16 +99,21 @@ public:
                 workers_.push_back(std::make_unique<net::Worker>(
                     static_cast<std::size_t>(i), runtime_, routing_, endpoints, log_writer_.get(),
                     *table_, counters_));
+            health_ = std::make_unique<health::HealthChecker>(
+                static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()));
+            health_->update(runtime_);
             start_admin();
         } catch (const std::exception& e) {
             log::error(std::string("cannot start: ") + e.what());
             return 1;
         }
         for (auto& w : workers_) w->start();
+        health_->start();
         announce();
         wait_signal();
         io_.run();
         if (admin_) admin_->stop();
+        health_->stop();
         workers_.clear();
         log_writer_.reset();
         log::info("stopped");
@@ -142,17 +148,7 @@ private:
         };
         h.ready = [this] { return is_ready(*current_runtime(), stopping_.load()); };
         h.set_drain = [this](std::string_view u, std::string_view s, bool drain) {
-            auto rt = current_runtime();
-            const auto* up = rt->find(std::string(u));
-            if (!up) return false;
-            for (const auto& b : up->backends)
-                if (b->name() == s) {
-                    b->set_draining(drain);
-                    log::info(std::string(drain ? "draining" : "enabled") + " server '" +
-                              std::string(s) + "' of upstream '" + std::string(u) + "'");
-                    return true;
-                }
-            return false;
+            return set_drain(u, s, drain);
         };
         asio::io_context io;
         tcp::resolver resolver(io);
@@ -162,6 +158,19 @@ private:
         admin_->start();
     }
 
+public:
+    /// The one entry point of a drain or enable on this replica (admin API, and
+    /// whatever relays drains between replicas): sets the server's shared flag,
+    /// which every worker reads on its next pick and which survives reloads.
+    /// False when upstream `u` has no server `s`. Thread-safe.
+    bool set_drain(std::string_view u, std::string_view s, bool drain) {
+        if (!upstream::set_drain(*current_runtime(), u, s, drain)) return false;
+        log::info(std::string(drain ? "draining" : "enabled") + " server '" + std::string(s) +
+                  "' of upstream '" + std::string(u) + "'");
+        return true;
+    }
+
+private:
     void announce() {
         std::string ports;
         for (auto p : workers_.front()->ports()) ports += " " + std::to_string(p);
@@ -201,6 +210,7 @@ private:
         config_ = next;
         routing_ = affinity::build_routing(*runtime_, process_secret_);
         for (auto& w : workers_) w->install(runtime_, routing_);
+        health_->update(runtime_);
         log::info("reloaded " + path_ + " (generation " + std::to_string(runtime_->generation) +
                   ")");
     }
@@ -249,6 +259,7 @@ private:
     std::unique_ptr<http::AccessLogWriter> log_writer_;
     net::ProcessCounters counters_;
     std::vector<std::unique_ptr<net::Worker>> workers_;
+    std::unique_ptr<health::HealthChecker> health_;
     Clock::time_point deadline_;
 };
 

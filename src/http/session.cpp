@@ -103,6 +103,13 @@ errc read_error_to_errc(const beast::error_code& ec) {
     return errc::bad_request;
 }
 
+/// Passive health: a connect, send or response-head failure of `b` (a 5xx is not one).
+void count_failure(upstream::Backend& b, std::string_view upstream) {
+    if (b.record_failure(Clock::now()))
+        log::warn("upstream '" + std::string(upstream) + "' server '" + b.name() +
+                  "': out for fail_timeout after max_fails failures");
+}
+
 bool is_client_gone(const beast::error_code& ec) {
     return ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
            ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
@@ -284,7 +291,10 @@ awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d
     if (d.pumped || d.request_status.failed_side == RelaySide::none)
         std::tie(ec, n) = co_await read_response_head(ex, d.pumped);
     head_read_ended(d);
-    if (!ec && !d.stop) co_return co_await respond(ex, d);
+    if (!ec && !d.stop) {
+        ex.conn->backend->record_success(Clock::now());
+        co_return co_await respond(ex, d);
+    }
     if (d.pumped) {
         stop(d, stream_, ex.conn->stream);
         co_await join(d);
@@ -296,6 +306,7 @@ awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d
     }
     const bool timed_out = ec == beast::error::timeout || d.head_timed_out;
     if (!timed_out && n == 0 && may_retry && !d.request.body_taken) co_return std::nullopt;
+    count_failure(*ex.conn->backend, ex.upstream->config->name);
     co_await send_error(&ex, timed_out ? errc::upstream_timeout : errc::upstream_broken);
     co_return Outcome::close;
 }
@@ -338,7 +349,8 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
     std::array<const upstream::Backend*, 16> tried{};
     std::size_t tried_count = 0;
     errc last = errc::no_server;
-    const int attempts = 1 + std::max(0, ex.upstream->config->retries);
+    const int attempts = std::min<int>(1 + std::max(0, ex.upstream->config->retries),
+                                       static_cast<int>(tried.size()));
     for (int attempt = 0; attempt < attempts; ++attempt) {
         const auto d = ctx_.router.route(
             *ex.runtime, ex.upstream_index, *ex.routing, ctx_.pickers[ex.upstream_index], in,
@@ -361,6 +373,7 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
             co_return errc::ok;
         }
         ex.active.reset();
+        count_failure(*backend, ex.upstream->config->name);
         last = ec == beast::error::timeout ? errc::upstream_timeout : errc::upstream_connect;
         if (tried_count < tried.size()) tried[tried_count++] = backend.get();
         log::warn("upstream '" + ex.upstream->config->name + "' server '" + backend->name() +

@@ -5,7 +5,8 @@
 //
 // Once bound it prints one line `listening HOST:PORT` (the actual port); SIGTERM and SIGINT
 // exit 0 at once. Every response carries `X-Backend: NAME`.
-//   /healthz "ok\n" | /stats JSON counters | /headers the request head as received
+//   /healthz "ok\n" (or the status set by /set-health?code=N, 200-599, for health-check tests)
+//   | /stats JSON counters (health_checks counts /healthz) | /headers the request head as received
 //   POST|PUT /echo: the body streamed back through a 64 KiB buffer (Content-Length when the
 //     request had one, chunked otherwise) | /bytes?n=N&mode=length|chunked|close: N bytes of
 //     kAlphabet repeated, in 64 KiB writes | /sleep?ms=N | /status?code=N
@@ -67,6 +68,8 @@ struct Server {
     std::atomic<std::uint64_t> connections{0};
     std::atomic<std::uint64_t> requests{0};
     std::atomic<std::uint64_t> websockets{0};
+    std::atomic<std::uint64_t> health_checks{0};  // GET /healthz answered
+    std::atomic<unsigned> health_code{200};       // what /healthz answers (see /set-health)
 };
 
 // One client connection, owned by its run_connection coroutine.
@@ -218,7 +221,8 @@ asio::awaitable<bool> send_bytes(Conn& c, Request const& req) {
 std::string stats_json(Server const& srv) {
     return "{\"name\":\"" + srv.name + "\",\"connections\":" + std::to_string(srv.connections) +
            ",\"requests\":" + std::to_string(srv.requests) +
-           ",\"websockets\":" + std::to_string(srv.websockets) + "}\n";
+           ",\"websockets\":" + std::to_string(srv.websockets) +
+           ",\"health_checks\":" + std::to_string(srv.health_checks) + "}\n";
 }
 
 // GET /headers body: the head as received (request line, then the header lines in received
@@ -234,7 +238,18 @@ std::string headers_text(std::string_view raw) {
 
 // Answers the endpoints without a request body; true when the connection may be reused.
 asio::awaitable<bool> answer(Conn& c, Request const& req, std::string_view path) {
-    if (path == "/healthz") co_return co_await send_text(c, req, 200, "ok\n");
+    if (path == "/healthz") {
+        ++c.srv.health_checks;
+        auto const code = c.srv.health_code.load();
+        co_return co_await send_text(c, req, code, code < 300 ? "ok\n" : "failing\n");
+    }
+    if (path == "/set-health") {  // a switch for the health-check tests
+        auto const code = to_uint(query_param(req.target(), "code"), 0);
+        if (code < 200 || code > 599)
+            co_return co_await send_text(c, req, 400, "code must be 200-599\n");
+        c.srv.health_code = static_cast<unsigned>(code);
+        co_return co_await send_text(c, req, 200, "healthz answers " + std::to_string(code) + "\n");
+    }
     if (path == "/stats")
         co_return co_await send_text(c, req, 200, stats_json(c.srv), "application/json");
     if (path == "/headers") co_return co_await send_text(c, req, 200, headers_text(c.raw_head));

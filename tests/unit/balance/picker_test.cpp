@@ -120,4 +120,33 @@ TEST(Picker, BackupOnlyWhenNoPrimaryIsUp) {
     EXPECT_EQ(p.pick(b), nullptr);
 }
 
+TEST(Picker, BackupTakesOverWhenPrimariesArePassivelyOut) {
+    auto b = make_backends({1, 1, 1}, {false, false, true});
+    Picker p(config::Balance::least_conn, 1);
+    const auto now = Clock::now();
+    for (int i = 0; i < 2; ++i)
+        for (int k = 0; k < b[i]->server().max_fails; ++k) b[i]->record_failure(now);
+    ASSERT_FALSE(b[0]->up());
+    for (int i = 0; i < 10; ++i) EXPECT_EQ((*p.pick(b))->name(), "s3");
+    b[1]->state().passive.clear();  // a primary is back: backups take no new client
+    for (int i = 0; i < 10; ++i) EXPECT_EQ((*p.pick(b))->name(), "s2");
+}
+
+TEST(Picker, BackupRespectsMaxConnsAndExclusions) {
+    auto b = make_backends({1, 1}, {false, true});
+    config::Server capped;
+    capped.name = "b2";
+    capped.backup = true;
+    capped.max_conns = 1;
+    b.push_back(std::make_shared<Backend>(capped, std::vector<boost::asio::ip::tcp::endpoint>{}));
+    b[0]->set_up(false);
+    Picker p(config::Balance::least_conn, 1);
+    b[2]->add_active(1);  // b2 is full
+    for (int i = 0; i < 5; ++i) EXPECT_EQ((*p.pick(b))->name(), "s2");
+    const Backend* tried[] = {b[1].get()};
+    EXPECT_EQ(p.pick(b, tried), nullptr);  // the only backup with room was tried
+    b[2]->add_active(-1);
+    EXPECT_EQ((*p.pick(b, tried))->name(), "b2");
+}
+
 }  // namespace
