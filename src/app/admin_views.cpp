@@ -203,20 +203,19 @@ void write_health_metrics(const AdminView& v, TextWriter& w) {
                          static_cast<double>(
                              b->state().checks[static_cast<std::size_t>(r)].load()));
     }
-    w.family("tether_upstream_server_failures_total", "counter",
-             "Failures counted by passive checks (connect, reset or timeout before a response).");
-    for (const auto& u : v.runtime.upstreams)
-        for (const auto& b : u.backends)
-            w.sample("tether_upstream_server_failures_total",
-                     {{"upstream", u.config->name}, {"server", b->name()}},
-                     static_cast<double>(b->state().passive.failures()));
-    w.family("tether_upstream_server_ejections_total", "counter",
-             "Times passive checks took the server out for fail_timeout.");
-    for (const auto& u : v.runtime.upstreams)
-        for (const auto& b : u.backends)
-            w.sample("tether_upstream_server_ejections_total",
-                     {{"upstream", u.config->name}, {"server", b->name()}},
-                     static_cast<double>(b->state().passive.trips()));
+    auto per_server = [&](std::string_view name, std::string_view help, auto value) {
+        w.family(name, "counter", help);
+        for (const auto& u : v.runtime.upstreams)
+            for (const auto& b : u.backends)
+                w.sample(name, {{"upstream", u.config->name}, {"server", b->name()}},
+                         static_cast<double>(value(b->state().passive)));
+    };
+    per_server("tether_upstream_server_failures_total",
+               "Failures counted by passive checks (connect, reset or timeout before a response).",
+               [](const upstream::PassiveHealth& p) { return p.failures(); });
+    per_server("tether_upstream_server_ejections_total",
+               "Times passive checks took the server out for fail_timeout.",
+               [](const upstream::PassiveHealth& p) { return p.trips(); });
 }
 
 }  // namespace
