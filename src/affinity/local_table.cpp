@@ -13,17 +13,24 @@ LocalTable::Shard& LocalTable::shard_for(std::string_view key) {
 }
 
 void LocalTable::insert_locked(Shard& s, std::string_view key, std::string_view server,
-                               Clock::time_point expires) {
+                               Clock::time_point now, Clock::time_point expires) {
     while (s.map.size() >= per_shard_max_ && !s.lru.empty()) {
         s.map.erase(s.lru.back());
         s.lru.pop_back();
     }
     s.lru.emplace_front(key);
-    s.map.emplace(std::string(key), Entry{std::string(server), expires, s.lru.begin()});
+    s.map.emplace(std::string(key), Entry{std::string(server), expires, now, s.lru.begin()});
 }
 
 std::optional<std::string> LocalTable::get(std::string_view key, Clock::time_point now,
                                            std::chrono::milliseconds ttl) {
+    bool unused = false;
+    return get(key, now, ttl, Clock::duration::max(), unused);
+}
+
+std::optional<std::string> LocalTable::get(std::string_view key, Clock::time_point now,
+                                           std::chrono::milliseconds ttl,
+                                           Clock::duration sync_every, bool& sync_due) {
     Shard& s = shard_for(key);
     std::lock_guard lock(s.mutex);
     auto it = s.map.find(key);
@@ -34,8 +41,33 @@ std::optional<std::string> LocalTable::get(std::string_view key, Clock::time_poi
         return std::nullopt;
     }
     it->second.expires = now + ttl;
+    if (sync_every != Clock::duration::max() && now - it->second.synced >= sync_every) {
+        sync_due = true;
+        it->second.synced = now;
+    }
     s.lru.splice(s.lru.begin(), s.lru, it->second.lru);
     return it->second.server;
+}
+
+bool LocalTable::contains(std::string_view key, Clock::time_point now) const {
+    const Shard& s = shards_[mix64(std::hash<std::string_view>{}(key)) % kShards];
+    std::lock_guard lock(s.mutex);
+    auto it = s.map.find(key);
+    return it != s.map.end() && it->second.expires > now;
+}
+
+std::vector<LocalTable::Binding> LocalTable::bindings(std::size_t shard,
+                                                      Clock::time_point now) const {
+    std::vector<Binding> out;
+    if (shard >= kShards) return out;
+    const Shard& s = shards_[shard];
+    std::lock_guard lock(s.mutex);
+    out.reserve(s.map.size());
+    for (const auto& [k, e] : s.map)
+        if (e.expires > now)
+            out.push_back({k, e.server,
+                           std::chrono::ceil<std::chrono::milliseconds>(e.expires - now)});
+    return out;
 }
 
 std::string LocalTable::put_if_absent(std::string_view key, std::string_view server,
@@ -48,7 +80,7 @@ std::string LocalTable::put_if_absent(std::string_view key, std::string_view ser
         s.lru.erase(it->second.lru);
         s.map.erase(it);
     }
-    insert_locked(s, key, server, now + ttl);
+    insert_locked(s, key, server, now, now + ttl);
     return std::string(server);
 }
 
@@ -59,10 +91,11 @@ void LocalTable::put(std::string_view key, std::string_view server, Clock::time_
     if (auto it = s.map.find(key); it != s.map.end()) {
         it->second.server.assign(server);
         it->second.expires = now + ttl;
+        it->second.synced = now;
         s.lru.splice(s.lru.begin(), s.lru, it->second.lru);
         return;
     }
-    insert_locked(s, key, server, now + ttl);
+    insert_locked(s, key, server, now, now + ttl);
 }
 
 void LocalTable::erase(std::string_view key) {

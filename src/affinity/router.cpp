@@ -89,6 +89,40 @@ std::shared_ptr<const RoutingTables> build_routing(const upstream::Runtime& rt,
     return tables;
 }
 
+std::string Router::table_key(const upstream::Runtime& rt, std::size_t ui,
+                              const RouteInput& in) const {
+    const auto& c = *rt.upstreams[ui].config;
+    std::string key;
+    if (c.affinity == config::Affinity::ip_hash) {
+        key.assign(c.name).append(":ip_hash:");
+        key.append(masked_ip(in.client_ip, c.ip_hash.prefix_v4, c.ip_hash.prefix_v6));
+    } else if (c.affinity == config::Affinity::sid && balance::path_under(in.target, c.sid.path)) {
+        const auto sid = balance::query_param(in.target, c.sid.param);
+        if (sid && !sid->empty()) key.assign(c.name).append(":sid:").append(*sid);
+    }
+    return key;
+}
+
+std::shared_ptr<Backend> Router::bound_backend(const upstream::Upstream& u,
+                                               const UpstreamRouting& r, std::string_view server,
+                                               Exclude exclude) const {
+    auto it = r.by_name.find(std::string(server));
+    if (it == r.by_name.end() || !keeps_bound(*u.backends[it->second], exclude)) return nullptr;
+    return u.backends[it->second];
+}
+
+void Router::count_redis_failure(std::string_view upstream) { ++counters(upstream).redis_failures; }
+
+std::optional<std::string> Router::lookup(const std::string& key, Clock::time_point now,
+                                          std::chrono::milliseconds ttl, const RouteInput& in,
+                                          SharedWrite& write) {
+    if (!shared_ || in.fetched) return table_.get(key, now, ttl);
+    bool due = false;
+    auto bound = table_.get(key, now, ttl, ttl / 10, due);
+    if (bound && due) write = SharedWrite{SharedWrite::Op::refresh, key, *bound, {}, ttl};
+    return bound;
+}
+
 RouterStats& Router::counters(std::string_view upstream) {
     auto it = stats_.find(upstream);
     if (it == stats_.end()) it = stats_.emplace(std::string(upstream), RouterStats{}).first;
@@ -103,7 +137,7 @@ RouteDecision Router::route(const upstream::Runtime& rt, std::size_t ui,
     current_ = &counters(r.name);
     switch (u.config->affinity) {
         case config::Affinity::none: return place(u, picker, exclude);
-        case config::Affinity::ip_hash: return route_ip_hash(u, r, picker, in.client_ip, exclude);
+        case config::Affinity::ip_hash: return route_ip_hash(u, r, picker, in, exclude);
         case config::Affinity::cookie: return route_cookie(u, r, picker, in.cookie_header, exclude);
         case config::Affinity::sid: return route_sid(u, r, picker, in, exclude);
     }
@@ -153,23 +187,25 @@ int Router::maglev_place(const upstream::Upstream& u, const UpstreamRouting& r,
 }
 
 RouteDecision Router::route_ip_hash(const upstream::Upstream& u, const UpstreamRouting& r,
-                                    balance::Picker& picker, std::string_view client_ip,
+                                    balance::Picker& picker, const RouteInput& in,
                                     Exclude exclude) {
     const auto& cfg = u.config->ip_hash;
-    const std::string masked = masked_ip(client_ip, cfg.prefix_v4, cfg.prefix_v6);
+    const std::string masked = masked_ip(in.client_ip, cfg.prefix_v4, cfg.prefix_v6);
     key_.assign(r.name).append(":ip_hash:").append(masked);
     const auto now = Clock::now();
     const auto ttl = u.config->affinity_ttl;
-    bool rebind = false;
-    if (auto bound = table_.get(key_, now, ttl)) {
+    SharedWrite refresh;
+    std::optional<std::string> bound = lookup(key_, now, ttl, in, refresh);
+    if (bound) {
         if (auto it = r.by_name.find(*bound); it != r.by_name.end()) {
             const auto& b = u.backends[it->second];
             if (keeps_bound(*b, exclude)) {
-                ++current_->local_hits;
-                return to_backend(b);
+                ++(in.fetched ? current_->redis_hits : current_->local_hits);
+                RouteDecision d = to_backend(b);
+                d.write = std::move(refresh);
+                return d;
             }
         }
-        rebind = true;
         ++current_->rebinds;
     } else {
         ++current_->misses;
@@ -178,15 +214,19 @@ RouteDecision Router::route_ip_hash(const upstream::Upstream& u, const UpstreamR
     const int bi = maglev_place(u, r, stable_hash(masked, 0x69706861736800ull), exclude);
     if (bi < 0) return place(u, picker, exclude);  // no primary: backups by balance
     const auto& chosen = u.backends[static_cast<std::size_t>(bi)];
-    if (rebind) {
+    if (bound) {
         table_.put(key_, chosen->name(), now, ttl);
-        return to_backend(chosen);
+        RouteDecision d = to_backend(chosen);
+        if (shared_) d.write = {SharedWrite::Op::replace, key_, chosen->name(), *bound, ttl};
+        return d;
     }
     const std::string holder = table_.put_if_absent(key_, chosen->name(), now, ttl);
-    if (holder != chosen->name())
+    if (holder != chosen->name())  // another worker of this replica placed it first
         if (auto it = r.by_name.find(holder); it != r.by_name.end())
             if (keeps_bound(*u.backends[it->second], exclude)) return to_backend(u.backends[it->second]);
-    return to_backend(chosen);
+    RouteDecision d = to_backend(chosen);
+    if (shared_) d.write = {SharedWrite::Op::claim, key_, chosen->name(), {}, ttl};
+    return d;
 }
 
 RouteDecision Router::route_cookie(const upstream::Upstream& u, const UpstreamRouting& r,
@@ -225,11 +265,14 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
     key_.assign(r.name).append(":sid:").append(*sid);
     const auto now = Clock::now();
     const auto ttl = u.config->affinity_ttl;
-    if (auto bound = table_.get(key_, now, ttl)) {
+    SharedWrite refresh;
+    if (auto bound = lookup(key_, now, ttl, in, refresh)) {
         auto it = r.by_name.find(*bound);
         if (it != r.by_name.end() && keeps_bound(*u.backends[it->second], exclude)) {
-            ++current_->local_hits;
-            return to_backend(u.backends[it->second]);
+            ++(in.fetched ? current_->redis_hits : current_->local_hits);
+            RouteDecision d = to_backend(u.backends[it->second]);
+            d.write = std::move(refresh);
+            return d;
         }
         // Bound to a dead or removed server: the session is gone with it.
         table_.erase(key_);
@@ -237,6 +280,7 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
         ++current_->unknown_sids;
         RouteDecision d;
         d.unknown_sid = true;
+        if (shared_) d.write = {SharedWrite::Op::remove, key_, {}, *bound, ttl};
         return d;
     }
     ++current_->misses;
@@ -248,7 +292,9 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
             const auto& b = u.backends[it->second];
             if (keeps_bound(*b, exclude)) {
                 table_.put(key_, b->name(), now, ttl);
-                return to_backend(b);
+                RouteDecision d = to_backend(b);
+                if (shared_) d.write = {SharedWrite::Op::claim, key_, b->name(), {}, ttl};
+                return d;
             }
         } else if (!token.empty()) {
             ++current_->bad_cookies;
@@ -257,11 +303,13 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
     return place(u, picker, exclude);
 }
 
-void Router::bind_sid(const upstream::Upstream& u, std::string_view sid, std::string_view server) {
+SharedWrite Router::bind_sid(const upstream::Upstream& u, std::string_view sid,
+                             std::string_view server) {
     key_.assign(u.config->name).append(":sid:").append(sid);
     table_.put(key_, server, Clock::now(), u.config->affinity_ttl);
-    current_ = &counters(u.config->name);
-    ++current_->sids_learnt;
+    ++counters(u.config->name).sids_learnt;
+    if (!shared_) return {};
+    return {SharedWrite::Op::claim, key_, std::string(server), {}, u.config->affinity_ttl};
 }
 
 }  // namespace tether::affinity

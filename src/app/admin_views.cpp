@@ -159,6 +159,8 @@ void write_affinity_metrics(const AdminView& v, TextWriter& w) {
         for (const auto& [name, st] : s.routing) {
             auto& t = per[name];
             t.local_hits += st.local_hits;
+            t.redis_hits += st.redis_hits;
+            t.redis_failures += st.redis_failures;
             t.misses += st.misses;
             t.rebinds += st.rebinds;
             t.bad_cookies += st.bad_cookies;
@@ -175,7 +177,8 @@ void write_affinity_metrics(const AdminView& v, TextWriter& w) {
                  {{"upstream", name}, {"mode", mode}, {"result", "local_hit"}},
                  static_cast<double>(st.local_hits));
         w.sample("tether_affinity_lookups_total",
-                 {{"upstream", name}, {"mode", mode}, {"result", "redis_hit"}}, 0);
+                 {{"upstream", name}, {"mode", mode}, {"result", "redis_hit"}},
+                 static_cast<double>(st.redis_hits));
         w.sample("tether_affinity_lookups_total",
                  {{"upstream", name}, {"mode", mode}, {"result", "miss"}},
                  static_cast<double>(st.misses));
@@ -183,6 +186,37 @@ void write_affinity_metrics(const AdminView& v, TextWriter& w) {
                  static_cast<double>(st.rebinds));
         w.sample("tether_affinity_rebinds_total", {{"upstream", name}, {"reason", "bad_cookie"}},
                  static_cast<double>(st.bad_cookies));
+    }
+    w.family("tether_affinity_redis_fallbacks_total", "counter",
+             "Affinity reads or writes Redis did not answer in time: routed on local state.");
+    for (const auto& u : v.runtime.upstreams)
+        w.sample("tether_affinity_redis_fallbacks_total", {{"upstream", u.config->name}},
+                 static_cast<double>(per[u.config->name].redis_failures));
+}
+
+void write_redis_metrics(const AdminView& v, TextWriter& w) {
+    const redis::Stats st = v.redis ? v.redis->stats() : redis::Stats{};
+    w.family("tether_redis_up", "gauge",
+             "1 when Redis is configured, connected and answering within redis.timeout.");
+    w.sample("tether_redis_up", {}, st.up ? 1 : 0);
+    if (!v.redis) return;
+    w.family("tether_redis_command_duration_seconds", "histogram",
+             "Time from sending a Redis command to its reply.");
+    w.histogram("tether_redis_command_duration_seconds", {}, redis::kLatencyBuckets,
+                st.latency_buckets, st.latency_sum);
+    w.family("tether_redis_commands_total", "counter", "Redis commands by outcome.");
+    const std::uint64_t failed = st.timeouts + st.unavailable + st.errors;
+    w.sample("tether_redis_commands_total", {{"result", "ok"}},
+             static_cast<double>(st.commands > failed ? st.commands - failed : 0));
+    w.sample("tether_redis_commands_total", {{"result", "timeout"}}, static_cast<double>(st.timeouts));
+    w.sample("tether_redis_commands_total", {{"result", "unavailable"}},
+             static_cast<double>(st.unavailable));
+    w.sample("tether_redis_commands_total", {{"result", "error"}}, static_cast<double>(st.errors));
+    w.family("tether_redis_reconnects_total", "counter", "Connection attempts after the first.");
+    w.sample("tether_redis_reconnects_total", {}, static_cast<double>(st.reconnects));
+    if (st.used_memory >= 0) {
+        w.family("tether_redis_used_memory_bytes", "gauge", "used_memory from Redis INFO memory.");
+        w.sample("tether_redis_used_memory_bytes", {}, static_cast<double>(st.used_memory));
     }
 }
 
@@ -229,8 +263,7 @@ std::string render_metrics(const AdminView& v) {
     write_server_metrics(v, w);
     write_health_metrics(v, w);
     write_affinity_metrics(v, w);
-    w.family("tether_redis_up", "gauge", "1 when Redis is configured and reachable.");
-    w.sample("tether_redis_up", {}, 0);
+    write_redis_metrics(v, w);
     w.family("tether_event_loop_lag_seconds", "gauge", "Lateness of the worker's 100 ms tick.");
     for (std::size_t i = 0; i < v.workers.size(); ++i)
         w.sample("tether_event_loop_lag_seconds", {{"worker", std::to_string(i)}},
@@ -271,7 +304,19 @@ std::string render_status(const AdminView& v) {
             .append(std::to_string(v.table.count_prefix(u.config->name + ":")))
             .append("}");
     }
-    out.append(R"(},"redis":{"state":"off"},"config_generation":)");
+    out.append(R"(},"redis":{"state":")");
+    if (!v.redis) {
+        out.append(R"(off"})");
+    } else {
+        const redis::Stats rs = v.redis->stats();
+        out.append(rs.up ? "up" : rs.connected ? "slow" : "down").append(R"(","address":)");
+        const auto& a = v.redis->config().address;
+        json_string(out, a.host + ":" + std::to_string(a.port));
+        out.append(R"(,"commands":)").append(std::to_string(rs.commands));
+        out.append(R"(,"timeouts":)").append(std::to_string(rs.timeouts));
+        out.append(R"(,"reconnects":)").append(std::to_string(rs.reconnects)).append("}");
+    }
+    out.append(R"(,"config_generation":)");
     out.append(std::to_string(v.runtime.generation));
     out.append(R"(,"workers":)").append(std::to_string(v.workers.size()));
     out.append(R"(,"stopping":)").append(v.stopping ? "true" : "false").append("}\n");

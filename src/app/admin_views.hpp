@@ -7,6 +7,7 @@
 
 #include "tether/affinity/local_table.hpp"
 #include "tether/net/worker.hpp"
+#include "tether/redis/client.hpp"
 #include "tether/upstream/backend.hpp"
 
 namespace tether::app {
@@ -16,6 +17,7 @@ struct AdminView {
     const std::vector<net::Worker::Snapshot>& workers;
     const affinity::LocalTable& table;
     bool stopping = false;
+    const redis::Client* redis = nullptr;  ///< null without `redis:`
 };
 
 std::string render_metrics(const AdminView& v);

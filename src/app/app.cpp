@@ -16,6 +16,8 @@
 
 #include "app/admin_views.hpp"
 #include "tether/admin/admin_server.hpp"
+#include "tether/affinity/redis_store.hpp"
+#include "tether/redis/client.hpp"
 #include "tether/config/loader.hpp"
 #include "tether/core/log.hpp"
 #include "tether/health/checker.hpp"
@@ -91,6 +93,7 @@ public:
             process_secret_ = random_secret();
             routing_ = affinity::build_routing(*runtime_, process_secret_);
             table_ = std::make_unique<affinity::LocalTable>(config_->limits.affinity_entries);
+            start_redis();
             log_writer_ = std::make_unique<http::AccessLogWriter>(config_->access_log);
             counters_.max_connections = config_->limits.max_connections;
             const auto endpoints = listen_endpoints(*config_);
@@ -98,7 +101,7 @@ public:
             for (int i = 0; i < n; ++i)
                 workers_.push_back(std::make_unique<net::Worker>(
                     static_cast<std::size_t>(i), runtime_, routing_, endpoints, log_writer_.get(),
-                    *table_, counters_));
+                    *table_, counters_, store_.get()));
             health_ = std::make_unique<health::HealthChecker>(
                 static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()));
             health_->update(runtime_);
@@ -114,6 +117,8 @@ public:
         io_.run();
         if (admin_) admin_->stop();
         health_->stop();
+        for (auto& w : workers_) w->halt();
+        if (redis_) redis_->stop();  // its pending completions go to halted workers
         workers_.clear();
         log_writer_.reset();
         log::info("stopped");
@@ -139,16 +144,18 @@ private:
         h.metrics = [this] {
             auto rt = current_runtime();
             const auto snaps = snapshots();
-            return render_metrics(AdminView{*rt, snaps, *table_, stopping_.load()});
+            return render_metrics(AdminView{*rt, snaps, *table_, stopping_.load(), redis_.get()});
         };
         h.status = [this] {
             auto rt = current_runtime();
             const auto snaps = snapshots();
-            return render_status(AdminView{*rt, snaps, *table_, stopping_.load()});
+            return render_status(AdminView{*rt, snaps, *table_, stopping_.load(), redis_.get()});
         };
         h.ready = [this] { return is_ready(*current_runtime(), stopping_.load()); };
         h.set_drain = [this](std::string_view u, std::string_view s, bool drain) {
-            return set_drain(u, s, drain);
+            if (!set_drain(u, s, drain)) return false;
+            if (store_) store_->publish_drain(u, s, drain);  // every replica, through Redis
+            return true;
         };
         asio::io_context io;
         tcp::resolver resolver(io);
@@ -171,6 +178,22 @@ public:
     }
 
 private:
+    // The shared affinity table: a Redis client on its own thread and the
+    // store the workers use; drains heard from other replicas apply here.
+    void start_redis() {
+        if (!config_->redis) return;
+        store_ = std::make_unique<affinity::RedisStore>(*table_, config_->redis->key_prefix);
+        redis_ = std::make_unique<redis::Client>(
+            *config_->redis, store_->channel(),
+            [this](std::string_view payload) { store_->on_event(payload); },
+            [this](bool first) { store_->on_ready(first); });
+        store_->attach(*redis_);
+        store_->set_drain_handler([this](std::string_view u, std::string_view s, bool drain) {
+            set_drain(u, s, drain);  // heard from another replica
+        });
+        redis_->start();
+    }
+
     void announce() {
         std::string ports;
         for (auto p : workers_.front()->ports()) ports += " " + std::to_string(p);
@@ -256,6 +279,8 @@ private:
     std::shared_ptr<const affinity::RoutingTables> routing_;
     std::string process_secret_;
     std::unique_ptr<affinity::LocalTable> table_;
+    std::unique_ptr<affinity::RedisStore> store_;  // both null without `redis:`
+    std::unique_ptr<redis::Client> redis_;
     std::unique_ptr<http::AccessLogWriter> log_writer_;
     net::ProcessCounters counters_;
     std::vector<std::unique_ptr<net::Worker>> workers_;

@@ -44,22 +44,32 @@ constexpr auto kLingerRead = std::chrono::seconds(5);
 enum class Outcome { close, keep_alive, tunnel };
 
 /// Learns the sid of an Engine.IO handshake from the server's open packet
-/// and binds it to the server before the answer goes on (write-before-release).
+/// and binds it to the server before the answer goes on (write-before-release):
+/// in the local table, and in Redis when there is one (within redis.timeout;
+/// past it the binding is written back when Redis answers again).
 class SidLearner final : public StreamInspector {
 public:
-    SidLearner(affinity::Router& router, std::shared_ptr<const upstream::Runtime> rt,
-               const upstream::Upstream& u, std::shared_ptr<upstream::Backend> server)
-        : router_(router), runtime_(std::move(rt)), upstream_(u), server_(std::move(server)) {}
+    SidLearner(affinity::Router& router, affinity::RedisStore* store,
+               std::shared_ptr<const upstream::Runtime> rt, const upstream::Upstream& u,
+               std::shared_ptr<upstream::Backend> server)
+        : router_(router), store_(store), runtime_(std::move(rt)), upstream_(u),
+          server_(std::move(server)) {}
 
     awaitable<bool> inspect(std::string_view bytes) override {
         const auto state = parser_.feed(bytes);
-        if (state == balance::OpenPacketParser::State::found)
-            router_.bind_sid(upstream_, parser_.sid(), server_->name());
+        if (state == balance::OpenPacketParser::State::found) {
+            auto w = router_.bind_sid(upstream_, parser_.sid(), server_->name());
+            if (store_ && w.op == affinity::SharedWrite::Op::claim) {
+                const auto holder = co_await store_->claim(w.key, w.server, w.ttl);
+                if (!holder) router_.count_redis_failure(upstream_.config->name);
+            }
+        }
         co_return state != balance::OpenPacketParser::State::need_more;
     }
 
 private:
     affinity::Router& router_;
+    affinity::RedisStore* store_;
     std::shared_ptr<const upstream::Runtime> runtime_;  // keeps upstream_ alive
     const upstream::Upstream& upstream_;
     std::shared_ptr<upstream::Backend> server_;
@@ -73,6 +83,7 @@ struct Exchange {
         : runtime(std::move(rt)), routing(std::move(tables)) {}
     std::shared_ptr<const upstream::Runtime> runtime;  // pinned for the whole request
     std::shared_ptr<const affinity::RoutingTables> routing;  // built with `runtime`
+    std::shared_ptr<std::vector<balance::Picker>> pickers;   // made with `runtime`
     const config::Config& cfg() const { return *runtime->config; }
     const upstream::Upstream* upstream = nullptr;
     std::size_t upstream_index = 0;
@@ -150,6 +161,9 @@ private:
     awaitable<Outcome> proxy(Exchange& ex);
     awaitable<std::optional<Outcome>> forward(Exchange& ex, Duplex& d, bool may_retry);
     awaitable<errc> open_upstream(Exchange& ex, bool fresh_only);
+    awaitable<void> fetch_shared(Exchange& ex, affinity::RouteInput& in);
+    awaitable<void> share_decision(Exchange& ex, affinity::RouteDecision& d,
+                                   std::span<const upstream::Backend* const> exclude);
     awaitable<std::tuple<beast::error_code, std::size_t>> read_response_head(Exchange& ex,
                                                                              bool pumped);
     awaitable<void> send_request(Exchange& ex, Duplex& d);
@@ -337,24 +351,29 @@ awaitable<std::tuple<beast::error_code, std::size_t>> ClientSession::read_respon
 awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
     ex.conn.reset();
     ex.active.reset();
-    if (ex.runtime != ctx_.runtime) {  // a reload landed: route on the new snapshot
+    if (ex.runtime != ctx_.runtime || !ex.pickers) {  // first try, or a reload landed
         ex.runtime = ctx_.runtime;
         ex.routing = ctx_.routing;
+        ex.pickers = ctx_.pickers;
     }
     ex.upstream_index = ex.runtime->listener_upstream[listener_];
     ex.upstream = &ex.runtime->upstreams[ex.upstream_index];
     const RequestHead& req = ex.request.get();
     affinity::RouteInput in{req.target(), {}, client_ip_};
     if (auto c = req.find(bhttp::field::cookie); c != req.end()) in.cookie_header = c->value();
+    if (ctx_.store) co_await fetch_shared(ex, in);
     std::array<const upstream::Backend*, 16> tried{};
     std::size_t tried_count = 0;
     errc last = errc::no_server;
     const int attempts = std::min<int>(1 + std::max(0, ex.upstream->config->retries),
                                        static_cast<int>(tried.size()));
     for (int attempt = 0; attempt < attempts; ++attempt) {
-        const auto d = ctx_.router.route(
-            *ex.runtime, ex.upstream_index, *ex.routing, ctx_.pickers[ex.upstream_index], in,
-            std::span<const upstream::Backend* const>(tried.data(), tried_count));
+        const std::span<const upstream::Backend* const> exclude(tried.data(), tried_count);
+        auto d = ctx_.router.route(*ex.runtime, ex.upstream_index, *ex.routing,
+                                   (*ex.pickers)[ex.upstream_index], in, exclude);
+        if (ctx_.store && d.write.op != affinity::SharedWrite::Op::none)
+            co_await share_decision(ex, d, exclude);
+        in.fetched = false;  // a retry finds the binding in the local table
         if (d.unknown_sid) co_return errc::session_unknown;
         if (!d.backend) co_return last;
         std::shared_ptr<upstream::Backend> backend = d.backend;
@@ -380,6 +399,54 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
                   "': connect failed: " + ec.message());
     }
     co_return last;
+}
+
+// On a local miss of the key this request is routed by, asks Redis (within
+// redis.timeout) and puts what it knows into the local table.
+awaitable<void> ClientSession::fetch_shared(Exchange& ex, affinity::RouteInput& in) {
+    const std::string key = ctx_.router.table_key(*ex.runtime, ex.upstream_index, in);
+    if (key.empty() || ctx_.router.table().contains(key, Clock::now())) co_return;
+    const auto& uc = *ex.upstream->config;  // ex.runtime keeps it alive
+    const auto found = co_await ctx_.store->fetch(key);
+    if (found.failed) {
+        ctx_.router.count_redis_failure(uc.name);
+    } else if (found.server) {
+        ctx_.router.table().put(key, *found.server, Clock::now(), uc.affinity_ttl);
+        in.fetched = true;
+    }
+}
+
+// Makes the decision's binding shared before the request goes on. A binding
+// another replica made first (claim) or replaced first (replace) is adopted
+// when its server can take this client.
+awaitable<void> ClientSession::share_decision(Exchange& ex, affinity::RouteDecision& d,
+                                              std::span<const upstream::Backend* const> exclude) {
+    using Op = affinity::SharedWrite::Op;
+    auto& w = d.write;
+    const auto& uc = *ex.upstream->config;
+    std::optional<std::string> holder;
+    switch (w.op) {
+        case Op::none: co_return;
+        case Op::refresh: ctx_.store->refresh(w.key, w.server, w.ttl); co_return;
+        case Op::remove: ctx_.store->remove(w.key, w.previous); co_return;
+        case Op::claim: holder = co_await ctx_.store->claim(w.key, w.server, w.ttl); break;
+        case Op::replace:
+            holder = co_await ctx_.store->replace(w.key, w.previous, w.server, w.ttl);
+            break;
+    }
+    if (!holder) {
+        ctx_.router.count_redis_failure(uc.name);
+        co_return;
+    }
+    if (*holder == w.server) co_return;
+    const auto other = ctx_.router.bound_backend(*ex.upstream, ex.routing->upstreams[ex.upstream_index],
+                                                 *holder, exclude);
+    if (!other) co_return;  // it cannot take this client here: keep our placement
+    ctx_.router.table().put(w.key, *holder, Clock::now(), w.ttl);
+    d.backend = other;
+    if (!d.set_cookie.empty())
+        d.set_cookie = ex.routing->upstreams[ex.upstream_index].set_cookie[
+            ex.routing->upstreams[ex.upstream_index].by_name.at(other->name())];
 }
 
 // Sends the request head and body upstream: at once when the body is
@@ -444,7 +511,7 @@ awaitable<Outcome> ClientSession::respond(Exchange& ex, Duplex& d) {
     write_response_head(head, version, rw, head_);
     std::optional<SidLearner> learner;
     if (ex.learn_sid && ex.status == 200)
-        learner.emplace(ctx_.router, ex.runtime, *ex.upstream, ex.conn->backend);
+        learner.emplace(ctx_.router, ctx_.store, ex.runtime, *ex.upstream, ex.conn->backend);
     const bool upstream_reusable = res.keep_alive() && !res.need_eof();
     RelayEnv env{ctx_.buffers, ex.cfg().timeouts.upstream_response, ex.cfg().timeouts.idle,
                  &d.stop};
@@ -514,7 +581,8 @@ awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
                           beast::buffers_to_string(ex.conn->buffer.data())};
     buffer_.consume(buffer_.size());
     if (ex.learn_sid) {
-        tunnel_learner_.emplace(ctx_.router, ex.runtime, *ex.upstream, ex.conn->backend);
+        tunnel_learner_.emplace(ctx_.router, ctx_.store, ex.runtime, *ex.upstream,
+                                ex.conn->backend);
         setup.first_frame_inspector = &*tunnel_learner_;
     }
     tunnel_.emplace(std::move(setup));

@@ -20,12 +20,13 @@ Worker::Worker(std::size_t index, std::shared_ptr<const upstream::Runtime> runti
                std::shared_ptr<const affinity::RoutingTables> routing,
                const std::vector<asio::ip::tcp::endpoint>& endpoints,
                http::AccessLogWriter* log_writer, affinity::LocalTable& table,
-               ProcessCounters& counters)
+               ProcessCounters& counters, affinity::RedisStore* store)
     : index_(index),
       io_(std::make_unique<asio::io_context>(1)),
       ctx_(io_->get_executor(), runtime->config->limits.buffer_size, log_writer, table,
            0x7e7e7e7e ^ (index * 0x9e3779b97f4a7c15ull) ^
-               static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())),
+               static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()),
+           store),
       tick_(std::in_place, *io_) {
     ctx_.install(std::move(runtime), std::move(routing));
     ctx_.stats.connections_total.assign(endpoints.size(), 0);

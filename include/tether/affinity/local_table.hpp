@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "tether/core/connection_registry.hpp"
 
@@ -31,6 +32,22 @@ public:
     /// The server bound to `key`, refreshing its expiry to now + ttl.
     std::optional<std::string> get(std::string_view key, Clock::time_point now,
                                    std::chrono::milliseconds ttl);
+    /// get() that also says whether the binding was last written to or
+    /// refreshed in the shared store `sync_every` ago or more; if so the
+    /// caller refreshes it there and the entry counts as synced from now.
+    std::optional<std::string> get(std::string_view key, Clock::time_point now,
+                                   std::chrono::milliseconds ttl, Clock::duration sync_every,
+                                   bool& sync_due);
+    /// True if `key` has a live binding (its expiry is left as it is).
+    bool contains(std::string_view key, Clock::time_point now) const;
+    /// A live binding of shard `shard`: key, server and the time it has left.
+    struct Binding {
+        std::string key;
+        std::string server;
+        std::chrono::milliseconds left;
+    };
+    /// Copies the live bindings of one shard (for writing them back to Redis).
+    std::vector<Binding> bindings(std::size_t shard, Clock::time_point now) const;
     /// Binds `key` to `server` unless a live binding exists; returns the
     /// server bound afterwards (ours, or the one that was there).
     std::string put_if_absent(std::string_view key, std::string_view server,
@@ -57,6 +74,7 @@ private:
     struct Entry {
         std::string server;
         Clock::time_point expires;
+        Clock::time_point synced;  // last written to or refreshed in the shared store
         Lru::iterator lru;
     };
     struct Shard {
@@ -67,7 +85,7 @@ private:
 
     Shard& shard_for(std::string_view key);
     void insert_locked(Shard& s, std::string_view key, std::string_view server,
-                       Clock::time_point expires);
+                       Clock::time_point now, Clock::time_point expires);
 
     std::size_t per_shard_max_;
     std::array<Shard, kShards> shards_;

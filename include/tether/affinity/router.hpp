@@ -14,6 +14,15 @@
 //            answer (see SidLearner in the http module).
 // "Live" for a binding means up: a draining server keeps its bound clients.
 //
+// Shared table (Redis): the Router itself never waits. The session first
+// fetches a key the local table lacks (table_key()) from Redis into the local
+// table and says so in RouteInput::fetched; the Router then decides on local
+// state and returns, in RouteDecision::write, what the shared table must
+// learn: a new binding to claim (SET NX; a binding another replica made first
+// is adopted), a dead binding to replace or remove, or a TTL refresh (at most
+// once per ttl/10 per key). The session performs it before the request goes
+// on, so a binding is in Redis before the answer reaches the client.
+//
 // Threading: one Router per worker (it uses that worker's Pickers); the
 // LocalTable it writes is shared and thread-safe. RoutingTables is an
 // immutable snapshot built with the Runtime.
@@ -21,6 +30,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
@@ -59,6 +69,17 @@ struct RouteInput {
     std::string_view target;
     std::string_view cookie_header;
     std::string_view client_ip;
+    bool fetched = false;  ///< the table key's binding was just fetched from Redis
+};
+
+/// What the shared (Redis) table must learn from a decision.
+struct SharedWrite {
+    enum class Op { none, claim, replace, remove, refresh };
+    Op op = Op::none;
+    std::string key;       ///< table key, "{upstream}:{mode}:{key}"
+    std::string server;    ///< claim, replace, refresh: the bound server
+    std::string previous;  ///< replace, remove: the binding being dropped
+    std::chrono::milliseconds ttl{0};
 };
 
 struct RouteDecision {
@@ -67,10 +88,13 @@ struct RouteDecision {
     bool unknown_sid = false;   ///< answer Engine.IO 400 "Session ID unknown"
     bool learn_sid = false;     ///< handshake: bind the sid found in the answer
     std::string_view set_cookie;  ///< header line(s) to add to the answer
+    SharedWrite write;            ///< for the shared table, when there is one
 };
 
 struct RouterStats {
     std::uint64_t local_hits = 0;
+    std::uint64_t redis_hits = 0;
+    std::uint64_t redis_failures = 0;  ///< Redis slow or down: routed on local state
     std::uint64_t misses = 0;
     std::uint64_t rebinds = 0;
     std::uint64_t bad_cookies = 0;
@@ -80,7 +104,13 @@ struct RouterStats {
 
 class Router {
 public:
-    explicit Router(LocalTable& table) : table_(table) {}
+    /// `shared`: a Redis table stands behind `table` (decisions carry writes).
+    explicit Router(LocalTable& table, bool shared = false) : table_(table), shared_(shared) {}
+
+    /// The table key this request is routed by (ip_hash, or sid with a sid),
+    /// or empty when it is routed without the table.
+    std::string table_key(const upstream::Runtime& rt, std::size_t ui,
+                          const RouteInput& in) const;
 
     /// Decides for a request to upstream `u` (index `ui`) of `rt`; servers in
     /// `exclude` were already tried for this request.
@@ -88,8 +118,17 @@ public:
                         balance::Picker& picker, const RouteInput& in,
                         std::span<const upstream::Backend* const> exclude);
 
-    /// Binds a sid learnt from a handshake answer to `server`.
-    void bind_sid(const upstream::Upstream& u, std::string_view sid, std::string_view server);
+    /// Binds a sid learnt from a handshake answer to `server`; returns the
+    /// write that makes it shared.
+    SharedWrite bind_sid(const upstream::Upstream& u, std::string_view sid,
+                         std::string_view server);
+    /// The backend named `server` if a client bound to it may stay there
+    /// (up, not excluded); null otherwise.
+    std::shared_ptr<upstream::Backend> bound_backend(
+        const upstream::Upstream& u, const UpstreamRouting& r, std::string_view server,
+        std::span<const upstream::Backend* const> exclude) const;
+    /// Counts a Redis command that failed or timed out (routed on local state).
+    void count_redis_failure(std::string_view upstream);
 
     /// Counters by upstream name.
     const std::map<std::string, RouterStats, std::less<>>& stats() const { return stats_; }
@@ -98,7 +137,7 @@ public:
 
 private:
     RouteDecision route_ip_hash(const upstream::Upstream& u, const UpstreamRouting& r,
-                                balance::Picker& picker, std::string_view client_ip,
+                                balance::Picker& picker, const RouteInput& in,
                                 std::span<const upstream::Backend* const> exclude);
     RouteDecision route_cookie(const upstream::Upstream& u, const UpstreamRouting& r,
                                balance::Picker& picker, std::string_view cookie_header,
@@ -113,7 +152,12 @@ private:
 
     RouterStats& counters(std::string_view upstream);
 
+    std::optional<std::string> lookup(const std::string& key, Clock::time_point now,
+                                      std::chrono::milliseconds ttl, const RouteInput& in,
+                                      SharedWrite& write);
+
     LocalTable& table_;
+    bool shared_;
     std::map<std::string, RouterStats, std::less<>> stats_;
     RouterStats* current_ = nullptr;  // counters of the upstream being routed
     std::string key_;  // scratch for table keys

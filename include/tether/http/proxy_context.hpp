@@ -1,8 +1,9 @@
 // Everything a client session needs from the worker that runs it. One per
 // worker, owned by net::Worker, touched only on that worker's thread (so
 // nothing here is locked). `runtime` and `pickers` are replaced together when
-// a reload is posted to the worker; a session copies the runtime pointer at
-// the start of a request and never keeps a Picker across a co_await.
+// a reload is posted to the worker; a session copies the runtime, routing and
+// pickers pointers at the start of a request (so a Picker it uses stays the
+// one of its snapshot across a co_await, e.g. a Redis lookup).
 #pragma once
 
 #include <array>
@@ -16,6 +17,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include "tether/affinity/redis_store.hpp"
 #include "tether/affinity/router.hpp"
 #include "tether/balance/picker.hpp"
 #include "tether/core/buffer_pool.hpp"
@@ -88,11 +90,13 @@ struct WorkerStats {
 
 struct ProxyContext {
     ProxyContext(boost::asio::any_io_executor ex, std::size_t buffer_size,
-                 AccessLogWriter* log_writer, affinity::LocalTable& table, std::uint64_t seed)
+                 AccessLogWriter* log_writer, affinity::LocalTable& table, std::uint64_t seed,
+                 affinity::RedisStore* shared_store = nullptr)
         : executor(ex),
           buffers(buffer_size, 256),
           pool(ex),
-          router(table),
+          router(table, shared_store != nullptr),
+          store(shared_store),
           access_log(log_writer),
           rng(seed) {}
 
@@ -101,18 +105,19 @@ struct ProxyContext {
                  std::shared_ptr<const affinity::RoutingTables> tables) {
         runtime = std::move(rt);
         routing = std::move(tables);
-        pickers.clear();
-        for (const auto& u : runtime->upstreams)
-            pickers.emplace_back(u.config->balance, rng.next());
+        auto next = std::make_shared<std::vector<balance::Picker>>();
+        for (const auto& u : runtime->upstreams) next->emplace_back(u.config->balance, rng.next());
+        pickers = std::move(next);
     }
 
     boost::asio::any_io_executor executor;
     std::shared_ptr<const upstream::Runtime> runtime;
     std::shared_ptr<const affinity::RoutingTables> routing;  ///< built with runtime
-    std::vector<balance::Picker> pickers;  ///< by upstream index in runtime
+    std::shared_ptr<std::vector<balance::Picker>> pickers;  ///< by upstream index in runtime
     BufferPool buffers;
     UpstreamPool pool;
     affinity::Router router;
+    affinity::RedisStore* store;  ///< the shared table in Redis; null without `redis:`
     ConnectionRegistry registry;
     AccessLogBuffer access_log;
     Rng rng;

@@ -30,7 +30,7 @@ public:
            std::shared_ptr<const affinity::RoutingTables> routing,
            const std::vector<boost::asio::ip::tcp::endpoint>& endpoints,
            http::AccessLogWriter* log_writer, affinity::LocalTable& table,
-           ProcessCounters& counters);
+           ProcessCounters& counters, affinity::RedisStore* store = nullptr);
     ~Worker();
 
     void start();
