@@ -217,7 +217,10 @@ RouteDecision Router::route_ip_hash(const upstream::Upstream& u, const UpstreamR
     if (bound) {
         table_.put(key_, chosen->name(), now, ttl);
         RouteDecision d = to_backend(chosen);
-        if (shared_) d.write = {SharedWrite::Op::replace, key_, chosen->name(), *bound, ttl};
+        // A server this replica does not know may be one another replica
+        // already has (a reload rolling out): its binding is left alone.
+        if (shared_ && r.by_name.contains(*bound))
+            d.write = {SharedWrite::Op::replace, key_, chosen->name(), *bound, ttl};
         return d;
     }
     const std::string holder = table_.put_if_absent(key_, chosen->name(), now, ttl);
@@ -280,7 +283,8 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
         ++current_->unknown_sids;
         RouteDecision d;
         d.unknown_sid = true;
-        if (shared_) d.write = {SharedWrite::Op::remove, key_, {}, *bound, ttl};
+        if (shared_ && it != r.by_name.end())  // see route_ip_hash on unknown servers
+            d.write = {SharedWrite::Op::remove, key_, {}, *bound, ttl};
         return d;
     }
     ++current_->misses;

@@ -357,7 +357,8 @@ def tether_check(config_text: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[in
 
 # ----------------------------------------------------------------------------- config
 
-_SAFE_SCALAR = re.compile(r"[A-Za-z0-9_./@+][A-Za-z0-9_./:@+\-]*")
+# (a trailing ":" would make YAML read a mapping: such text is quoted)
+_SAFE_SCALAR = re.compile(r"[A-Za-z0-9_./@+][A-Za-z0-9_./:@+\-]*(?<!:)")
 
 
 class _Raw:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cost of stickiness: tether with affinity none vs sid vs cookie vs ip_hash, side by side.
 
-    python3 tools/bench/affinity_overhead.py [--rounds 3] [--duration 5] [--workers 1]
+    python3 tools/bench/affinity_overhead.py [--rounds 3] [--duration 5] [--workers 1] [--redis]
 
 One demo backend, four tether processes (one per mode), wrk -t1 -c64 against each, interleaved
 over --rounds rounds; prints medians of requests/s and proxy CPU per request, with ratios to
@@ -10,6 +10,12 @@ over --rounds rounds; prints medians of requests/s and proxy CPU per request, wi
            bound first through the fallback cookie of a handshake)
   cookie   GET / with the signed tether cookie of a first answer (HMAC check per request)
   ip_hash  GET / from 127.0.0.1 (a local-table hit after the first placement)
+With --redis, a redis-server is started and three more processes run with `redis:` set:
+  sid+redis, ip_hash+redis   the same sticky paths with the shared table configured (Redis is
+                             touched only on TTL refreshes: at most once per ttl/10 per key)
+  handshake, handshake+redis GET /socket.io/?EIO=4&transport=polling: every request is a new
+                             Engine.IO session whose sid is bound before the answer is
+                             released, so the second pays one Redis round trip per request.
 Uses the process helpers of compare.py; stops only what it started, by PID.
 """
 from __future__ import annotations
@@ -30,14 +36,16 @@ ROOT = Path(__file__).resolve().parents[2]
 MODES = ["none", "sid", "cookie", "ip_hash"]
 
 
-def config(mode: str, port: int, backend: int, workers: int) -> str:
+def config(mode: str, port: int, backend: int, workers: int, redis_port: int = 0) -> str:
+    affinity = mode.split("+")[0].replace("handshake", "sid")
+    redis = f"redis: {{address: 127.0.0.1:{redis_port}}}\n" if mode.endswith("+redis") else ""
     return f"""workers: {workers}
 listen: [{{address: 127.0.0.1:{port}, upstream: u}}]
 admin: off
 access_log: {{path: off}}
-upstreams:
+{redis}upstreams:
   u:
-    affinity: {mode}
+    affinity: {affinity}
     balance: round_robin
     cookie: {{secret: bench-secret}}
     servers: [{{name: s1, address: 127.0.0.1:{backend}}}]
@@ -53,6 +61,9 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[str, str]:
 def prepare(mode: str, port: int) -> tuple[str, list[str]]:
     """The URL and headers wrk sends, after the binding a live session would have."""
     base = f"http://127.0.0.1:{port}"
+    mode = mode.split("+")[0]
+    if mode == "handshake":
+        return base + "/socket.io/?EIO=4&transport=polling", []
     if mode == "sid":
         _, cookie = get(base + "/socket.io/?EIO=4&transport=polling")
         token = cookie.split(";")[0]
@@ -77,6 +88,25 @@ def run(url: str, extra: list[str], pid: int, duration: int) -> dict[str, float]
             "bad": bad, "elapsed": time.monotonic() - t0}
 
 
+def handshake_latency(url: str, n: int) -> tuple[float, float]:
+    """Median and p99 of n sequential handshakes on one keep-alive connection."""
+    import http.client
+    from urllib.parse import urlsplit
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
+    path = u.path + "?" + u.query
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        conn.request("GET", path)
+        r = conn.getresponse()
+        r.read()
+        samples.append(time.perf_counter() - t0)
+    conn.close()
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--tether", default=str(ROOT / "build/tether"))
@@ -84,24 +114,33 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--redis", action="store_true", help="also run with a shared Redis table")
     a = ap.parse_args()
+    modes = MODES + (["sid+redis", "ip_hash+redis", "handshake", "handshake+redis"]
+                     if a.redis else [])
     compare.raise_nofile()
     tmp = Path(tempfile.mkdtemp(prefix="tether-affinity-bench-"))
     try:
         backend = compare.Proc("backend", [a.backend, "--name", "s1", "--listen", "127.0.0.1:0"], tmp)
         m = compare.wait_for_line(backend.stdout_path, r"listening [\d.]+:(\d+)", backend, 10)
         bport = int(m.group(1))
+        redis_port = 0
+        if a.redis:
+            redis_port = compare.free_port()
+            compare.Proc("redis", ["redis-server", "--port", str(redis_port), "--bind",
+                                   "127.0.0.1", "--save", "", "--appendonly", "no"], tmp)
+            time.sleep(0.5)
         targets = {}
-        for mode in MODES:
+        for mode in modes:
             port = compare.free_port()
             cfg = tmp / f"{mode}.yaml"
-            cfg.write_text(config(mode, port, bport, a.workers))
+            cfg.write_text(config(mode, port, bport, a.workers, redis_port))
             proc = compare.Proc(f"tether-{mode}", [a.tether, "-c", str(cfg)], tmp)
             compare.wait_http_ready(port, proc)
             targets[mode] = (proc, *prepare(mode, port))
-        results: dict[str, list[dict]] = {m: [] for m in MODES}
+        results: dict[str, list[dict]] = {m: [] for m in modes}
         for rnd in range(a.rounds):
-            for mode in MODES:
+            for mode in modes:
                 proc, url, extra = targets[mode]
                 r = run(url, extra, proc.pid, a.duration)
                 compare.log(f"round {rnd + 1} {mode}: {r['rps']:,.0f} req/s, "
@@ -111,10 +150,20 @@ def main() -> int:
                for m, v in results.items()}
         print(f"| affinity | requests/s | vs none | proxy CPU us/request | vs none |")
         print("|---|---:|---:|---:|---:|")
-        for mode in MODES:
+        for mode in modes:
             rps, cpu = med[mode]
             print(f"| {mode} | {rps:,.0f} | {rps / med['none'][0]:.3f} | {cpu:.1f} | "
                   f"{cpu / med['none'][1]:.3f} |")
+        if a.redis:
+            print()
+            for base in ("sid", "ip_hash", "handshake"):
+                print(f"{base}+redis vs {base}: requests/s {med[base + '+redis'][0] / med[base][0]:.3f}"
+                      f", CPU/request {med[base + '+redis'][1] / med[base][1]:.3f}")
+            print("handshake latency (1 connection, 2000 sequential handshakes, median / p99):")
+            for mode in ("handshake", "handshake+redis"):
+                proc, url, _ = targets[mode]
+                lat = handshake_latency(url, 2000)
+                print(f"  {mode}: {lat[0] * 1e6:.0f} us / {lat[1] * 1e6:.0f} us")
         return 0
     finally:
         compare.stop_all()

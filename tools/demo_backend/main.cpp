@@ -13,6 +13,8 @@
 //   POST|PUT /sink: the body read through a 64 KiB buffer and discarded (any size), then
 //     200 with the byte count as text (uploads that need no echo: no read/write deadlock)
 //   /close, /reset: close (FIN) or abort (RST) without answering
+//   /socket.io/ (benchmarks of sid affinity): without `sid`, an Engine.IO 4 open packet with
+//     a new sid "NAME-N"; with one, the noop packet "6NAME"
 //   anything else: "hello from NAME\n". HEAD gets headers only. Endpoints match on the path
 //   whatever the method, except /echo and /sink, which need POST or PUT.
 //   `Upgrade: websocket` on any path: echo (text as text, binary as binary, up to 16 MiB);
@@ -70,6 +72,7 @@ struct Server {
     std::atomic<std::uint64_t> websockets{0};
     std::atomic<std::uint64_t> health_checks{0};  // GET /healthz answered
     std::atomic<unsigned> health_code{200};       // what /healthz answers (see /set-health)
+    std::atomic<std::uint64_t> sessions{0};  // Engine.IO handshakes answered
 };
 
 // One client connection, owned by its run_connection coroutine.
@@ -259,6 +262,19 @@ asio::awaitable<bool> answer(Conn& c, Request const& req, std::string_view path)
         asio::steady_timer timer{c.sock.get_executor(), std::chrono::milliseconds(ms)};
         co_await timer.async_wait(kTok);
         co_return co_await send_text(c, req, 200, "slept " + std::to_string(ms) + "\n");
+    }
+    if (path == "/socket.io/") {
+        // A minimal Engine.IO 4 polling peer, for benchmarks of sid affinity:
+        // a handshake (no sid) gets an open packet with a new sid; a request
+        // with a sid gets a noop packet naming this server.
+        if (auto sid = query_param(req.target(), "sid"); sid && !sid->empty())
+            co_return co_await send_text(c, req, 200, "6" + c.srv.name);
+        auto const n = c.srv.sessions.fetch_add(1, std::memory_order_relaxed);
+        co_return co_await send_text(
+            c, req, 200,
+            R"(0{"sid":")" + c.srv.name + "-" + std::to_string(n) +
+                R"(","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000})",
+            "text/plain; charset=UTF-8");
     }
     if (path == "/status") {
         auto const code = to_uint(query_param(req.target(), "code"), 0);

@@ -31,6 +31,8 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/prefer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "tether/config/config.hpp"
@@ -96,8 +98,10 @@ public:
     auto async_command(std::vector<std::string> args, Token&& token = boost::asio::use_awaitable) {
         return boost::asio::async_initiate<Token, void(Result)>(
             [this](auto handler, std::vector<std::string> a) {
-                auto ex = boost::asio::get_associated_executor(handler);
-                submit(std::move(a), boost::asio::any_io_executor(ex),
+                // Tracked: the caller's event loop stays alive until the answer.
+                auto ex = boost::asio::prefer(boost::asio::get_associated_executor(handler),
+                                              boost::asio::execution::outstanding_work.tracked);
+                submit(std::move(a), boost::asio::any_io_executor(std::move(ex)),
                        boost::asio::any_completion_handler<void(Result)>(std::move(handler)));
             },
             token, std::move(args));

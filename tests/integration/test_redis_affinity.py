@@ -1,0 +1,377 @@
+"""Replicas that agree through Redis (issue 4), with demo backends and a real redis-server.
+
+Two or three tether replicas share a real `redis-server` started here on a free port.
+Clients are told apart by their source address (127.0.0.x, all on the loopback device), so
+`affinity: ip_hash` gives each its own binding. The replicas are given *different* server
+lists on purpose ([s1, s2] and [s1, s2, s3]): their own Maglev placements then disagree for
+about a third of the clients, and only the shared table can make them agree. A control
+replica without Redis shows that disagreement, so each test can fail.
+
+Also: Redis killed (SIGKILL) under load and restarted empty (no failed request, no client
+moved, bindings written back), Redis made slow with DEBUG SLEEP (requests routed within
+redis.timeout), drains that reach the other replica, and /status and /metrics of Redis.
+Label: integration;redis.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import (HOST, Backend, Tether, _live, free_port, http_request, tether_config,
+                     wait_port)
+
+REDIS = shutil.which("redis-server")
+
+
+class RedisServer:
+    """A redis-server on 127.0.0.1:port, no persistence, stopped by PID."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="tether-redis-")
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [REDIS, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no",
+             "--enable-debug-command", "yes", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        _live.add(self.proc)
+        deadline = time.monotonic() + 10
+        while self.command("PING") != "PONG":
+            if time.monotonic() > deadline:
+                raise TimeoutError("redis-server did not start")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def close(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def command(self, *args: str, timeout: float = 5.0):
+        """One RESP command on a fresh connection; bulk/simple strings as str, nil as None."""
+        try:
+            with socket.create_connection((HOST, self.port), timeout=timeout) as s:
+                out = f"*{len(args)}\r\n".encode()
+                for a in args:
+                    b = a.encode()
+                    out += b"$%d\r\n%s\r\n" % (len(b), b)
+                s.sendall(out)
+                f = s.makefile("rb")
+                return _read_resp(f)
+        except OSError:
+            return None
+
+
+def _read_resp(f):
+    line = f.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:].decode()
+    if kind in (b"+", b"-"):
+        return rest
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)[:-2]
+        return data.decode()
+    if kind == b"*":
+        return [_read_resp(f) for _ in range(int(rest))]
+    raise ValueError(f"bad RESP line {line!r}")
+
+
+def get_from(source_ip: str, port: int, path: str = "/", timeout: float = 5.0) -> tuple[int, str]:
+    """GET on a new connection from `source_ip`; (status, body)."""
+    with socket.create_connection((HOST, port), timeout=timeout,
+                                  source_address=(source_ip, 0)) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    if b"transfer-encoding: chunked" in head.lower():
+        out, rest = b"", body
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            n = int(size_line, 16)
+            if n == 0:
+                break
+            out, rest = out + rest[:n], rest[n + 2:]
+        body = out
+    return status, body.decode(errors="replace")
+
+
+def server_of(body: str) -> str:
+    return body.strip().rsplit(" ", 1)[-1]
+
+
+def client_ips(start: int, count: int) -> list[str]:
+    return [f"127.0.{(i // 250) + 1}.{(i % 250) + 1}" for i in range(start, start + count)]
+
+
+@unittest.skipUnless(REDIS, "redis-server not installed")
+class RedisAffinityTest(unittest.TestCase):
+    def setUp(self):
+        self.redis = RedisServer()
+        self.backends = {n: Backend(n) for n in ("s1", "s2", "s3")}
+        self.tethers = []
+
+    def tearDown(self):
+        for t in self.tethers:
+            t.close()
+        for b in self.backends.values():
+            b.stop()
+        self.redis.close()
+
+    def replica(self, names, redis=True, timeout="100ms", admin=False, affinity="ip_hash",
+                weights=None):
+        port = free_port()
+        servers = [(n, self.backends[n].port, {"weight": (weights or {}).get(n, 1)})
+                   for n in names]
+        extra = {}
+        if redis:
+            extra["redis"] = {"address": f"{HOST}:{self.redis.port}", "timeout": timeout,
+                              "key_prefix": "it:"}
+        if admin:
+            extra["admin"] = {"address": f"{HOST}:{free_port()}"}
+        text = tether_config(servers, port, workers=2, access_log="path: \"off\"",
+                             upstream={"affinity": affinity, "balance": "round_robin"}, **extra)
+        t = Tether(text)
+        self.tethers.append(t)
+        if admin:
+            t.admin_port = int(extra["admin"]["address"].rsplit(":", 1)[1])
+            wait_port(t.admin_port)
+        if redis:
+            self.wait_redis_up(t)
+        return t
+
+    def metrics(self, t) -> str:
+        return http_request(HOST, t.admin_port, "GET", "/metrics").text
+
+    def status(self, t) -> dict:
+        return http_request(HOST, t.admin_port, "GET", "/status").json()
+
+    def wait_redis_up(self, t, up=True, limit=10.0):
+        if not hasattr(t, "admin_port"):
+            # Without an admin port, wait for the log line.
+            deadline = time.monotonic() + limit
+            while "redis: connected" not in t.logs():
+                if time.monotonic() > deadline:
+                    self.fail(f"no redis connection: {t.logs()}")
+                time.sleep(0.02)
+            return
+        want = "tether_redis_up 1" if up else "tether_redis_up 0"
+        deadline = time.monotonic() + limit
+        while want not in self.metrics(t):
+            if time.monotonic() > deadline:
+                self.fail(f"never saw {want}: {t.logs()}")
+            time.sleep(0.05)
+
+    def placements(self, t, ips) -> dict:
+        out = {}
+        for ip in ips:
+            status, body = get_from(ip, t.port)
+            self.assertEqual(status, 200, body)
+            out[ip] = server_of(body)
+        return out
+
+    # -------------------------------------------------------------------------------- tests
+
+    def test_replicas_with_different_server_lists_agree(self):
+        # A knows s1 and s2; B (a reload later, say) also s3. A places every
+        # client first; B must keep them where A put them (adding a server moves
+        # no live client), where its own Maglev would move about a third to s3.
+        a = self.replica(["s1", "s2"])
+        b = self.replica(["s1", "s2", "s3"])
+        control = self.replica(["s1", "s2", "s3"], redis=False)
+        ips = client_ips(0, 90)
+        first = self.placements(a, ips)  # A places every client and writes its binding
+        own = self.placements(control, ips)
+        moved = [ip for ip in ips if own[ip] != first[ip]]
+        self.assertGreater(len(moved), 5, "control: without Redis the lists would not disagree")
+        self.assertEqual(self.placements(b, ips), first)  # B reads A's bindings
+        self.assertEqual(self.placements(a, ips), first)
+        keys = self.redis.command("KEYS", "it:u:ip_hash:*")
+        self.assertEqual(len(keys), len(ips))
+        ttl = self.redis.command("PTTL", f"it:u:ip_hash:{ips[0]}")
+        self.assertGreater(ttl, 3_000_000)  # affinity_ttl 1h
+
+    def test_simultaneous_first_requests_on_two_replicas_land_together(self):
+        # Same servers, different weights: the replicas' own placements differ.
+        a = self.replica(["s1", "s2", "s3"], admin=True)
+        b = self.replica(["s1", "s2", "s3"], admin=True, weights={"s1": 4})
+        control = self.replica(["s1", "s2", "s3"], redis=False, weights={"s1": 4})
+        probe = client_ips(1000, 60)
+        own_a = self.placements(a, probe)
+        own_b = self.placements(control, probe)
+        self.assertGreater(sum(own_a[ip] != own_b[ip] for ip in probe), 5,
+                           "control: the weights should make the replicas disagree")
+        disagreements, total = [], 0
+        for round_ in range(4):
+            ips = client_ips(200 + round_ * 40, 40)
+            results: dict = {}
+            barrier = threading.Barrier(len(ips) * 2)
+
+            def hit(t, ip, side):
+                barrier.wait(10)
+                results[(ip, side)] = get_from(ip, t.port)
+
+            threads = [threading.Thread(target=hit, args=(t, ip, side))
+                       for ip in ips for side, t in (("a", a), ("b", b))]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(30)
+            for ip in ips:
+                sa, ba = results[(ip, "a")]
+                sb, bb = results[(ip, "b")]
+                self.assertEqual((sa, sb), (200, 200))
+                total += 1
+                if server_of(ba) != server_of(bb):
+                    disagreements.append((ip, server_of(ba), server_of(bb)))
+        self.assertEqual(disagreements, [], f"{len(disagreements)} of {total} clients split"
+                         f"\n{self.metrics(a)}\n{self.metrics(b)}")
+
+    def test_redis_killed_under_load_and_restarted_empty(self):
+        a = self.replica(["s1", "s2", "s3"], admin=True)
+        b = self.replica(["s1", "s2", "s3"], admin=True)
+        before = client_ips(400, 30)
+        placed = self.placements(a, before)
+        self.assertEqual(self.placements(b, before), placed)
+        stop = threading.Event()
+        failures, moved, requests = [], [], [0]
+        during = client_ips(500, 30)
+        during_placed: dict = {}
+
+        def load(ips, replicas, known):
+            i = 0
+            while not stop.is_set():
+                ip = ips[i % len(ips)]
+                t = replicas[i % len(replicas)]
+                i += 1
+                try:
+                    status, body = get_from(ip, t.port, timeout=5)
+                except OSError as e:
+                    failures.append((ip, repr(e)))
+                    continue
+                requests[0] += 1
+                if status != 200:
+                    failures.append((ip, status, body))
+                    continue
+                server = server_of(body)
+                if known is None:
+                    continue
+                if known.setdefault(ip, server) != server:
+                    moved.append((ip, known[ip], server))
+
+        workers = [threading.Thread(target=load, args=(before, [a, b], dict(placed)))
+                   for _ in range(3)]
+        for w in workers:
+            w.start()
+        time.sleep(1.0)
+        self.redis.kill()
+        self.wait_redis_up(a, up=False)
+        self.assertEqual(self.status(a)["redis"]["state"], "down")
+        # New clients during the outage, on A only: placed locally.
+        during_placed.update(self.placements(a, during))
+        time.sleep(8.0)
+        self.redis.start()  # same port, empty
+        self.wait_redis_up(a)
+        self.wait_redis_up(b)
+        time.sleep(1.0)
+        stop.set()
+        for w in workers:
+            w.join(30)
+        self.assertEqual(failures, [])
+        self.assertEqual(moved, [])
+        self.assertGreater(requests[0], 100)
+        # Written back: what A learnt before and during the outage is in Redis again.
+        deadline = time.monotonic() + 10
+        while True:
+            keys = set(self.redis.command("KEYS", "it:u:ip_hash:*") or [])
+            want = {f"it:u:ip_hash:{ip}" for ip in before + during}
+            if want <= keys or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(want - keys, set())
+        for ip in during:
+            self.assertEqual(self.redis.command("GET", f"it:u:ip_hash:{ip}"), during_placed[ip])
+        self.assertIn("tether_redis_reconnects_total", self.metrics(a))
+
+    def test_slow_redis_does_not_hold_requests(self):
+        a = self.replica(["s1", "s2", "s3"], admin=True, timeout="100ms")
+        sleeper = threading.Thread(target=self.redis.command, args=("DEBUG", "SLEEP", "3"),
+                                   kwargs={"timeout": 10})
+        sleeper.start()
+        time.sleep(0.2)
+        slowest = 0.0
+        for ip in client_ips(700, 20):  # new clients: each asks Redis first
+            t0 = time.monotonic()
+            status, _ = get_from(ip, a.port)
+            slowest = max(slowest, time.monotonic() - t0)
+            self.assertEqual(status, 200)
+        sleeper.join(15)
+        # Bounded by redis.timeout (100 ms) per command, not by the 3 s sleep.
+        self.assertLess(slowest, 1.5)
+        m = self.metrics(a)
+        self.assertRegex(m, r'tether_redis_commands_total\{result="timeout"\} [1-9]')
+
+    def test_drain_on_one_replica_reaches_the_other(self):
+        a = self.replica(["s1", "s2", "s3"], admin=True)
+        b = self.replica(["s1", "s2", "s3"], admin=True)
+        time.sleep(0.3)  # subscriptions in place
+        r = http_request(HOST, a.admin_port, "POST", "/upstreams/u/servers/s1/drain")
+        self.assertLess(r.status, 300, r.text)
+        t0 = time.monotonic()
+        while True:
+            servers = {s["name"]: s for s in self.status(b)["upstreams"]["u"]["servers"]}
+            if servers["s1"]["draining"]:
+                break
+            self.assertLess(time.monotonic() - t0, 1.0, "drain did not reach replica B in 1 s")
+            time.sleep(0.02)
+        placed = self.placements(b, client_ips(800, 30))
+        self.assertNotIn("s1", placed.values())
+        late = self.replica(["s1", "s2", "s3"], admin=True)  # learns the drain from Redis
+        deadline = time.monotonic() + 5
+        while not {s["name"]: s for s in self.status(late)["upstreams"]["u"]["servers"]}["s1"]["draining"]:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        http_request(HOST, b.admin_port, "POST", "/upstreams/u/servers/s1/enable")
+        deadline = time.monotonic() + 2
+        while {s["name"]: s for s in self.status(a)["upstreams"]["u"]["servers"]}["s1"]["draining"]:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.02)
+
+    def test_status_and_metrics_show_redis(self):
+        a = self.replica(["s1", "s2"], admin=True)
+        self.placements(a, client_ips(900, 5))
+        st = self.status(a)
+        self.assertEqual(st["redis"]["state"], "up")
+        self.assertEqual(st["upstreams"]["u"]["bindings"], 5)
+        m = self.metrics(a)
+        for name in ("tether_redis_up 1", "tether_redis_command_duration_seconds_bucket",
+                     "tether_redis_used_memory_bytes"):
+            self.assertIn(name, m)
+        self.assertRegex(m, r'tether_affinity_lookups_total\{upstream="u",mode="ip_hash",'
+                            r'result="miss"\} 5')
+        # A second replica finds them in Redis: redis_hit.
+        b = self.replica(["s1", "s2"], admin=True)
+        self.placements(b, client_ips(900, 5))
+        self.assertRegex(self.metrics(b), r'tether_affinity_lookups_total\{upstream="u",'
+                                          r'mode="ip_hash",result="redis_hit"\} 5')
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,155 @@
+// What the Router asks the shared (Redis) table to learn, per decision: the
+// writes the session performs before the request goes on (SharedWrite).
+#include <gtest/gtest.h>
+
+#include "tether/affinity/router.hpp"
+
+namespace {
+
+using namespace tether;
+using affinity::LocalTable;
+using affinity::RouteDecision;
+using affinity::RouteInput;
+using affinity::Router;
+using affinity::SharedWrite;
+using Op = SharedWrite::Op;
+using upstream::Backend;
+
+struct Fixture {
+    explicit Fixture(config::Affinity mode) {
+        auto c = std::make_shared<config::Config>();
+        config::Upstream u;
+        u.name = "chat";
+        u.affinity = mode;
+        u.balance = config::Balance::round_robin;
+        u.cookie.secret = "secret";
+        for (int i = 1; i <= 3; ++i) {
+            config::Server s;
+            s.name = "s" + std::to_string(i);
+            s.address = {"10.0.0." + std::to_string(i), 3000};
+            u.servers.push_back(s);
+        }
+        c->upstreams.emplace(u.name, u);
+        cfg = c;
+        rt.config = c;
+        upstream::Upstream up;
+        up.config = &c->upstreams.at("chat");
+        for (const auto& s : up.config->servers)
+            up.backends.push_back(
+                std::make_shared<Backend>(s, std::vector<boost::asio::ip::tcp::endpoint>{}));
+        rt.upstreams.push_back(std::move(up));
+        rt.listener_upstream = {0};
+        tables = affinity::build_routing(rt, "p");
+    }
+    RouteDecision route(std::string_view target, std::string_view ip = "192.0.2.7",
+                        bool fetched = false) {
+        RouteInput in{target, {}, ip, fetched};
+        return router.route(rt, 0, *tables, picker, in, {});
+    }
+    Backend& backend(std::string_view name) {
+        for (auto& b : rt.upstreams[0].backends)
+            if (b->name() == name) return *b;
+        throw std::runtime_error("none");
+    }
+
+    std::shared_ptr<const config::Config> cfg;
+    upstream::Runtime rt;
+    std::shared_ptr<const affinity::RoutingTables> tables;
+    LocalTable table{1000};
+    Router router{table, true};
+    balance::Picker picker{config::Balance::round_robin, 1};
+};
+
+TEST(RouterShared, TableKeyNamesTheBindingOnlyForTableModes) {
+    Fixture ip(config::Affinity::ip_hash);
+    EXPECT_EQ(ip.router.table_key(ip.rt, 0, RouteInput{"/", {}, "192.0.2.7"}),
+              "chat:ip_hash:192.0.2.7");
+    Fixture sid(config::Affinity::sid);
+    EXPECT_EQ(sid.router.table_key(sid.rt, 0, RouteInput{"/socket.io/?EIO=4&sid=Ab1", {}, "x"}),
+              "chat:sid:Ab1");
+    EXPECT_EQ(sid.router.table_key(sid.rt, 0, RouteInput{"/socket.io/?EIO=4", {}, "x"}), "");
+    EXPECT_EQ(sid.router.table_key(sid.rt, 0, RouteInput{"/other?sid=Ab1", {}, "x"}), "");
+    Fixture cookie(config::Affinity::cookie);
+    EXPECT_EQ(cookie.router.table_key(cookie.rt, 0, RouteInput{"/", {}, "x"}), "");
+}
+
+TEST(RouterShared, NewIpHashBindingIsClaimed) {
+    Fixture f(config::Affinity::ip_hash);
+    const auto d = f.route("/");
+    ASSERT_TRUE(d.backend);
+    EXPECT_EQ(d.write.op, Op::claim);
+    EXPECT_EQ(d.write.key, "chat:ip_hash:192.0.2.7");
+    EXPECT_EQ(d.write.server, d.backend->name());
+    EXPECT_EQ(d.write.ttl, f.cfg->upstreams.at("chat").affinity_ttl);
+    // The next request is a local hit and writes nothing (refresh not due).
+    const auto again = f.route("/");
+    EXPECT_EQ(again.backend, d.backend);
+    EXPECT_EQ(again.write.op, Op::none);
+}
+
+TEST(RouterShared, DeadBoundServerIsReplacedInTheSharedTable) {
+    Fixture f(config::Affinity::ip_hash);
+    const auto first = f.route("/");
+    f.backend(first.backend->name()).set_up(false);
+    const auto d = f.route("/");
+    ASSERT_TRUE(d.backend);
+    EXPECT_NE(d.backend->name(), first.backend->name());
+    EXPECT_EQ(d.write.op, Op::replace);
+    EXPECT_EQ(d.write.previous, first.backend->name());
+    EXPECT_EQ(d.write.server, d.backend->name());
+}
+
+TEST(RouterShared, BindingToAServerThisReplicaDoesNotKnowIsLeftAlone) {
+    Fixture f(config::Affinity::ip_hash);
+    f.table.put("chat:ip_hash:192.0.2.7", "s9", Clock::now(), std::chrono::hours(1));
+    const auto d = f.route("/", "192.0.2.7", true);
+    ASSERT_TRUE(d.backend);
+    EXPECT_EQ(d.write.op, Op::none);
+}
+
+TEST(RouterShared, FetchedBindingCountsAsRedisHit) {
+    Fixture f(config::Affinity::ip_hash);
+    f.table.put("chat:ip_hash:192.0.2.7", "s2", Clock::now(), std::chrono::hours(1));
+    const auto d = f.route("/", "192.0.2.7", true);
+    ASSERT_TRUE(d.backend);
+    EXPECT_EQ(d.backend->name(), "s2");
+    EXPECT_EQ(d.write.op, Op::none);
+    EXPECT_EQ(f.router.stats("chat").redis_hits, 1u);
+    EXPECT_EQ(f.router.stats("chat").local_hits, 0u);
+}
+
+TEST(RouterShared, SidBoundToADeadServerIsRemoved) {
+    Fixture f(config::Affinity::sid);
+    const auto w = f.router.bind_sid(f.rt.upstreams[0], "Zz9", "s3");
+    EXPECT_EQ(w.op, Op::claim);
+    EXPECT_EQ(w.key, "chat:sid:Zz9");
+    EXPECT_EQ(w.server, "s3");
+    f.backend("s3").set_up(false);
+    const auto d = f.route("/socket.io/?EIO=4&transport=polling&sid=Zz9");
+    EXPECT_TRUE(d.unknown_sid);
+    EXPECT_EQ(d.write.op, Op::remove);
+    EXPECT_EQ(d.write.previous, "s3");
+}
+
+TEST(RouterShared, RefreshIsDueAtMostOncePerTenthOfTtl) {
+    Fixture f(config::Affinity::sid);
+    const auto ttl = f.cfg->upstreams.at("chat").affinity_ttl;
+    // A binding last synced more than ttl/10 ago.
+    f.table.put("chat:sid:Old", "s1", Clock::now() - ttl / 5, ttl);
+    const auto d = f.route("/socket.io/?EIO=4&transport=polling&sid=Old");
+    EXPECT_EQ(d.write.op, Op::refresh);
+    EXPECT_EQ(d.write.server, "s1");
+    const auto again = f.route("/socket.io/?EIO=4&transport=polling&sid=Old");
+    EXPECT_EQ(again.write.op, Op::none);
+}
+
+TEST(RouterShared, WithoutASharedTableNothingIsWritten) {
+    Fixture f(config::Affinity::ip_hash);
+    Router local_only(f.table, false);
+    RouteInput in{"/", {}, "198.51.100.1"};
+    const auto d = local_only.route(f.rt, 0, *f.tables, f.picker, in, {});
+    ASSERT_TRUE(d.backend);
+    EXPECT_EQ(d.write.op, Op::none);
+}
+
+}  // namespace
