@@ -47,6 +47,13 @@ void print_diagnostics(const config::LoadResult& r) {
     for (const auto& e : r.errors) std::cerr << e.text() << '\n';
 }
 
+bool redis_changed(const std::optional<config::Redis>& a, const std::optional<config::Redis>& b) {
+    if (a.has_value() != b.has_value()) return true;
+    if (!a) return false;
+    return a->address.text() != b->address.text() || a->password != b->password ||
+           a->db != b->db || a->key_prefix != b->key_prefix || a->timeout != b->timeout;
+}
+
 int worker_count(const config::Config& cfg) {
     if (cfg.workers > 0) return cfg.workers;
     cpu_set_t set;
@@ -230,6 +237,8 @@ private:
             log::error(std::string("reload refused: ") + e.what());
             return;
         }
+        if (redis_changed(config_->redis, next->redis))
+            log::warn("reload: changing 'redis' needs a restart; the running Redis settings stay");
         config_ = next;
         routing_ = affinity::build_routing(*runtime_, process_secret_);
         for (auto& w : workers_) w->install(runtime_, routing_);
