@@ -116,6 +116,11 @@ struct AdminServer::Impl {
             if (ec) break;
             auto res = handle(parser.get());
             res.keep_alive(parser.get().keep_alive());
+            if (parser.get().method() == bhttp::verb::head) {  // headers of the GET, no body
+                const auto length = res.body().size();
+                res.body().clear();
+                res.content_length(length);
+            }
             stream.expires_after(kAdminTimeout);
             auto [wec, wn] = co_await bhttp::async_write(stream, res, use_tuple);
             if (wec || !res.keep_alive()) break;

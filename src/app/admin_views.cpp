@@ -42,6 +42,8 @@ struct ServerTotals {
     std::uint64_t requests = 0;
     std::uint64_t errors = 0;  // 5xx answers
     std::int64_t tunnels = 0;
+    std::int64_t eio_polling = 0;  // Engine.IO sessions by transport
+    std::int64_t eio_websocket = 0;
 };
 
 std::map<const upstream::Backend*, ServerTotals> server_totals(const AdminView& v) {
@@ -54,6 +56,8 @@ std::map<const upstream::Backend*, ServerTotals> server_totals(const AdminView& 
                 if (code >= 500) t.errors += n;
             }
             t.tunnels += sc.tunnels_active;
+            t.eio_polling += sc.eio_polling;
+            t.eio_websocket += sc.eio_websocket;
         }
     return out;
 }
@@ -114,42 +118,73 @@ void write_request_metrics(const AdminView& v, TextWriter& w) {
     }
 }
 
+// One sample of family `name` per configured server, labels {upstream,
+// server} plus `extra` when given; `value(upstream, backend)` gives it.
+template <class F>
+void per_server(const AdminView& v, TextWriter& w, std::string_view name, F value,
+                metrics::Label extra = {}) {
+    for (const auto& u : v.runtime.upstreams)
+        for (const auto& b : u.backends) {
+            const double x = value(u, *b);
+            if (extra.first.empty())
+                w.sample(name, {{"upstream", u.config->name}, {"server", b->name()}}, x);
+            else
+                w.sample(name, {{"upstream", u.config->name}, {"server", b->name()}, extra}, x);
+        }
+}
+
 void write_server_metrics(const AdminView& v, TextWriter& w) {
     const auto totals = server_totals(v);
+    auto total = [&](const upstream::Backend& b) {
+        auto t = totals.find(&b);
+        return t == totals.end() ? ServerTotals{} : t->second;
+    };
     std::map<const upstream::Backend*, std::pair<std::uint64_t, std::uint64_t>> upgrades;
     for (const auto& s : v.workers)
         for (const auto& [b, sc] : s.stats.servers) {
             upgrades[b].first += sc.upgrades_ok;
             upgrades[b].second += sc.upgrades_failed;
         }
+    auto upgraded = [&](const upstream::Backend& b, bool ok) {
+        auto g = upgrades.find(&b);
+        if (g == upgrades.end()) return 0.0;
+        return static_cast<double>(ok ? g->second.first : g->second.second);
+    };
+    using U = upstream::Upstream;
+    using B = upstream::Backend;
     w.family("tether_upstream_server_up", "gauge", "1 when the server is up.");
-    for (const auto& u : v.runtime.upstreams)
-        for (const auto& b : u.backends)
-            w.sample("tether_upstream_server_up", {{"upstream", u.config->name}, {"server", b->name()}},
-                     b->up() ? 1 : 0);
+    per_server(v, w, "tether_upstream_server_up", [](const U&, const B& b) { return b.up() ? 1. : 0.; });
+    w.family("tether_upstream_server_draining", "gauge",
+             "1 when the server is drained (keeps its clients, takes no new ones).");
+    per_server(v, w, "tether_upstream_server_draining",
+               [](const U&, const B& b) { return b.draining() ? 1. : 0.; });
     w.family("tether_upstream_server_connections", "gauge",
-             "Connections and tunnels this process holds to the server.");
-    for (const auto& u : v.runtime.upstreams)
-        for (const auto& b : u.backends)
-            w.sample("tether_upstream_server_connections",
-                     {{"upstream", u.config->name}, {"server", b->name()}}, b->active());
+             "Requests in flight and tunnels this process holds to the server.");
+    per_server(v, w, "tether_upstream_server_connections",
+               [](const U&, const B& b) { return static_cast<double>(b.active()); });
     w.family("tether_websocket_tunnels_active", "gauge", "WebSocket tunnels open.");
-    w.family("tether_websocket_upgrades_total", "counter", "WebSocket upgrades by result.");
-    for (const auto& u : v.runtime.upstreams)
-        for (const auto& b : u.backends) {
-            auto t = totals.find(b.get());
-            auto g = upgrades.find(b.get());
-            const std::initializer_list<metrics::Label> l = {{"upstream", u.config->name},
-                                                              {"server", b->name()}};
-            w.sample("tether_websocket_tunnels_active", l,
-                     t == totals.end() ? 0 : static_cast<double>(t->second.tunnels));
-            const double ok = g == upgrades.end() ? 0 : static_cast<double>(g->second.first);
-            const double failed = g == upgrades.end() ? 0 : static_cast<double>(g->second.second);
-            w.sample("tether_websocket_upgrades_total",
-                     {{"upstream", u.config->name}, {"server", b->name()}, {"result", "ok"}}, ok);
-            w.sample("tether_websocket_upgrades_total",
-                     {{"upstream", u.config->name}, {"server", b->name()}, {"result", "failed"}},
-                     failed);
+    per_server(v, w, "tether_websocket_tunnels_active",
+               [&](const U&, const B& b) { return static_cast<double>(total(b).tunnels); });
+    w.family("tether_websocket_upgrades_total", "counter",
+             "WebSocket upgrade requests by result (ok: the server answered 101).");
+    per_server(v, w, "tether_websocket_upgrades_total",
+               [&](const U&, const B& b) { return upgraded(b, true); }, {"result", "ok"});
+    per_server(v, w, "tether_websocket_upgrades_total",
+               [&](const U&, const B& b) { return upgraded(b, false); }, {"result", "failed"});
+    w.family("tether_engineio_sessions", "gauge",
+             "Live Engine.IO sessions by transport (upstreams with affinity: sid): pending "
+             "long-polls and open WebSocket tunnels under sid.path.");
+    for (const char* transport : {"polling", "websocket"})
+        for (const auto& u : v.runtime.upstreams) {
+            if (u.config->affinity != config::Affinity::sid) continue;
+            for (const auto& b : u.backends) {
+                const auto t = total(*b);
+                const bool poll = std::string_view(transport) == "polling";
+                w.sample("tether_engineio_sessions",
+                         {{"upstream", u.config->name}, {"server", b->name()},
+                          {"transport", transport}},
+                         static_cast<double>(poll ? t.eio_polling : t.eio_websocket));
+            }
         }
 }
 
@@ -167,8 +202,9 @@ void write_affinity_metrics(const AdminView& v, TextWriter& w) {
             t.unknown_sids += st.unknown_sids;
             t.sids_learnt += st.sids_learnt;
         }
-    w.family("tether_affinity_lookups_total", "counter", "Affinity table lookups by result.");
-    w.family("tether_affinity_rebinds_total", "counter", "Clients placed again, by reason.");
+    w.family("tether_affinity_lookups_total", "counter",
+             "Affinity lookups by result: local_hit (this replica's table), redis_hit, miss "
+             "(the client was placed by balance).");
     for (const auto& u : v.runtime.upstreams) {
         const std::string& name = u.config->name;
         const auto& st = per[name];
@@ -182,11 +218,35 @@ void write_affinity_metrics(const AdminView& v, TextWriter& w) {
         w.sample("tether_affinity_lookups_total",
                  {{"upstream", name}, {"mode", mode}, {"result", "miss"}},
                  static_cast<double>(st.misses));
+    }
+    w.family("tether_affinity_rebinds_total", "counter",
+             "Clients placed again, by reason: server_down (bound server down or gone), "
+             "bad_cookie (forged or stale tether cookie).");
+    for (const auto& u : v.runtime.upstreams) {
+        const std::string& name = u.config->name;
+        const auto& st = per[name];
         w.sample("tether_affinity_rebinds_total", {{"upstream", name}, {"reason", "server_down"}},
                  static_cast<double>(st.rebinds));
         w.sample("tether_affinity_rebinds_total", {{"upstream", name}, {"reason", "bad_cookie"}},
                  static_cast<double>(st.bad_cookies));
     }
+    w.family("tether_affinity_sids_learnt_total", "counter",
+             "Engine.IO session ids read from handshake answers and bound.");
+    for (const auto& u : v.runtime.upstreams)
+        if (u.config->affinity == config::Affinity::sid)
+            w.sample("tether_affinity_sids_learnt_total", {{"upstream", u.config->name}},
+                     static_cast<double>(per[u.config->name].sids_learnt));
+    w.family("tether_affinity_unknown_sids_total", "counter",
+             "Engine.IO requests answered 'Session ID unknown' (sid bound to a dead server).");
+    for (const auto& u : v.runtime.upstreams)
+        if (u.config->affinity == config::Affinity::sid)
+            w.sample("tether_affinity_unknown_sids_total", {{"upstream", u.config->name}},
+                     static_cast<double>(per[u.config->name].unknown_sids));
+    w.family("tether_affinity_bindings", "gauge",
+             "Bindings in this replica's local affinity table.");
+    for (const auto& u : v.runtime.upstreams)
+        w.sample("tether_affinity_bindings", {{"upstream", u.config->name}},
+                 static_cast<double>(v.table.count_prefix(u.config->name + ":")));
     w.family("tether_affinity_redis_fallbacks_total", "counter",
              "Affinity reads or writes Redis did not answer in time: routed on local state.");
     for (const auto& u : v.runtime.upstreams)
@@ -264,7 +324,10 @@ std::string render_metrics(const AdminView& v) {
     write_health_metrics(v, w);
     write_affinity_metrics(v, w);
     write_redis_metrics(v, w);
-    w.family("tether_event_loop_lag_seconds", "gauge", "Lateness of the worker's 100 ms tick.");
+    w.family("tether_config_generation", "gauge", "Configuration generation (+1 per reload).");
+    w.sample("tether_config_generation", {}, static_cast<double>(v.runtime.generation));
+    w.family("tether_event_loop_lag_seconds", "gauge",
+             "Worst lateness of the worker's 100 ms tick over the last second.");
     for (std::size_t i = 0; i < v.workers.size(); ++i)
         w.sample("tether_event_loop_lag_seconds", {{"worker", std::to_string(i)}},
                  v.workers[i].stats.loop_lag_seconds);
@@ -297,6 +360,12 @@ std::string render_status(const AdminView& v) {
             out.append(R"(,"draining":)").append(b->draining() ? "true" : "false");
             out.append(R"(,"connections":)").append(std::to_string(b->active()));
             out.append(R"(,"tunnels":)").append(std::to_string(t.tunnels));
+            if (u.config->affinity == config::Affinity::sid)
+                out.append(R"(,"sessions":{"polling":)")
+                    .append(std::to_string(t.eio_polling))
+                    .append(R"(,"websocket":)")
+                    .append(std::to_string(t.eio_websocket))
+                    .append("}");
             out.append(R"(,"requests":)").append(std::to_string(t.requests));
             out.append(R"(,"errors":)").append(std::to_string(t.errors)).append("}");
         }

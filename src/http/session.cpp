@@ -22,6 +22,7 @@
 #include "tether/http/headers.hpp"
 #include "tether/http/request_check.hpp"
 #include "tether/balance/engineio.hpp"
+#include "tether/http/engineio_gauge.hpp"
 #include "tether/ws/tunnel.hpp"
 
 namespace tether::http {
@@ -91,6 +92,7 @@ struct Exchange {
     std::optional<bhttp::response_parser<bhttp::buffer_body>> response;
     std::unique_ptr<UpstreamConnection> conn;
     upstream::ActiveGuard active;
+    EioSessionGauge eio;  // a pending Engine.IO long-poll
     RequestVerdict verdict;
     bool close = false;            // close the client connection after this exchange
     bool learn_sid = false;        // an Engine.IO handshake: bind the sid of the answer
@@ -192,6 +194,7 @@ private:
     bool linger_ = false;  // a response ended while the client was still sending
     std::optional<ws::TunnelSetup> tunnel_;
     upstream::ActiveGuard tunnel_guard_;
+    EioSessionGauge tunnel_eio_;  // an Engine.IO session over this tunnel
     std::optional<SidLearner> tunnel_learner_;  // a websocket-only handshake's sid
     std::string tunnel_upstream_;
 };
@@ -380,6 +383,9 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
         ex.learn_sid = d.learn_sid;
         ex.set_cookie = d.set_cookie;
         ex.active = upstream::ActiveGuard(backend);
+        ex.eio = EioSessionGauge(ctx_.stats, backend, ex.upstream->config->name,
+                                 eio_transport(*ex.upstream->config, req.method_string(),
+                                               req.target(), false));
         if (!fresh_only) ex.conn = ctx_.pool.take_idle(*backend);
         if (ex.conn) {
             ++ctx_.stats.upstream_reuses;
@@ -588,6 +594,9 @@ awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
     tunnel_.emplace(std::move(setup));
     tunnel_guard_ = upstream::ActiveGuard(ex.active.shared());
     tunnel_upstream_.assign(ex.upstream->config->name);
+    tunnel_eio_ = EioSessionGauge(
+        ctx_.stats, tunnel_guard_.shared(), tunnel_upstream_,
+        eio_transport(*ex.upstream->config, "GET", ex.request.get().target(), true));
     co_return Outcome::tunnel;
 }
 
@@ -610,6 +619,7 @@ awaitable<void> ClientSession::run_tunnel() {
     tunnel_.reset();
     tunnel_guard_.reset();
     tunnel_learner_.reset();
+    tunnel_eio_.reset();
     ctx_.stats.frames_to_server += st.frames_to_server;
     ctx_.stats.frames_to_client += st.frames_to_client;
 }

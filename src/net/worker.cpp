@@ -14,6 +14,9 @@ namespace asio = boost::asio;
 namespace {
 constexpr std::chrono::milliseconds kTick{100};
 constexpr unsigned kSweepEveryTicks = 10;
+// tether_event_loop_lag_seconds is the worst tick lateness of the last
+// completed window of this many ticks (1 s): a stall between scrapes shows.
+constexpr unsigned kLagWindowTicks = 10;
 }  // namespace
 
 Worker::Worker(std::size_t index, std::shared_ptr<const upstream::Runtime> runtime,
@@ -67,8 +70,12 @@ void Worker::arm_tick() {
 
 void Worker::on_tick() {
     const auto now = Clock::now();
-    ctx_.stats.loop_lag_seconds =
-        std::max(0.0, std::chrono::duration<double>(now - tick_due_).count());
+    lag_window_max_ = std::max(lag_window_max_,
+                               std::chrono::duration<double>(now - tick_due_).count());
+    if ((ticks_ + 1) % kLagWindowTicks == 0) {
+        ctx_.stats.loop_lag_seconds = lag_window_max_;
+        lag_window_max_ = 0;
+    }
     ctx_.registry.for_each([now](TrackedConnection& c) { c.tick(now); });
     ctx_.access_log.flush();
     if (++ticks_ % kSweepEveryTicks == 0) {

@@ -55,6 +55,8 @@ struct ServerCounters {
     std::uint64_t upgrades_ok = 0;
     std::uint64_t upgrades_failed = 0;
     std::int64_t tunnels_active = 0;
+    std::int64_t eio_polling = 0;    // Engine.IO sessions (see engineio_gauge.hpp)
+    std::int64_t eio_websocket = 0;
 };
 
 /// Per-worker counters. Written only on the worker's thread; the scrape

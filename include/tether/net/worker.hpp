@@ -69,6 +69,7 @@ private:
     std::atomic<bool> drained_{false};
     unsigned ticks_ = 0;
     Clock::time_point tick_due_{};
+    double lag_window_max_ = 0;  // seconds, over the current lag window
 };
 
 }  // namespace tether::net
