@@ -67,7 +67,9 @@ void TextWriter::histogram(std::string_view name, std::initializer_list<Label> l
         cumulative += counts[i];
         char le[32] = "+Inf";
         if (i < bounds.size()) {
-            auto [end, ec] = std::to_chars(le, le + sizeof le - 1, bounds[i]);
+            // Fixed notation, as Prometheus' own clients write bounds ("0.0001", not "1e-04").
+            auto [end, ec] = std::to_chars(le, le + sizeof le - 1, bounds[i],
+                                           std::chars_format::fixed);
             *end = '\0';
         }
         out_.append(bucket);
