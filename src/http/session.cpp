@@ -611,11 +611,11 @@ awaitable<void> ClientSession::run_tunnel() {
     const std::string upstream = tunnel_upstream_;
     auto backend = tunnel_guard_.shared();
     ++ctx_.stats.server(backend, upstream).tunnels_active;
+    auto& uc = ctx_.stats.upstream(upstream);  // map node: stable while the tunnel runs
+    tctx.frames_to_server_total = &uc.frames_to_server;
+    tctx.frames_to_client_total = &uc.frames_to_client;
     const ws::TunnelStats st = co_await ws::run_tunnel(std::move(*tunnel_), tctx);
     --ctx_.stats.server(backend, upstream).tunnels_active;
-    auto& uc = ctx_.stats.upstream(upstream);
-    uc.frames_to_server += st.frames_to_server;
-    uc.frames_to_client += st.frames_to_client;
     tunnel_.reset();
     tunnel_guard_.reset();
     tunnel_learner_.reset();

@@ -43,6 +43,7 @@ public:
         co_await (pump(to_server_, setup_.to_server) && pump(to_client_, setup_.to_client));
         stats_.frames_to_server = to_server_.tracker.frames();
         stats_.frames_to_client = to_client_.tracker.frames();
+        report_frames();
         stats_.bytes_to_server = to_server_.bytes;
         stats_.bytes_to_client = to_client_.bytes;
         co_return stats_;
@@ -53,6 +54,7 @@ public:
     }
 
     void tick(Clock::time_point now) override {
+        report_frames();
         if (close_at_ && !closing_ && now >= *close_at_) start_close(now);
         if (closing_ && now >= close_deadline_) abort();
         if (!closing_ && ctx_.idle.count() > 0 && now - last_activity_ > ctx_.idle) abort();
@@ -68,7 +70,18 @@ private:
         bool close_sent = false;
         bool to_client = false;
         std::uint64_t bytes = 0;
+        std::uint64_t reported_frames = 0;  // already added to the worker's counters
     };
+
+    // Adds the frames relayed since the last report to the worker's counters.
+    void report_frames() {
+        for (auto [d, total] : {std::pair{&to_server_, ctx_.frames_to_server_total},
+                                std::pair{&to_client_, ctx_.frames_to_client_total}}) {
+            if (!total) continue;
+            *total += d->tracker.frames() - d->reported_frames;
+            d->reported_frames = d->tracker.frames();
+        }
+    }
 
     void start_close(Clock::time_point now) {
         closing_ = true;

@@ -145,7 +145,7 @@ class ObsTether:
             self.tether = Tether(text, ports=list(self.ports.values()))
         except BaseException:
             for b in self.backends:
-                b.stop()
+                b.__exit__(None, None, None)
             raise
 
     def admin(self, path: str, method: str = "GET") -> tuple[int, str]:
@@ -170,7 +170,7 @@ class ObsTether:
     def close(self) -> None:
         self.tether.close()
         for b in self.backends:
-            b.stop()
+            b.__exit__(None, None, None)  # stops it and closes its log file
 
 
 # ----------------------------------------------------------------------------- traffic

@@ -44,6 +44,11 @@ struct TunnelContext {
     std::chrono::milliseconds idle;         ///< timeouts.tunnel (0 = never)
     std::chrono::milliseconds close_grace;  ///< wait for peers after our close frames
     bool stopping = false;                  ///< worker already stopping: close at once
+    /// Counters (the worker's, same thread) that get the frames relayed,
+    /// added on each tick and at the end, so a long tunnel shows in metrics
+    /// while it lives. Null: not counted live (TunnelStats still has them).
+    std::uint64_t* frames_to_server_total = nullptr;
+    std::uint64_t* frames_to_client_total = nullptr;
 };
 
 struct TunnelStats {
