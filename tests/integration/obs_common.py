@@ -102,7 +102,8 @@ def parse_metrics(text: str) -> dict[str, Family]:
 
 def obs_config(web_servers, io_servers, ports: dict, workers: int = 2) -> str:
     """YAML: listener `web` (affinity cookie), `ip` (ip_hash), `io` (sid, with sid.path /sleep so
-    that the demo backend's /sleep holds a long-poll), admin on ports['admin']."""
+    that the demo backend's /sleep holds a long-poll, and active health checks), admin on
+    ports['admin']."""
     def servers(bs):
         return "\n".join(f"      - {{name: {b.name}, address: {b.address}}}" for b in bs)
     return f"""workers: {workers}
@@ -128,6 +129,7 @@ upstreams:
   io:
     affinity: sid
     sid: {{path: /sleep, fallback_cookie: false}}
+    health_check: {{path: /healthz, interval: 500ms, timeout: 1s}}
     servers:
 {servers(io_servers)}
 """

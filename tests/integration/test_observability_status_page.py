@@ -192,16 +192,16 @@ class StatusPageTest(unittest.TestCase):
             self.addCleanup(ws.abort)
         polls = []
         for i in range(2):
-            conn = HttpConnection(HOST, obs.ports["io"], timeout=10)
+            conn = HttpConnection(HOST, obs.ports["io"], timeout=20)
             self.addCleanup(conn.close)
-            conn.send_request("GET", f"/sleep?ms=3000&EIO=4&transport=polling&sid=page{i}")
+            conn.send_request("GET", f"/sleep?ms=6000&EIO=4&transport=polling&sid=page{i}")
             polls.append(conn)
         self.wait_page(lambda p: sum(int(p["web"][s]["tunnels"]) for s in ("s1", "s2")) == 3
                        and p["io"]["s1"]["sessions"] == "2/0", "3 tunnels and 2 polling sessions")
         for ws in sockets:
             ws.close()
         for conn in polls:
-            conn.read_response(timeout=10)
+            conn.read_response(timeout=20)
         self.wait_page(lambda p: sum(int(p["web"][s]["tunnels"]) for s in ("s1", "s2")) == 0
                        and p["io"]["s1"]["sessions"] == "0/0", "tunnels closed, polls answered")
         # Rates: under steady load both rows show a request rate above zero.
