@@ -8,8 +8,8 @@
 #include <set>
 #include <tuple>
 
-#include "model.hpp"
 #include "converter.hpp"
+#include "model.hpp"
 
 namespace tether::nginx {
 namespace {
@@ -22,41 +22,44 @@ bool contains(const std::set<std::string_view>& list, std::string_view name) {
 }
 
 // Directives that change nothing a client sees once tether proxies instead of nginx.
+// clang-format off
 const std::set<std::string_view> kHarmless = {
-    "user", "pid", "error_log", "worker_rlimit_nofile", "worker_cpu_affinity",
-    "worker_priority", "daemon", "master_process", "pcre_jit", "env", "load_module",
-    "lock_file", "thread_pool", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path", "timer_resolution", "working_directory", "sendfile",
-    "tcp_nopush", "tcp_nodelay", "types", "default_type", "types_hash_max_size",
-    "types_hash_bucket_size", "server_tokens", "server_names_hash_bucket_size",
-    "server_names_hash_max_size", "variables_hash_max_size", "variables_hash_bucket_size",
-    "log_format", "charset", "client_body_buffer_size", "client_header_buffer_size",
-    "client_body_temp_path", "proxy_temp_path", "open_file_cache", "open_file_cache_valid",
-    "open_file_cache_min_uses", "open_file_cache_errors", "reset_timedout_connection",
-    "resolver", "resolver_timeout", "keepalive_requests", "keepalive_time", "map",
-    "limit_req_zone", "limit_conn_zone", "ssl_ciphers", "ssl_prefer_server_ciphers",
-    "ssl_session_cache", "ssl_session_timeout", "ssl_session_tickets", "ssl_dhparam",
-    "ssl_ecdh_curve", "ssl_stapling", "ssl_stapling_verify", "ssl_trusted_certificate",
-    "ssl_buffer_size", "ssl_conf_command", "proxy_buffering", "proxy_buffers",
-    "proxy_buffer_size", "proxy_busy_buffers_size", "proxy_request_buffering",
+    "user", "pid", "error_log", "worker_rlimit_nofile", "worker_cpu_affinity", "worker_priority",
+    "daemon", "master_process", "pcre_jit", "env", "load_module", "lock_file", "thread_pool",
+    "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path", "timer_resolution",
+    "working_directory", "sendfile", "tcp_nopush", "tcp_nodelay", "types", "default_type",
+    "types_hash_max_size", "types_hash_bucket_size", "server_tokens",
+    "server_names_hash_bucket_size", "server_names_hash_max_size", "variables_hash_max_size",
+    "variables_hash_bucket_size", "log_format", "charset", "client_body_buffer_size",
+    "client_header_buffer_size", "client_body_temp_path", "proxy_temp_path", "open_file_cache",
+    "open_file_cache_valid", "open_file_cache_min_uses", "open_file_cache_errors",
+    "reset_timedout_connection", "resolver", "resolver_timeout", "keepalive_requests",
+    "keepalive_time", "map", "limit_req_zone", "limit_conn_zone", "ssl_ciphers",
+    "ssl_prefer_server_ciphers", "ssl_session_cache", "ssl_session_timeout", "ssl_session_tickets",
+    "ssl_dhparam", "ssl_ecdh_curve", "ssl_stapling", "ssl_stapling_verify",
+    "ssl_trusted_certificate", "ssl_buffer_size", "ssl_conf_command", "proxy_buffering",
+    "proxy_buffers", "proxy_buffer_size", "proxy_busy_buffers_size", "proxy_request_buffering",
     "proxy_max_temp_file_size", "proxy_temp_file_write_size", "proxy_redirect",
     "proxy_cache_bypass", "proxy_no_cache", "proxy_headers_hash_max_size",
-    "proxy_headers_hash_bucket_size", "proxy_ignore_client_abort", "server_name", "index",
-    "root", "error_page", "absolute_redirect", "port_in_redirect", "server_name_in_redirect",
-    "http2", "gzip_vary", "gzip_proxied", "gzip_comp_level", "gzip_buffers",
-    "gzip_http_version", "gzip_min_length", "gzip_types", "gzip_disable", "gzip",
-    "real_ip_header", "real_ip_recursive", "proxy_send_timeout", "client_body_timeout",
-    "send_timeout", "lingering_close", "lingering_time", "lingering_timeout",
-    "underscores_in_headers", "ignore_invalid_headers", "proxy_intercept_errors",
-    "proxy_next_upstream_timeout", "proxy_socket_keepalive", "aio", "directio",
-    "output_buffers", "postpone_output", "proxy_pass_request_headers",
-    "proxy_pass_request_body", "chunked_transfer_encoding", "merge_slashes", "msie_padding",
-    "server_tokens", "etag", "if_modified_since", "sendfile_max_chunk"};
+    "proxy_headers_hash_bucket_size", "proxy_ignore_client_abort", "server_name", "index", "root",
+    "error_page", "absolute_redirect", "port_in_redirect", "server_name_in_redirect", "http2",
+    "gzip_vary", "gzip_proxied", "gzip_comp_level", "gzip_buffers", "gzip_http_version",
+    "gzip_min_length", "gzip_types", "gzip_disable", "gzip", "real_ip_header", "real_ip_recursive",
+    "proxy_send_timeout", "client_body_timeout", "send_timeout", "lingering_close",
+    "lingering_time", "lingering_timeout", "underscores_in_headers", "ignore_invalid_headers",
+    "proxy_intercept_errors", "proxy_next_upstream_timeout", "proxy_socket_keepalive", "aio",
+    "directio", "output_buffers", "postpone_output",
+    "chunked_transfer_encoding", "merge_slashes", "msie_padding", "etag",
+    "if_modified_since", "sendfile_max_chunk"};
+// clang-format on
 
 // Directives whose effect tether does not reproduce and a client would notice.
+// clang-format off
 const std::set<std::string_view> kContent = {
-    "root", "alias", "try_files", "return", "rewrite", "fastcgi_pass", "uwsgi_pass",
-    "grpc_pass", "scgi_pass", "memcached_pass", "autoindex", "stub_status", "index",
-    "expires", "empty_gif", "sub_filter"};
+    "root", "alias", "try_files", "return", "rewrite", "fastcgi_pass", "uwsgi_pass", "grpc_pass",
+    "scgi_pass", "memcached_pass", "autoindex", "stub_status", "index", "expires", "empty_gif",
+    "sub_filter"};
+// clang-format on
 
 }  // namespace
 
@@ -116,14 +119,13 @@ std::optional<std::string> Converter::proxy_target(const Directive& d, const std
     std::string host = target.substr(0, slash);
     std::string uri = slash == std::string::npos ? "" : target.substr(slash);
     if (!uri.empty() && !(uri == "/" && path == "/"))
-        f_.differs(d, "proxy_pass with a URI replaces the matched prefix '" + path +
-                          "' by '" + uri + "'; tether forwards the path unchanged");
+        f_.differs(d, "proxy_pass with a URI replaces the matched prefix '" + path + "' by '" +
+                          uri + "'; tether forwards the path unchanged");
     if (auto it = upstream_index_.find(host); it != upstream_index_.end())
         return out_.upstreams[it->second].name;
     auto address = parse_address(host, 80, "0.0.0.0");
     if (!address)
-        return f_.differs(d, "proxy_pass target '" + host + "' is not a host:port"),
-               std::nullopt;
+        return f_.differs(d, "proxy_pass target '" + host + "' is not a host:port"), std::nullopt;
     std::string name = sanitize_name(*address);
     if (!upstream_index_.contains(host)) {
         OutUpstream u;
@@ -167,8 +169,9 @@ void Converter::http_directive(const Directive& d, Scope& scope) {
     if (d.name == "server" && d.block) return server_block(d, scope);
     if (d.name == "set_real_ip_from") {
         out_.trusted_proxies.push_back(d.arg(0));
-        return f_.note(d, "set_real_ip_from becomes trusted_proxies (tether believes "
-                          "X-Forwarded-For from these peers)");
+        return f_.note(d,
+                       "set_real_ip_from becomes trusted_proxies (tether believes "
+                       "X-Forwarded-For from these peers)");
     }
     common(d, scope);
 }
@@ -210,8 +213,8 @@ void Converter::location_block(const Directive& block, const Scope& parent, Serv
         }
     }
     if (!pass) {
-        if (block.children.empty() || std::all_of(block.children.begin(),
-                block.children.end(), [](auto& c) { return c.name == "location"; }))
+        if (block.children.empty() || std::all_of(block.children.begin(), block.children.end(),
+                                                  [](auto& c) { return c.name == "location"; }))
             return;
         f_.differs(block, "location " + path +
                               " is answered by nginx itself (no proxy_pass); tether would "
@@ -223,8 +226,7 @@ void Converter::location_block(const Directive& block, const Scope& parent, Serv
     for (const Directive* d : content)
         f_.differs(*d, "tether proxies every request; '" + d->name + "' is not applied");
     auto upstream = proxy_target(*pass, path);
-    if (upstream)
-        server.proxies.push_back({path, *upstream, &block, scope.headers});
+    if (upstream) server.proxies.push_back({path, *upstream, &block, scope.headers});
 }
 
 /// Directives valid in http, server and location.
@@ -242,16 +244,16 @@ void Converter::common(const Directive& d, Scope& scope) {
     } else if (d.name == "ssl") {
         scope.ssl_on = d.arg(0) == "on";
     } else if (d.name == "proxy_http_version") {
-        if (d.arg(0) != "1.1")
-            f_.ignored(d, "tether always speaks HTTP/1.1 to backends");
+        if (d.arg(0) != "1.1") f_.ignored(d, "tether always speaks HTTP/1.1 to backends");
     } else if (d.name == "access_log") {
         access_log(d);
     } else if (!timeouts_and_limits(d)) {
         if (contains(kHarmless, d.name))
             f_.ignored(d, "no tether equivalent; harmless for proxying");
         else if (d.name == "proxy_next_upstream" || d.name == "proxy_next_upstream_tries")
-            f_.ignored(d, "tether retries a request not yet sent on another server "
-                          "(upstreams.*.retries)");
+            f_.ignored(d,
+                       "tether retries a request not yet sent on another server "
+                       "(upstreams.*.retries)");
         else
             f_.differs(d, "not translated (no tether equivalent)");
     }

@@ -32,11 +32,16 @@ int main(int argc, char** argv) {
     std::string input, output;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
-        if ((a == "-o" || a == "--output") && i + 1 < argc) output = argv[++i];
-        else if (a == "-h" || a == "--help") return usage(), 0;
-        else if (!a.empty() && a[0] == '-') return usage();
-        else if (input.empty()) input = a;
-        else return usage();
+        if ((a == "-o" || a == "--output") && i + 1 < argc)
+            output = argv[++i];
+        else if (a == "-h" || a == "--help")
+            return usage(), 0;
+        else if (!a.empty() && a[0] == '-')
+            return usage();
+        else if (input.empty())
+            input = a;
+        else
+            return usage();
     }
     if (input.empty()) return usage();
 

@@ -17,7 +17,7 @@ struct OutServer {
     std::string address;  ///< host:port as tether writes it
     int weight = 1;
     int max_conns = 0;
-    int max_fails = 1;                   ///< nginx's default (tether's is 3)
+    int max_fails = 1;                      ///< nginx's default (tether's is 3)
     std::int64_t fail_timeout_ms = 10'000;  ///< nginx's default (tether's is 30s)
     bool backup = false;
     std::string origin;  ///< FILE:LINE

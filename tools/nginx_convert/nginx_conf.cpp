@@ -61,10 +61,20 @@ private:
     void escape(std::string& word) {
         char next = pos_ + 1 < text_.size() ? text_[pos_ + 1] : '\0';
         switch (next) {
-            case '"': case '\'': case '\\': word += next; break;
-            case 't': word += '\t'; break;
-            case 'r': word += '\r'; break;
-            case 'n': word += '\n'; break;
+            case '"':
+            case '\'':
+            case '\\':
+                word += next;
+                break;
+            case 't':
+                word += '\t';
+                break;
+            case 'r':
+                word += '\r';
+                break;
+            case 'n':
+                word += '\n';
+                break;
             default:
                 word += '\\';
                 ++pos_;
@@ -87,14 +97,15 @@ private:
             word += text_[pos_++];
         }
         if (pos_ >= text_.size()) {
-            errors_.push_back({file_, start, std::string("unterminated quoted string (") +
-                                                 quote + ")"});
+            errors_.push_back(
+                {file_, start, std::string("unterminated quoted string (") + quote + ")"});
             return false;
         }
         ++pos_;
         if (pos_ < text_.size() && !is_space(text_[pos_]) && !is_special(text_[pos_])) {
-            errors_.push_back({file_, line_, std::string("unexpected '") + text_[pos_] +
-                                                 "' after a quoted string"});
+            errors_.push_back(
+                {file_, line_,
+                 std::string("unexpected '") + text_[pos_] + "' after a quoted string"});
             return false;
         }
         out.push_back({Token::word, std::move(word), start});
@@ -185,8 +196,8 @@ private:
             while (i < tokens.size() && tokens[i].kind == Token::word)
                 d.args.push_back(tokens[i++].text);
             if (i >= tokens.size()) {
-                errors_.push_back({file, d.line, "directive '" + d.name +
-                                                     "' has no ending ';' or '{'"});
+                errors_.push_back(
+                    {file, d.line, "directive '" + d.name + "' has no ending ';' or '{'"});
                 return false;
             }
             if (tokens[i].kind == Token::open) {
@@ -218,9 +229,9 @@ private:
             return;
         }
         if (depth >= kMaxIncludeDepth) {
-            errors_.push_back({d.file, d.line, "includes nested deeper than " +
-                                                   std::to_string(kMaxIncludeDepth) +
-                                                   " levels (a cycle?)"});
+            errors_.push_back({d.file, d.line,
+                               "includes nested deeper than " + std::to_string(kMaxIncludeDepth) +
+                                   " levels (a cycle?)"});
             return;
         }
         fs::path pattern(d.args[0]);

@@ -44,7 +44,6 @@ struct ParseResult {
 ParseResult parse_file(const std::string& path);
 
 /// Parses `text` (named `file` in diagnostics); includes resolve against `conf_dir`.
-ParseResult parse_text(std::string_view text, const std::string& file,
-                       const std::string& conf_dir);
+ParseResult parse_text(std::string_view text, const std::string& file, const std::string& conf_dir);
 
 }  // namespace tether::nginx

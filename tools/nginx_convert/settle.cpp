@@ -28,9 +28,10 @@ void Converter::set_value(std::map<std::string, OutValue>& values, const std::st
     OutValue& kept = it->second;
     std::string other = kept.origin;
     if (number > kept.number) kept = OutValue{text, number, d.where()};
-    f_.note(d, "tether's '" + key + "' is one value for the whole process; nginx sets it "
-                                    "differently here and at " + other + "; the larger (" +
-                   kept.text + ") is used");
+    f_.note(d, "tether's '" + key +
+                   "' is one value for the whole process; nginx sets it "
+                   "differently here and at " +
+                   other + "; the larger (" + kept.text + ") is used");
 }
 
 bool Converter::timeouts_and_limits(const Directive& d) {
@@ -43,8 +44,9 @@ bool Converter::timeouts_and_limits(const Directive& d) {
     };
     if (d.name == "proxy_read_timeout") {
         time("upstream_response");
-        f_.note(d, "proxy_read_timeout also bounds idle WebSocket tunnels in nginx; tether "
-                   "uses timeouts.tunnel (default 1h) for them");
+        f_.note(d,
+                "proxy_read_timeout also bounds idle WebSocket tunnels in nginx; tether "
+                "uses timeouts.tunnel (default 1h) for them");
         return true;
     }
     if (d.name == "proxy_connect_timeout") return time("connect");
@@ -60,8 +62,9 @@ bool Converter::timeouts_and_limits(const Directive& d) {
         auto bytes = parse_bytes(d.arg(0));
         if (!bytes) return f_.differs(d, "invalid size '" + d.arg(0) + "'"), true;
         if (*bytes == 0 || *bytes > (1ULL << 30)) {
-            f_.note(d, "nginx's '" + d.arg(0) + "' (0 = unlimited) is written as tether's "
-                                                "maximum, 1g");
+            f_.note(d, "nginx's '" + d.arg(0) +
+                           "' (0 = unlimited) is written as tether's "
+                           "maximum, 1g");
             *bytes = 1ULL << 30;
         }
         set_value(out_.limits, "max_body_size", format_bytes(*bytes),
@@ -102,8 +105,9 @@ void Converter::access_log(const Directive& d) {
         }
     }
     if (d.args.size() > 1 && d.arg(1) != "combined" && path != "off")
-        f_.note(d, "log format '" + d.arg(1) + "' becomes tether's combined format "
-                                               "(access_log.format: combined | json)");
+        f_.note(d, "log format '" + d.arg(1) +
+                       "' becomes tether's combined format "
+                       "(access_log.format: combined | json)");
     if (out_.access_log_path != "stdout" && out_.access_log_path != path)
         f_.note(d, "tether has one access log; '" + out_.access_log_path + "' is kept");
     else
@@ -120,9 +124,10 @@ void Converter::build_listeners() {
     for (const ServerInfo& server : servers_) {
         if (server.proxies.empty()) {
             if (!server.listens.empty() || !server.block->children.empty())
-                f_.differs(*server.block, "server block without proxy_pass is not translated "
-                                          "(tether only proxies): its addresses get no "
-                                          "listener");
+                f_.differs(*server.block,
+                           "server block without proxy_pass is not translated "
+                           "(tether only proxies): its addresses get no "
+                           "listener");
             continue;
         }
         auto main = std::find_if(server.proxies.begin(), server.proxies.end(),
@@ -132,8 +137,8 @@ void Converter::build_listeners() {
             if (p.upstream != main->upstream)
                 f_.differs(*p.block, "location " + p.path + " proxies to '" + p.upstream +
                                          "', but a tether listener sends every request to one "
-                                         "upstream ('" + main->upstream + "', from location " +
-                                         main->path + ")");
+                                         "upstream ('" +
+                                         main->upstream + "', from location " + main->path + ")");
         if (server.listens.empty()) {
             f_.note(*server.block, "no 'listen': nginx's default *:80 is used");
             Directive implicit;
@@ -143,15 +148,18 @@ void Converter::build_listeners() {
             implicit.line = server.block->line;
             add_listener(server, implicit, main->upstream);
         }
-        for (const Directive* listen : server.listens) add_listener(server, *listen, main->upstream);
+        for (const Directive* listen : server.listens)
+            add_listener(server, *listen, main->upstream);
     }
 }
 
 void Converter::add_listener(const ServerInfo& server, const Directive& d,
                              const std::string& upstream) {
     auto address = parse_address(d.arg(0), 80, "0.0.0.0");
-    if (!address) return f_.differs(d, "'" + d.arg(0) + "' cannot be translated (unix sockets "
-                                                        "are not supported)");
+    if (!address)
+        return f_.differs(d, "'" + d.arg(0) +
+                                 "' cannot be translated (unix sockets "
+                                 "are not supported)");
     OutListener l;
     l.address = *address;
     l.upstream = upstream;
@@ -159,11 +167,14 @@ void Converter::add_listener(const ServerInfo& server, const Directive& d,
     l.tls = server.scope.ssl_on;
     for (std::size_t i = 1; i < d.args.size(); ++i) {
         const std::string& a = d.args[i];
-        if (a == "ssl") l.tls = true;
-        else if (a == "proxy_protocol") l.proxy_protocol = true;
+        if (a == "ssl")
+            l.tls = true;
+        else if (a == "proxy_protocol")
+            l.proxy_protocol = true;
         else if (a == "http2")
-            f_.add(Kind::ignored, d, "listen parameter 'http2': tether speaks HTTP/1.1; clients "
-                                     "fall back to it through ALPN");
+            f_.add(Kind::ignored, d,
+                   "listen parameter 'http2': tether speaks HTTP/1.1; clients "
+                   "fall back to it through ALPN");
         else if (a == "quic" || a.starts_with("setfib"))
             f_.differs(d, "listen parameter '" + a + "' is not supported");
         else if (a != "default_server" && a != "default")
@@ -175,7 +186,8 @@ void Converter::add_listener(const ServerInfo& server, const Directive& d,
     if (same == out_.listen.end()) return out_.listen.push_back(std::move(l));
     if (same->upstream != l.upstream || same->tls != l.tls)
         return f_.differs(d, "address " + l.address + " is already served by the server at " +
-                                 same->origin + "; tether has no virtual hosts, one listener "
+                                 same->origin +
+                                 "; tether has no virtual hosts, one listener "
                                  "goes to one upstream");
     for (const OutCert& c : l.certs)  // more names on one address: certificates chosen by SNI
         if (std::none_of(same->certs.begin(), same->certs.end(),
@@ -196,13 +208,15 @@ bool Converter::tls_material(const ServerInfo& server, const Directive& d, OutLi
     for (std::size_t i = 0; i < s.certificates.size() && i < s.keys.size(); ++i) {
         if (s.certificates[i]->arg(0).find('$') != std::string::npos ||
             s.keys[i]->arg(0).find('$') != std::string::npos) {
-            f_.differs(*s.certificates[i], "certificate paths with variables cannot be "
-                                           "translated");
+            f_.differs(*s.certificates[i],
+                       "certificate paths with variables cannot be "
+                       "translated");
             return false;
         }
         if (i > 0) {
-            f_.ignored(*s.certificates[i], "a second certificate for one server (RSA + ECDSA) "
-                                           "is not supported; the first is used");
+            f_.ignored(*s.certificates[i],
+                       "a second certificate for one server (RSA + ECDSA) "
+                       "is not supported; the first is used");
             continue;
         }
         l.certs.push_back({resolve(s.certificates[i]), resolve(s.keys[i])});
@@ -235,8 +249,10 @@ void Converter::check_headers() {
                 if (name == "host") {
                     host = true;
                     if (first && value != "$host" && value != "$http_host")
-                        f_.differs(*d, "tether forwards the client's Host header unchanged; "
-                                       "Host '" + value + "' is not sent");
+                        f_.differs(*d,
+                                   "tether forwards the client's Host header unchanged; "
+                                   "Host '" +
+                                       value + "' is not sent");
                 } else if (name == "x-forwarded-for" || name == "x-real-ip" ||
                            name == "x-forwarded-proto" || name == "x-forwarded-host") {
                     forwarded = out_.forwarded = true;
@@ -252,13 +268,15 @@ void Converter::check_headers() {
             }
             forwarded_missing = forwarded_missing || !forwarded;
             if (!host)
-                f_.note(*p.block, "nginx sent 'Host: $proxy_host' (the upstream's name) here; "
-                                  "tether forwards the client's Host");
+                f_.note(*p.block,
+                        "nginx sent 'Host: $proxy_host' (the upstream's name) here; "
+                        "tether forwards the client's Host");
         }
     }
     if (any_proxy && out_.forwarded && forwarded_missing)
-        f_.add(Kind::note, "", 0, "some locations set X-Forwarded-*/X-Real-IP and others do "
-                                  "not; tether sends them on every request (headers.forwarded)");
+        f_.add(Kind::note, "", 0,
+               "some locations set X-Forwarded-*/X-Real-IP and others do "
+               "not; tether sends them on every request (headers.forwarded)");
 }
 
 void Converter::suggest_sid() {
@@ -276,8 +294,11 @@ void Converter::suggest_sid() {
             if (p.path.find("/socket.io") == std::string::npos) continue;
             f_.add(Kind::suggestion, p.block->file, p.block->line,
                    "location " + p.path + " carries Socket.IO traffic to upstream '" + u->name +
-                       "' (affinity: " + u->affinity + "): consider 'affinity: sid' (with "
-                       "sid.path: " + path + "), which pins each Socket.IO session whatever "
+                       "' (affinity: " + u->affinity +
+                       "): consider 'affinity: sid' (with "
+                       "sid.path: " +
+                       path +
+                       "), which pins each Socket.IO session whatever "
                        "the client's IP and works across tether replicas");
         }
     }
@@ -285,8 +306,9 @@ void Converter::suggest_sid() {
 
 std::string Finding::text() const {
     static constexpr const char* kNames[] = {"ignored", "note", "suggestion", "not translated"};
-    std::string where = file.empty() ? "" : line > 0 ? file + ":" + std::to_string(line) + ": "
-                                                     : file + ": ";
+    std::string where = file.empty() ? ""
+                        : line > 0   ? file + ":" + std::to_string(line) + ": "
+                                     : file + ": ";
     return where + kNames[static_cast<int>(kind)] + ": " + message;
 }
 

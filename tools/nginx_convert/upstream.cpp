@@ -19,9 +19,9 @@ using Kind = Finding::Kind;
 constexpr int kMaxWeight = 1000;  // tether's bound for servers[].weight
 
 std::optional<int> int_value(const std::string& s) {
-    if (s.empty() || !std::all_of(s.begin(), s.end(), [](unsigned char c) {
-            return std::isdigit(c) != 0;
-        }) || s.size() > 9)
+    if (s.empty() ||
+        !std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; }) ||
+        s.size() > 9)
         return std::nullopt;
     return std::stoi(s);
 }
@@ -58,9 +58,10 @@ bool convert_server(const Directive& d, OutServer& s, Findings& f) {
         } else if (a == "backup") {
             s.backup = true;
         } else if (a == "down") {
-            f.add(Kind::ignored, d, "server " + s.address +
-                                        " is marked 'down' in nginx: left out (it takes no "
-                                        "traffic there either)");
+            f.add(Kind::ignored, d,
+                  "server " + s.address +
+                      " is marked 'down' in nginx: left out (it takes no "
+                      "traffic there either)");
             return false;
         } else if (a == "resolve" || key == "slow_start" || key == "route" || key == "service") {
             f.add(Kind::ignored, d, "server parameter '" + a + "' has no tether equivalent");
@@ -82,7 +83,8 @@ void convert_hash(const Directive& d, OutUpstream& u, Findings& f) {
         f.note(d, "hash on the application's cookie '" + key.substr(8) +
                       "' becomes affinity: cookie: tether pins a client with its own signed "
                       "cookie (cookie.name, default 'tether') and does not read '" +
-                      key.substr(8) + "'; set cookie.secret (or TETHER_COOKIE_SECRET) on "
+                      key.substr(8) +
+                      "'; set cookie.secret (or TETHER_COOKIE_SECRET) on "
                       "every replica");
     } else if (key.starts_with("$arg_") && key.size() > 5) {
         u.affinity = "sid";
@@ -94,8 +96,9 @@ void convert_hash(const Directive& d, OutUpstream& u, Findings& f) {
         return;
     }
     if (!consistent)
-        f.note(d, "nginx's plain 'hash' remaps most clients when a server is added; tether's "
-                  "placement is consistent (Maglev) and bindings are kept in its table");
+        f.note(d,
+               "nginx's plain 'hash' remaps most clients when a server is added; tether's "
+               "placement is consistent (Maglev) and bindings are kept in its table");
 }
 
 /// `sticky cookie NAME [expires=T] ...` (nginx Plus).
@@ -146,22 +149,25 @@ void convert_upstream(const Directive& block, OutUpstream& u, Findings& f) {
         if (is_method) method = &d;
         if (d.name == "ip_hash") {
             u.affinity = "ip_hash", u.prefix_v4 = 24, u.prefix_v6 = 128;
-            f.note(d, "ip_hash keeps nginx's key (first three octets of IPv4, whole IPv6) but "
-                      "places clients by consistent hashing: after the switch a client may "
-                      "land on another server than nginx chose, then stays there");
+            f.note(d,
+                   "ip_hash keeps nginx's key (first three octets of IPv4, whole IPv6) but "
+                   "places clients by consistent hashing: after the switch a client may "
+                   "land on another server than nginx chose, then stays there");
         } else if (d.name == "hash") {
             convert_hash(d, u, f);
         } else if (d.name == "least_conn") {
             u.balance = "least_conn";
         } else if (d.name == "least_time") {
             u.balance = "least_conn";
-            f.note(d, "least_time becomes balance: least_conn (tether does not measure "
-                      "response times)");
+            f.note(d,
+                   "least_time becomes balance: least_conn (tether does not measure "
+                   "response times)");
         } else if (d.name == "random") {
             u.balance = "random_two";
             if (d.arg(0) != "two")
-                f.note(d, "plain 'random' becomes random_two (two random servers, the one "
-                          "with fewer connections wins)");
+                f.note(d,
+                       "plain 'random' becomes random_two (two random servers, the one "
+                       "with fewer connections wins)");
         } else if (d.name == "sticky") {
             convert_sticky(d, u, f);
         } else if (d.name == "keepalive" && int_value(d.arg(0))) {
@@ -173,12 +179,12 @@ void convert_upstream(const Directive& block, OutUpstream& u, Findings& f) {
             f.differs(d, "not supported inside 'upstream'");
         }
     }
-    if (u.servers.empty())
-        f.differs(block, "upstream '" + u.name + "' has no usable server");
+    if (u.servers.empty()) f.differs(block, "upstream '" + u.name + "' has no usable server");
     if (u.affinity == "ip_hash" &&
         std::any_of(u.servers.begin(), u.servers.end(), [](auto& s) { return s.backup; }))
-        f.note(block, "nginx refuses 'backup' with ip_hash/hash; tether keeps the backup "
-                      "servers for when no primary is up");
+        f.note(block,
+               "nginx refuses 'backup' with ip_hash/hash; tether keeps the backup "
+               "servers for when no primary is up");
 }
 
 }  // namespace tether::nginx

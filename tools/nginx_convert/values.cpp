@@ -9,15 +9,14 @@ namespace tether::nginx {
 namespace {
 
 bool all_digits(std::string_view s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(),
-                                     [](unsigned char c) { return std::isdigit(c) != 0; });
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
 }
 
 std::optional<std::int64_t> to_int(std::string_view s) {
     std::int64_t v = 0;
     auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (s.empty() || ec != std::errc{} || ptr != s.data() + s.size() || v < 0)
-        return std::nullopt;
+    if (s.empty() || ec != std::errc{} || ptr != s.data() + s.size() || v < 0) return std::nullopt;
     return v;
 }
 
@@ -43,14 +42,29 @@ std::optional<std::int64_t> parse_time(const std::string& text) {
             scale = 1, i += 2;
         } else if (i < text.size() && text[i] != ' ') {
             switch (text[i]) {
-                case 's': scale = 1000; break;
-                case 'm': scale = 60'000; break;
-                case 'h': scale = 3'600'000; break;
-                case 'd': scale = 86'400'000; break;
-                case 'w': scale = 7 * 86'400'000LL; break;
-                case 'M': scale = 30 * 86'400'000LL; break;
-                case 'y': scale = 365 * 86'400'000LL; break;
-                default: return std::nullopt;
+                case 's':
+                    scale = 1000;
+                    break;
+                case 'm':
+                    scale = 60'000;
+                    break;
+                case 'h':
+                    scale = 3'600'000;
+                    break;
+                case 'd':
+                    scale = 86'400'000;
+                    break;
+                case 'w':
+                    scale = 7 * 86'400'000LL;
+                    break;
+                case 'M':
+                    scale = 30 * 86'400'000LL;
+                    break;
+                case 'y':
+                    scale = 365 * 86'400'000LL;
+                    break;
+                default:
+                    return std::nullopt;
             }
             ++i;
         }
@@ -66,10 +80,17 @@ std::optional<std::uint64_t> parse_bytes(const std::string& text) {
     std::uint64_t scale = 1;
     if (!s.empty() && std::isalpha(static_cast<unsigned char>(s.back()))) {
         switch (std::tolower(static_cast<unsigned char>(s.back()))) {
-            case 'k': scale = 1024; break;
-            case 'm': scale = 1024 * 1024; break;
-            case 'g': scale = 1024ULL * 1024 * 1024; break;
-            default: return std::nullopt;
+            case 'k':
+                scale = 1024;
+                break;
+            case 'm':
+                scale = 1024 * 1024;
+                break;
+            case 'g':
+                scale = 1024ULL * 1024 * 1024;
+                break;
+            default:
+                return std::nullopt;
         }
         s.remove_suffix(1);
     }

@@ -11,8 +11,8 @@ namespace {
 /// A scalar as YAML: plain when unambiguous, else double-quoted with escapes.
 std::string scalar(const std::string& s) {
     static const std::regex kPlain(R"([A-Za-z0-9_/.][A-Za-z0-9_/.:+@-]*)");
-    static const std::regex kSpecial(
-        R"((?:true|false|yes|no|on|off|null|y|n|~)|[0-9.:+-]+)", std::regex::icase);
+    static const std::regex kSpecial(R"((?:true|false|yes|no|on|off|null|y|n|~)|[0-9.:+-]+)",
+                                     std::regex::icase);
     if (std::regex_match(s, kPlain) && !std::regex_match(s, kSpecial) && !s.ends_with(':'))
         return s;
     std::string out = "\"";
@@ -41,8 +41,8 @@ void write_upstream(std::ostringstream& y, const OutUpstream& u) {
     if (!u.cookie_name.empty() || u.cookie_max_age_ms >= 0) {
         y << "    cookie:\n";
         if (!u.cookie_name.empty()) y << "      name: " << scalar(u.cookie_name) << "\n";
-        if (u.cookie_max_age_ms >= 0) y << "      max_age: " << format_ms(u.cookie_max_age_ms)
-                                        << "\n";
+        if (u.cookie_max_age_ms >= 0)
+            y << "      max_age: " << format_ms(u.cookie_max_age_ms) << "\n";
     }
     if (!u.sid_path.empty() || !u.sid_param.empty()) {
         y << "    sid:\n";

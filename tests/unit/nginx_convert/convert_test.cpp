@@ -26,8 +26,7 @@ struct Converted {
     const config::Config& cfg() const { return *loaded.config; }
     bool has(Kind kind, int line, std::string_view text = "") const {
         return std::any_of(conversion.findings.begin(), conversion.findings.end(), [&](auto& f) {
-            return f.kind == kind && f.line == line &&
-                   f.message.find(text) != std::string::npos;
+            return f.kind == kind && f.line == line && f.message.find(text) != std::string::npos;
         });
     }
     int count(Kind kind) const {
@@ -45,9 +44,7 @@ Converted load(const ParseResult& parsed, const std::string& name) {
     return c;
 }
 
-Converted sample(const std::string& file) {
-    return load(parse_file(kData + "/" + file), file);
-}
+Converted sample(const std::string& file) { return load(parse_file(kData + "/" + file), file); }
 
 Converted snippet(std::string_view text) {
     return load(parse_text(text, "s.conf", kData), "s.conf");
@@ -188,7 +185,8 @@ TEST(ConvertSamples, UntranslatableDirectivesAreListedWithTheirLines) {
 }
 
 TEST(ConvertSnippets, NoMethodIsRoundRobinAsInNginx) {
-    auto c = snippet("upstream u { server a:1; } server { listen 81; location / { proxy_pass http://u; } }");
+    auto c = snippet(
+        "upstream u { server a:1; } server { listen 81; location / { proxy_pass http://u; } }");
     EXPECT_EQ(c.cfg().upstreams.at("u").balance, Balance::round_robin);
     EXPECT_EQ(c.cfg().upstreams.at("u").affinity, Affinity::none);
     EXPECT_TRUE(c.has(Kind::note, 1, "Host"));  // nginx would have sent $proxy_host
@@ -203,8 +201,9 @@ TEST(ConvertSnippets, ImplicitUpstreamFromProxyPassHostPort) {
 }
 
 TEST(ConvertSnippets, StickyCookieOfNginxPlus) {
-    auto c = snippet("upstream u { sticky cookie srv_id expires=1h domain=.x path=/; server a:1; }\n"
-                     "server { listen 83; location / { proxy_pass http://u; } }");
+    auto c = snippet(
+        "upstream u { sticky cookie srv_id expires=1h domain=.x path=/; server a:1; }\n"
+        "server { listen 83; location / { proxy_pass http://u; } }");
     const auto& u = c.cfg().upstreams.at("u");
     EXPECT_EQ(u.affinity, Affinity::cookie);
     EXPECT_EQ(u.cookie.name, "srv_id");
@@ -213,16 +212,18 @@ TEST(ConvertSnippets, StickyCookieOfNginxPlus) {
 }
 
 TEST(ConvertSnippets, HashOnAnotherKeyMatters) {
-    auto c = snippet("upstream u { hash $request_uri; server a:1; }\n"
-                     "server { listen 84; location / { proxy_pass http://u; } }");
+    auto c = snippet(
+        "upstream u { hash $request_uri; server a:1; }\n"
+        "server { listen 84; location / { proxy_pass http://u; } }");
     EXPECT_TRUE(c.has(Kind::not_translated, 1, "$request_uri"));
     EXPECT_EQ(c.cfg().upstreams.at("u").affinity, Affinity::none);
 }
 
 TEST(ConvertSnippets, TwoUpstreamsOnOneAddressMatter) {
-    auto c = snippet("upstream a { server a:1; } upstream b { server b:1; }\n"
-                     "server { listen 85; server_name a; location / { proxy_pass http://a; } }\n"
-                     "server { listen 85; server_name b; location / { proxy_pass http://b; } }");
+    auto c = snippet(
+        "upstream a { server a:1; } upstream b { server b:1; }\n"
+        "server { listen 85; server_name a; location / { proxy_pass http://a; } }\n"
+        "server { listen 85; server_name b; location / { proxy_pass http://b; } }");
     EXPECT_TRUE(c.has(Kind::not_translated, 3, "virtual hosts"));
     ASSERT_EQ(c.cfg().listen.size(), 1u);
     EXPECT_EQ(c.cfg().listen[0].upstream, "a");
@@ -241,9 +242,10 @@ TEST(ConvertSnippets, SameAddressSameUpstreamMergesCertificatesForSni) {
 }
 
 TEST(ConvertSnippets, LimitsAndTimeoutEdges) {
-    auto c = snippet("http { client_max_body_size 0; keepalive_timeout 0;\n"
-                     "upstream u { server a:1 weight=5000; server a:1; }\n"
-                     "server { listen 86; location / { proxy_pass http://u; } } }");
+    auto c = snippet(
+        "http { client_max_body_size 0; keepalive_timeout 0;\n"
+        "upstream u { server a:1 weight=5000; server a:1; }\n"
+        "server { listen 86; location / { proxy_pass http://u; } } }");
     EXPECT_EQ(c.cfg().limits.max_body_size, 1u << 30);
     EXPECT_TRUE(c.has(Kind::note, 1, "unlimited"));
     EXPECT_TRUE(c.has(Kind::not_translated, 1, "keep-alive"));
@@ -252,28 +254,30 @@ TEST(ConvertSnippets, LimitsAndTimeoutEdges) {
 }
 
 TEST(ConvertSnippets, ScopedTimeoutsTakeTheLargest) {
-    auto c = snippet("upstream u { server a:1; }\n"
-                     "server { listen 87; proxy_read_timeout 30s;\n"
-                     "  location / { proxy_pass http://u; }\n"
-                     "  location /io/ { proxy_pass http://u; proxy_read_timeout 2m; } }");
+    auto c = snippet(
+        "upstream u { server a:1; }\n"
+        "server { listen 87; proxy_read_timeout 30s;\n"
+        "  location / { proxy_pass http://u; }\n"
+        "  location /io/ { proxy_pass http://u; proxy_read_timeout 2m; } }");
     EXPECT_EQ(c.cfg().timeouts.upstream_response, milliseconds(120'000));
     EXPECT_TRUE(c.has(Kind::note, 4, "larger"));
 }
 
 TEST(ConvertSnippets, UnixSocketsAndStreamMatter) {
-    auto c = snippet("stream { server { listen 53; } }\n"
-                     "upstream u { server unix:/run/app.sock; server a:1; }\n"
-                     "server { listen 88; location / { proxy_pass http://u; } }");
+    auto c = snippet(
+        "stream { server { listen 53; } }\n"
+        "upstream u { server unix:/run/app.sock; server a:1; }\n"
+        "server { listen 88; location / { proxy_pass http://u; } }");
     EXPECT_TRUE(c.has(Kind::not_translated, 1, "TCP/UDP"));
     EXPECT_TRUE(c.has(Kind::not_translated, 2, "unix"));
     EXPECT_EQ(c.cfg().upstreams.at("u").servers.size(), 1u);
 }
 
 TEST(ConvertSnippets, OnlyNonProxyServersGiveNoListenerAndMatter) {
-    auto c = Converted{convert(parse_text("server { listen 80; return 200; }", "s.conf", kData)
-                                   .directives,
-                               "s.conf", kData),
-                       {}};
+    auto c = Converted{
+        convert(parse_text("server { listen 80; return 200; }", "s.conf", kData).directives,
+                "s.conf", kData),
+        {}};
     EXPECT_TRUE(c.conversion.differs());
     EXPECT_TRUE(c.has(Kind::not_translated, 0, "nothing to listen on"));
 }

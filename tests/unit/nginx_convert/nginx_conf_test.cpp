@@ -15,7 +15,8 @@ namespace fs = std::filesystem;
 ParseResult parse(std::string_view text) { return parse_text(text, "t.conf", "/nonexistent"); }
 
 TEST(NginxConf, DirectivesArgsBlocksAndLines) {
-    auto r = parse("worker_processes 4;\nhttp {\n  upstream a {\n    server x:1 weight=2;\n  }\n}\n");
+    auto r =
+        parse("worker_processes 4;\nhttp {\n  upstream a {\n    server x:1 weight=2;\n  }\n}\n");
     ASSERT_TRUE(r.errors.empty());
     ASSERT_EQ(r.directives.size(), 2u);
     EXPECT_EQ(r.directives[0].name, "worker_processes");
@@ -34,8 +35,8 @@ TEST(NginxConf, QuotesAndEscapesAreResolved) {
     auto r = parse(R"(a "two words" 'single \'q\'' "esc \"d\" \\ \n" plain\"x "a;b{c}";)");
     ASSERT_TRUE(r.errors.empty()) << r.errors[0].text();
     EXPECT_EQ(r.directives.at(0).args,
-              (std::vector<std::string>{"two words", "single 'q'", "esc \"d\" \\ \n",
-                                        "plain\"x", "a;b{c}"}));
+              (std::vector<std::string>{"two words", "single 'q'", "esc \"d\" \\ \n", "plain\"x",
+                                        "a;b{c}"}));
 }
 
 TEST(NginxConf, UnknownEscapeKeepsTheBackslash) {
