@@ -95,6 +95,7 @@ struct Exchange {
     EioSessionGauge eio;  // a pending Engine.IO long-poll
     RequestVerdict verdict;
     bool close = false;            // close the client connection after this exchange
+    std::size_t held_body = 0;     // body bytes sent from the client buffer, not yet parsed
     bool learn_sid = false;        // an Engine.IO handshake: bind the sid of the answer
     std::string_view set_cookie;   // Set-Cookie line(s) for the answer (in `routing`)
     int status = 0;
@@ -169,7 +170,8 @@ private:
     awaitable<std::tuple<beast::error_code, std::size_t>> read_response_head(Exchange& ex,
                                                                              bool pumped);
     awaitable<void> send_request(Exchange& ex, Duplex& d);
-    bool body_is_here(Exchange& ex) const;
+    std::optional<std::size_t> whole_body_here(Exchange& ex) const;
+    void take_held_body(Exchange& ex);
     awaitable<Outcome> respond(Exchange& ex, Duplex& d);
     awaitable<void> linger();
     awaitable<Outcome> start_tunnel(Exchange& ex);
@@ -310,6 +312,7 @@ awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d
     head_read_ended(d);
     if (!ec && !d.stop) {
         ex.conn->backend->record_success(Clock::now());
+        take_held_body(ex);
         co_return co_await respond(ex, d);
     }
     if (d.pumped) {
@@ -455,9 +458,11 @@ awaitable<void> ClientSession::share_decision(Exchange& ex, affinity::RouteDecis
             ex.routing->upstreams[ex.upstream_index].by_name.at(other->name())];
 }
 
-// Sends the request head and body upstream: at once when the body is
-// already here whole (none, or a short one read with the head: one write),
-// otherwise from the pump, beside the response.
+// Sends the request head and body upstream: in one write when the body is
+// already here whole (none, or a short one read with the head), otherwise
+// from the pump, beside the response. A body here whole is written from the
+// client buffer as is and parsed only once the response head came, so that a
+// kept-alive connection found closed can be retried with the whole request.
 awaitable<void> ClientSession::send_request(Exchange& ex, Duplex& d) {
     const RequestHead& req = ex.request.get();
     RequestRewrite rw;
@@ -472,9 +477,14 @@ awaitable<void> ClientSession::send_request(Exchange& ex, Duplex& d) {
     write_request_head(req, rw, upstream_head_);
     const auto& t = ex.cfg().timeouts;
     RelayEnv env{ctx_.buffers, t.idle, t.idle};
-    if (body_is_here(ex)) {
-        d.request_status = co_await relay_body(stream_, buffer_, ex.request, ex.conn->stream,
-                                               upstream_head_, rw.body, env, d.request);
+    if (const auto whole = whole_body_here(ex)) {
+        ex.held_body = *whole;
+        const std::array<asio::const_buffer, 2> out{
+            asio::buffer(upstream_head_), asio::buffer(buffer_.data().data(), ex.held_body)};
+        ex.conn->stream.expires_after(t.idle);
+        d.request.head_out = true;
+        auto [ec, n] = co_await asio::async_write(ex.conn->stream, out, use_tuple);
+        if (ec) d.request_status.failed_side = RelaySide::destination;
         d.request_relayed = true;
         co_return;
     }
@@ -483,11 +493,34 @@ awaitable<void> ClientSession::send_request(Exchange& ex, Duplex& d) {
                             rw.body, env, t.upstream_response));
 }
 
-bool ClientSession::body_is_here(Exchange& ex) const {
-    if (ex.request.is_done()) return true;
-    if (ex.request.chunked()) return false;
+// The body's size when all of it is in the client buffer (none, or a
+// Content-Length body of at most one relay buffer); nullopt when it has yet to come.
+std::optional<std::size_t> ClientSession::whole_body_here(Exchange& ex) const {
+    if (ex.request.is_done()) return 0;
+    if (ex.request.chunked()) return std::nullopt;
     const auto left = ex.request.content_length_remaining();
-    return left && *left <= buffer_.size() && *left <= ctx_.buffers.buffer_size();
+    if (!left || *left > buffer_.size() || *left > ctx_.buffers.buffer_size()) return std::nullopt;
+    return static_cast<std::size_t>(*left);
+}
+
+// Parses the body that went upstream straight from the client buffer, so the
+// buffer holds the next request only.
+void ClientSession::take_held_body(Exchange& ex) {
+    if (ex.held_body == 0) return;
+    BufferPool::Lease lease = ctx_.buffers.borrow();
+    beast::error_code ec;
+    while (ex.held_body > 0 && !ec) {
+        ex.request.get().body().data = lease.data();
+        ex.request.get().body().size = lease.size();
+        const std::size_t used =
+            ex.request.put(asio::buffer(buffer_.data().data(), ex.held_body), ec);
+        if (ec == bhttp::error::need_buffer) ec = {};
+        buffer_.consume(used);
+        ex.held_body -= std::min(used, ex.held_body);
+        if (used == 0) break;
+    }
+    ex.held_body = 0;
+    if (!ex.request.is_done()) ex.close = true;  // never parse the rest as a request
 }
 
 awaitable<Outcome> ClientSession::respond(Exchange& ex, Duplex& d) {

@@ -4,6 +4,7 @@ response is relayed back (src/http/duplex.hpp).
 A backend that streams its answer while still reading the upload (the demo backend's /echo)
 needs a proxy that reads the response before the request body is all sent: a 64 MB echo must
 complete with tether's RSS flat, and small pieces must go on one by one. The rules around it:
+a stale kept-alive connection is retried only while tether holds the whole request;
 a backend that answers early (413 before reading the body) has its answer relayed and the
 client connection closed afterwards; a client-side failure is answered 413 only while no
 response was started, and cuts the response otherwise; timeouts.upstream_response counts from
@@ -122,6 +123,34 @@ class EarlyAnswers(ProxyTestCase):
                     self.assertGreater(size, 0, "the response was completed")
                     self.assertEqual(reader.read_exact(size + 2, deadline)[-2:], b"\r\n")
         self.assertEqual(self.get(t, "/healthz").body, b"ok\n")
+
+
+class StaleRetry(ProxyTestCase):
+    """A kept-alive backend connection that closes without answering (the demo backend's
+    /close stands for one the backend had just closed) is retried on a fresh one only
+    while tether still holds the whole request."""
+
+    def _attempts(self, request: bytes) -> int:
+        b, = self.backends("b1")
+        t = self.tether([b], workers=1)
+        with HttpConnection(HOST, t.port) as conn:
+            self.assertEqual(conn.request("GET", "/healthz").body, b"ok\n")  # pooled now
+            before = b.stats()["requests"]
+            conn.send(request)
+            resp = conn.read_response()
+        self.assert_error(resp, 502, t)
+        return b.stats()["requests"] - before - 1  # less the second /stats
+
+    def test_body_read_with_the_head_is_sent_again(self):
+        self.assertEqual(self._attempts(build_request("POST", "/close", None, b"x" * 1000)), 2)
+
+    def test_body_partly_relayed_is_not(self):
+        head = build_request("POST", "/close", None, None, chunked=True)
+        self.assertEqual(self._attempts(head + b"3e8\r\n" + b"x" * 1000 + b"\r\n"), 1)
+
+    def test_body_not_arrived_yet_is(self):
+        head = build_request("POST", "/close", {"Content-Length": "1000"})
+        self.assertEqual(self._attempts(head), 2)
 
 
 class ResponseDeadline(ProxyTestCase):
