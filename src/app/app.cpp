@@ -175,10 +175,19 @@ private:
 public:
     /// The one entry point of a drain or enable on this replica (admin API, and
     /// whatever relays drains between replicas): sets the server's shared flag,
-    /// which every worker reads on its next pick and which survives reloads.
-    /// False when upstream `u` has no server `s`. Thread-safe.
+    /// which every worker reads on its next pick and which survives reloads, and
+    /// has every worker close the server's tunnels, 1001 at random times spread
+    /// over the upstream's drain.close_spread (SPEC), so their clients reconnect
+    /// elsewhere without arriving all at once; an enable calls off closes not
+    /// begun. False when upstream `u` has no server `s`. Thread-safe.
     bool set_drain(std::string_view u, std::string_view s, bool drain) {
-        if (!upstream::set_drain(*current_runtime(), u, s, drain)) return false;
+        auto rt = current_runtime();
+        if (!upstream::set_drain(*rt, u, s, drain)) return false;
+        const upstream::Backend* b = rt->find(u, s);
+        const auto spread = rt->find(std::string(u))->config->drain.close_spread;
+        for (auto& w : workers_)
+            w->drain_server(b->shared_state().get(),
+                            drain ? std::optional<std::chrono::milliseconds>(spread) : std::nullopt);
         log::info(std::string(drain ? "draining" : "enabled") + " server '" + std::string(s) +
                   "' of upstream '" + std::string(u) + "'");
         return true;

@@ -619,6 +619,7 @@ awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
                           beast::buffers_to_string(buffer_.data()),
                           beast::buffers_to_string(ex.conn->buffer.data())};
     buffer_.consume(buffer_.size());
+    setup.server_key = ex.conn->backend->shared_state().get();  // for drains
     if (ex.learn_sid) {
         tunnel_learner_.emplace(ctx_.router, ctx_.store, ex.runtime, *ex.upstream,
                                 ex.conn->backend);

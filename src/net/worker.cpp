@@ -116,6 +116,19 @@ void Worker::install(std::shared_ptr<const upstream::Runtime> runtime,
     });
 }
 
+void Worker::drain_server(const void* key, std::optional<std::chrono::milliseconds> spread) {
+    asio::post(*io_, [this, key, spread] {
+        const auto now = Clock::now();
+        ctx_.registry.for_each([&](TrackedConnection& c) {
+            if (c.server_key() != key) return;
+            if (!spread) return c.drain(std::nullopt);
+            const auto span = std::chrono::duration_cast<Clock::duration>(*spread).count();
+            c.drain(now + Clock::duration(static_cast<Clock::rep>(
+                              span > 0 ? ctx_.rng.below(static_cast<std::uint64_t>(span)) : 0)));
+        });
+    });
+}
+
 void Worker::halt() {
     if (!thread_.joinable()) return;
     io_->stop();

@@ -53,9 +53,14 @@ public:
         if (!close_at_ || close_at < *close_at_) close_at_ = close_at;
     }
 
+    const void* server_key() const override { return setup_.server_key; }
+    void drain(std::optional<Clock::time_point> close_at) override { drain_close_at_ = close_at; }
+
     void tick(Clock::time_point now) override {
         report_frames();
-        if (close_at_ && !closing_ && now >= *close_at_) start_close(now);
+        if (!closing_ && ((close_at_ && now >= *close_at_) ||
+                          (drain_close_at_ && now >= *drain_close_at_)))
+            start_close(now);
         if (closing_ && now >= close_deadline_) abort();
         if (!closing_ && ctx_.idle.count() > 0 && now - last_activity_ > ctx_.idle) abort();
     }
@@ -237,6 +242,7 @@ private:
     TunnelStats stats_;
     Clock::time_point last_activity_;
     std::optional<Clock::time_point> close_at_;
+    std::optional<Clock::time_point> drain_close_at_;  // its server was drained
     Clock::time_point close_deadline_;
     bool closing_ = false;
 };

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 
 namespace tether {
 
@@ -21,6 +22,12 @@ public:
     virtual void begin_stop(Clock::time_point close_at) = 0;
     /// Periodic tick from the worker (about every 100 ms): coarse idle limits.
     virtual void tick(Clock::time_point now) = 0;
+    /// The server this connection is tunnelled to (an opaque key: the
+    /// upstream state of that server), or nullptr.
+    virtual const void* server_key() const { return nullptr; }
+    /// Its server was drained: close at `close_at` (a tunnel: 1001 at a frame
+    /// boundary); nullopt = re-enabled, a close not yet begun is called off.
+    virtual void drain(std::optional<Clock::time_point> /*close_at*/) {}
 
 private:
     friend class ConnectionRegistry;

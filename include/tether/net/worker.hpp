@@ -40,6 +40,10 @@ public:
     /// Installs a new routing snapshot for new requests.
     void install(std::shared_ptr<const upstream::Runtime> runtime,
                  std::shared_ptr<const affinity::RoutingTables> routing);
+    /// The server whose state is `key` was drained: its tunnels on this worker
+    /// close at random times within `spread` (nullopt: re-enabled, closes not
+    /// begun are called off).
+    void drain_server(const void* key, std::optional<std::chrono::milliseconds> spread);
     /// True once stopping and no connection is left.
     bool drained() const { return drained_.load(std::memory_order_acquire); }
     /// Stops the event loop at once and joins the thread.

@@ -6,7 +6,8 @@
 // and a few hundred bytes of state, no buffer.
 //
 // Frame boundaries are followed in both directions (FrameTracker) to count
-// frames and to close at a boundary on graceful stop: 1001 to the client
+// frames and to close at a boundary on graceful stop or when its server is
+// drained (TrackedConnection::drain): 1001 to the client
 // (unmasked) and to the server (masked), then the tunnel waits, bounded, for
 // both peers to finish the close handshake.
 //
@@ -36,6 +37,8 @@ struct TunnelSetup {
     /// Sees the payload of the server's first frame before it is forwarded
     /// (the Engine.IO open packet of a websocket-only handshake).
     StreamInspector* first_frame_inspector = nullptr;
+    /// Identifies the server for drains (TrackedConnection::server_key).
+    const void* server_key = nullptr;
 };
 
 struct TunnelContext {

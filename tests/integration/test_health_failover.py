@@ -1,0 +1,155 @@
+"""Failover under load and drains of servers with open tunnels (the real tether binary and
+real demo backends).
+
+- kill -9 of a backend under steady HTTP load with 100 WebSocket tunnels open: requests not
+  yet sent are retried (at most the one request in flight at the kill fails), its tunnels
+  end, new requests avoid it once the checks say so, and it rejoins after `rise`.
+- a drain closes the server's tunnels with 1001, spread over drain.close_spread; the other
+  server's tunnels stay.
+
+Bounded: 100 tunnels, a few seconds of load; every process is stopped by PID.
+"""
+
+import threading
+import time
+import unittest
+
+from harness import HOST, ConnectionClosed, HttpConnection, WebSocket, http_request
+from test_health import FAST_CHECKS, HealthTestCase, wait_until
+
+
+class LoadThread:
+    """Sequential GETs on one keep-alive connection (a new one after an error) until stopped;
+    counts statuses and backends."""
+
+    def __init__(self, port: int):
+        self.port, self.counts, self.errors = port, {}, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        conn = None
+        while not self._stop.is_set():
+            try:
+                conn = conn or HttpConnection(HOST, self.port, timeout=5)
+                r = conn.request("GET", "/")
+                key = r.header("X-Backend") if r.status == 200 else r.status
+                if r.status != 200:
+                    self.errors.append((time.monotonic(), r.status))
+                if (r.header("Connection") or "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, ConnectionClosed, ValueError) as e:
+                key = type(e).__name__
+                self.errors.append((time.monotonic(), key))
+                if conn:
+                    conn.close()
+                conn = None
+            self.counts[key] = self.counts.get(key, 0) + 1
+        if conn:
+            conn.close()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+
+
+def open_tunnels(port: int, n: int) -> dict:
+    """n WebSockets through tether: {backend name: [WebSocket, ...]}."""
+    out = {}
+    for _ in range(n):
+        ws = WebSocket.connect(HOST, port, "/chat")
+        ws.send_text("whoami")
+        out.setdefault(ws.recv_text(), []).append(ws)
+    return out
+
+
+def wait_closed(ws: WebSocket, timeout: float) -> float:
+    """Waits until the tunnel ends (close frame or TCP close); returns the time it did."""
+    try:
+        while True:
+            opcode, _ = ws.recv(timeout)
+            if opcode == WebSocket.CLOSE:
+                break
+    except (ConnectionClosed, OSError):
+        pass
+    return time.monotonic()
+
+
+class KillUnderLoad(HealthTestCase):
+    def test_kill_9_under_load_with_100_tunnels(self):
+        b1, b2 = self.backends("b1", "b2")
+        checks = FAST_CHECKS.replace("interval: 100ms", "interval: 200ms")
+        self.tether([b1, b2], upstream=checks + "retries: 1\nkeepalive: 8\n")
+        tunnels = open_tunnels(self.port, 100)
+        self.assertEqual(sorted(len(v) for v in tunnels.values()), [50, 50])
+        for group in tunnels.values():
+            for ws in group:
+                self.addCleanup(ws.abort)
+        with LoadThread(self.port) as load:
+            wait_until(lambda: load.counts.get("b1", 0) > 50, 10, what="load on b1")
+            port = b1.port
+            killed = time.monotonic()
+            b1.kill()
+            # b1's tunnels end; b2's carry on.
+            for ws in tunnels["b1"]:
+                self.assertLess(wait_closed(ws, 5) - killed, 5)
+            self.wait_state("b1", "down", timeout=3)
+            served_b1 = load.counts.get("b1", 0)
+            time.sleep(0.5)
+            self.assertEqual(load.counts.get("b1", 0), served_b1, "b1 served after its kill")
+            # Restarted: back after rise (2 checks at 200 ms).
+            self.backend("b1", port=port)
+            self.wait_state("b1", "up", timeout=3)
+            wait_until(lambda: load.counts.get("b1", 0) > served_b1 + 20, 10,
+                       what="load on b1 again")
+        # The request in flight at the kill may fail (it was sent); any later one was retried.
+        self.assertLessEqual(len(load.errors), 1, load.errors)
+        for ws in tunnels["b2"]:
+            ws.send_text("still here")
+            self.assertEqual(ws.recv_text(), "still here")
+
+
+class DrainTunnels(HealthTestCase):
+    def test_drain_closes_its_tunnels_spread_over_close_spread(self):
+        s1, s2 = self.backends("s1", "s2")
+        self.tether([s1, s2], workers=2, upstream="drain:\n  close_spread: 1500ms\n")
+        tunnels = open_tunnels(self.port, 24)
+        for group in tunnels.values():
+            for ws in group:
+                self.addCleanup(ws.abort)
+        self.assertEqual(set(tunnels), {"s1", "s2"})
+        closed = {}
+
+        def watch(i, ws):
+            closed[i] = (wait_closed(ws, 6), ws.close_code)
+
+        threads = [threading.Thread(target=watch, args=(i, ws), daemon=True)
+                   for i, ws in enumerate(tunnels["s1"])]
+        start = time.monotonic()
+        self.assertEqual(self.admin("POST", "/upstreams/u/servers/s1/drain").status, 200)
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(8)
+        self.assertEqual(len(closed), len(tunnels["s1"]))
+        codes = {code for _, code in closed.values()}
+        self.assertEqual(codes, {1001})
+        times = sorted(t - start for t, _ in closed.values())
+        self.assertLess(times[-1], 1.5 + 1.0)  # within the spread (+ tick and slack)
+        self.assertGreater(times[-1] - times[0], 0.4, f"not spread: {times}")
+        for ws in tunnels["s2"]:  # the other server's tunnels stay
+            ws.send_text("ping")
+            self.assertEqual(ws.recv_text(), "ping")
+            ws.close()
+        self.assertEqual(self.who(6), {"s2": 6})
+        wait_until(lambda: next(s for s in self.status()["upstreams"]["u"]["servers"]
+                                if s["name"] == "s1")["tunnels"] == 0, 3, what="no tunnel left")
+
+
+if __name__ == "__main__":
+    unittest.main()
