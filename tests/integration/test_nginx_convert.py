@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pwd
 import grp
+import json
 import re
 import shutil
 import socket
@@ -220,6 +221,15 @@ http {{
         self.addCleanup(tether.close)
         return {"nginx": nginx_port, "tether": tether_port}
 
+    def tether_only(self, upstream: str) -> int:
+        """tether (converted) alone on the nginx.conf; returns its port."""
+        port = free_port()
+        done = run([CONVERTER, self.nginx_conf(port, upstream)])
+        self.assertEqual(done.returncode, 0, done.stderr)
+        tether = Tether(done.stdout + "\nadmin: off\n")
+        self.addCleanup(tether.close)
+        return port
+
     def servers(self, **weights) -> str:
         return "\n".join(f"        server {HOST}:{self.port[name]}"
                          f"{'' if w == 1 else f' weight={w}'};" for name, w in weights.items())
@@ -270,6 +280,25 @@ http {{
             with self.subTest(proxy):
                 counts = Counter(get(port)[0] for _ in range(20))
                 self.assertEqual(set(counts), {"s1", "s2"})
+
+    def test_arg_sid_hash_pins_each_engine_io_session(self):
+        # `hash $arg_sid consistent` becomes affinity: sid. (nginx itself is not compared here:
+        # it hashes the handshake, which has no sid yet, and the session's later requests
+        # separately, so they may reach another server than the one that made the session.)
+        port = self.tether_only("        hash $arg_sid consistent;\n"
+                                + self.servers(s1=1, s2=1, s3=1))
+        made = Counter()
+        for _ in range(9):
+            body = harness.http_request(HOST, port, "GET",
+                                        "/socket.io/?EIO=4&transport=polling").body.decode()
+            sid = json.loads(body[1:])["sid"]  # the demo backend's "NAME-N"
+            owner = sid.split("-")[0]
+            made[owner] += 1
+            for _ in range(3):
+                again = harness.http_request(
+                    HOST, port, "GET", f"/socket.io/?EIO=4&transport=polling&sid={sid}")
+                self.assertEqual(again.body.decode(), "6" + owner)
+        self.assertEqual(made, Counter(s1=3, s2=3, s3=3))  # handshakes by round robin
 
     def test_cookie_hash_is_sticky_and_weighted(self):
         ports = self.both("        hash $cookie_session_id consistent;\n"

@@ -21,6 +21,19 @@ bool contains(const std::set<std::string_view>& list, std::string_view name) {
     return list.contains(name);
 }
 
+/// A `server` or `location` block: it inherits from its whole parent, wherever in the parent
+/// the inherited directive stands (nginx merges after reading), so it is walked last.
+bool nested(const Directive& d) { return d.block && (d.name == "server" || d.name == "location"); }
+
+/// Calls `each` on the directives of `list`, nested blocks after all the others.
+template <class Each>
+void settings_then_blocks(const std::vector<Directive>& list, Each each) {
+    for (const Directive& d : list)
+        if (!nested(d)) each(d);
+    for (const Directive& d : list)
+        if (nested(d)) each(d);
+}
+
 // Directives that change nothing a client sees once tether proxies instead of nginx.
 // clang-format off
 const std::set<std::string_view> kHarmless = {
@@ -66,7 +79,7 @@ const std::set<std::string_view> kContent = {
 Conversion Converter::run(const std::vector<Directive>& top, const std::string& source) {
     collect_upstreams(top);
     Scope scope;
-    for (const Directive& d : top) main_directive(d, scope);
+    settings_then_blocks(top, [&](const Directive& d) { main_directive(d, scope); });
     build_listeners();
     check_headers();
     suggest_sid();
@@ -156,7 +169,7 @@ void Converter::main_directive(const Directive& d, Scope& scope) {
     } else if (d.name == "http") {
         Scope http = scope;
         http.own_headers = false;
-        for (const Directive& c : d.children) http_directive(c, http);
+        settings_then_blocks(d.children, [&](const Directive& c) { http_directive(c, http); });
     } else if (d.name == "stream" || d.name == "mail") {
         f_.differs(d, "TCP/UDP and mail proxying are not part of tether");
     } else {
@@ -181,7 +194,7 @@ void Converter::server_block(const Directive& block, const Scope& parent) {
     server.block = &block;
     server.scope = parent;
     server.scope.own_headers = false;
-    for (const Directive& d : block.children) {
+    settings_then_blocks(block.children, [&](const Directive& d) {
         if (d.name == "listen") {
             server.listens.push_back(&d);
         } else if (d.name == "location" && d.block) {
@@ -191,7 +204,7 @@ void Converter::server_block(const Directive& block, const Scope& parent) {
         } else {
             common(d, server.scope);
         }
-    }
+    });
     servers_.push_back(std::move(server));
 }
 
@@ -201,7 +214,7 @@ void Converter::location_block(const Directive& block, const Scope& parent, Serv
     const std::string& path = block.args.empty() ? std::string() : block.args.back();
     const Directive* pass = nullptr;
     std::vector<const Directive*> content;
-    for (const Directive& d : block.children) {
+    settings_then_blocks(block.children, [&](const Directive& d) {
         if (d.name == "proxy_pass") {
             pass = &d;
         } else if (d.name == "location" && d.block) {
@@ -211,7 +224,7 @@ void Converter::location_block(const Directive& block, const Scope& parent, Serv
         } else {
             common(d, scope);
         }
-    }
+    });
     if (!pass) {
         if (block.children.empty() || std::all_of(block.children.begin(), block.children.end(),
                                                   [](auto& c) { return c.name == "location"; }))

@@ -263,6 +263,26 @@ TEST(ConvertSnippets, ScopedTimeoutsTakeTheLargest) {
     EXPECT_TRUE(c.has(Kind::note, 4, "larger"));
 }
 
+TEST(ConvertSnippets, InheritanceDoesNotDependOnOrder) {
+    // nginx merges a block's settings into its nested blocks after reading the whole file:
+    // settings written after a server or location still reach it.
+    auto c = snippet(
+        "http {\n"
+        "  server { listen 89; location / { proxy_pass http://u; } proxy_set_header Host $host;\n"
+        "    ssl_certificate tls/cert.pem; }\n"
+        "  upstream u { server a:1; }\n"
+        "  proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+        "}");
+    EXPECT_FALSE(c.has(Kind::note, 2, "Host"));  // the server's Host line reached /
+    EXPECT_FALSE(c.cfg().headers.forwarded);      // the server's own list replaced http's
+
+    auto d = snippet(
+        "http { server { listen 90; location / { proxy_pass http://u; } }\n"
+        "  upstream u { server a:1; }\n"
+        "  proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }");
+    EXPECT_TRUE(d.cfg().headers.forwarded);  // written after the server, inherited all the same
+}
+
 TEST(ConvertSnippets, UnixSocketsAndStreamMatter) {
     auto c = snippet(
         "stream { server { listen 53; } }\n"
