@@ -100,13 +100,16 @@ def parse_metrics(text: str) -> dict[str, Family]:
 
 # ----------------------------------------------------------------------------- tether under test
 
-def obs_config(web_servers, io_servers, ports: dict, workers: int = 2) -> str:
+def obs_config(web_servers, io_servers, ports: dict, workers: int = 2,
+               redis_port: int | None = None) -> str:
     """YAML: listener `web` (affinity cookie), `ip` (ip_hash), `io` (sid, with sid.path /sleep so
     that the demo backend's /sleep holds a long-poll, and active health checks), admin on
     ports['admin']."""
     def servers(bs):
         return "\n".join(f"      - {{name: {b.name}, address: {b.address}}}" for b in bs)
+    redis = f'redis: {{address: "{HOST}:{redis_port}", key_prefix: "obs:"}}\n' if redis_port else ""
     return f"""workers: {workers}
+{redis}
 listen:
   - {{address: "{HOST}:{ports['web']}", upstream: web}}
   - {{address: "{HOST}:{ports['ip']}", upstream: ip}}
@@ -137,17 +140,20 @@ upstreams:
 
 class ObsTether:
     """Two demo backends (s1, s2) and a tether with the obs_config upstreams, stopped by
-    close(). web and ip use s1 and s2; io uses s1 only."""
+    close(). web and ip use s1 and s2; io uses s1 only. `backends` (not stopped by close())
+    lets replicas share backends; `redis_port` adds a redis block."""
 
-    def __init__(self, workers: int = 2):
-        self.backends = [Backend("s1"), Backend("s2")]
+    def __init__(self, workers: int = 2, backends=None, redis_port: int | None = None):
+        self.own_backends = backends is None
+        self.backends = backends or [Backend("s1"), Backend("s2")]
         self.ports = {k: free_port() for k in ("web", "ip", "io", "admin")}
-        text = obs_config(self.backends, self.backends[:1], self.ports, workers)
+        text = obs_config(self.backends, self.backends[:1], self.ports, workers, redis_port)
         try:
             self.tether = Tether(text, ports=list(self.ports.values()))
         except BaseException:
-            for b in self.backends:
-                b.__exit__(None, None, None)
+            if self.own_backends:
+                for b in self.backends:
+                    b.__exit__(None, None, None)
             raise
 
     def admin(self, path: str, method: str = "GET") -> tuple[int, str]:
@@ -171,8 +177,9 @@ class ObsTether:
 
     def close(self) -> None:
         self.tether.close()
-        for b in self.backends:
-            b.__exit__(None, None, None)  # stops it and closes its log file
+        if self.own_backends:
+            for b in self.backends:
+                b.__exit__(None, None, None)  # stops it and closes its log file
 
 
 # ----------------------------------------------------------------------------- traffic

@@ -19,12 +19,16 @@ import unittest
 import urllib.parse
 import urllib.request
 
-from harness import HOST, WebSocket, free_port, http_request
-from obs_common import CONF, ObsTether, cookie_of, require_tool, wait_for
+import socket
+
+from harness import HOST, Backend, WebSocket, _Reader, build_request, free_port, http_request, \
+    read_response
+from obs_common import CONF, Load, ObsTether, cookie_of, require_tool, wait_for
+from test_observability_metrics import promtool_check_metrics
 
 
 class Prometheus:
-    def __init__(self, target: str, rules: str):
+    def __init__(self, targets: list[str], rules: str):
         self.dir = tempfile.mkdtemp(prefix="tether-prom-")
         shutil.copy(rules, os.path.join(self.dir, "alerts.yml"))
         config = os.path.join(self.dir, "prometheus.yml")
@@ -37,7 +41,7 @@ rule_files: [alerts.yml]
 scrape_configs:
   - job_name: tether
     static_configs:
-      - targets: ["{target}"]
+      - targets: {json.dumps(targets)}
 """)
         self.port = free_port()
         self.log = open(os.path.join(self.dir, "prometheus.log"), "wb")
@@ -113,7 +117,7 @@ class PrometheusScrapeTest(unittest.TestCase):
         require_tool("prometheus")
         self.obs = ObsTether(workers=2)
         self.addCleanup(self.obs.close)
-        self.prom = Prometheus(f"{HOST}:{self.obs.ports['admin']}",
+        self.prom = Prometheus([f"{HOST}:{self.obs.ports['admin']}"],
                                os.path.join(CONF, "prometheus", "alerts.yml"))
         self.addCleanup(self.prom.close)
 
@@ -206,6 +210,65 @@ class PrometheusScrapeTest(unittest.TestCase):
                 expr = re.sub(r"\$(instance|upstream|job)", ".+", expr)
                 with self.subTest(panel=panel["title"], expr=expr):
                     prom.api("query", query=expr)  # raises unless Prometheus accepts it
+
+
+def get_from(client_ip: str, port: int, path: str = "/") -> bytes:
+    """GET from a given loopback source address (a client of its own for ip_hash)."""
+    with socket.create_connection((HOST, port), timeout=10, source_address=(client_ip, 0)) as s:
+        s.sendall(build_request("GET", path, [("Host", "x"), ("Connection", "close")]))
+        r = read_response(_Reader(s), "GET", 10)
+    if r.status != 200:
+        raise AssertionError(f"{client_ip}: {r.status}")
+    return r.body
+
+
+class PrometheusReplicasTest(unittest.TestCase):
+    """Two replicas sharing a real redis-server, both scraped: the replicas agree, and the
+    metrics say how (misses on the first, redis_hit then local_hit on the second)."""
+
+    def setUp(self):
+        require_tool("prometheus")
+        require_tool("redis-server")
+        from test_redis_affinity import RedisServer  # the Redis fixture of issue 4's tests
+        self.redis = RedisServer()
+        self.addCleanup(self.redis.close)
+        self.backends = [Backend("s1"), Backend("s2")]
+        for b in self.backends:
+            self.addCleanup(b.__exit__, None, None, None)
+        self.a = ObsTether(backends=self.backends, redis_port=self.redis.port)
+        self.addCleanup(self.a.close)
+        self.b = ObsTether(backends=self.backends, redis_port=self.redis.port)
+        self.addCleanup(self.b.close)
+        self.targets = [f"{HOST}:{r.ports['admin']}" for r in (self.a, self.b)]
+        self.prom = Prometheus(self.targets, os.path.join(CONF, "prometheus", "alerts.yml"))
+        self.addCleanup(self.prom.close)
+
+    def test_replicas_agree_and_metrics_show_redis_hits(self):
+        prom, a, b = self.prom, self.a, self.b
+        ta, tb = self.targets
+        prom.wait_value('count(up{job="tether"} == 1)', 2)
+        prom.wait_value('sum(tether_redis_up)', 2)
+        clients = [f"127.0.0.{20 + i}" for i in range(6)]
+        on_a = [get_from(ip, a.ports["ip"]) for ip in clients]
+        on_b = [get_from(ip, b.ports["ip"]) for ip in clients]
+        again_b = [get_from(ip, b.ports["ip"]) for ip in clients]
+        self.assertEqual(on_a, on_b, "replica b routes each client where replica a placed it")
+        self.assertEqual(on_b, again_b)
+        q = 'sum(tether_affinity_lookups_total{{upstream="ip",instance="{}",result="{}"}})'
+        prom.wait_value(q.format(ta, "miss"), 6)
+        prom.wait_value(q.format(tb, "redis_hit"), 6)
+        prom.wait_value(q.format(tb, "local_hit"), 6)
+        prom.wait_value(q.format(tb, "miss"), 0)
+        prom.wait_value('count(sum by (instance) '
+                        '(tether_redis_command_duration_seconds_count) > 0)', 2)
+        wait_for(lambda: prom.value('min(tether_redis_used_memory_bytes)') or 0, 20, 0.5,
+                 "used_memory from INFO")
+        # A scrape with the Redis families, under load, still passes promtool.
+        with Load(a.ports["web"], ws_port=a.ports["web"], threads=2) as load:
+            wait_for(lambda: load.requests > 100, 20, what="load running")
+            rc, out = promtool_check_metrics(a.metrics_text())
+        self.assertEqual((rc, out), (0, ""), out)
+        self.assertEqual(load.errors, [])
 
 
 if __name__ == "__main__":
