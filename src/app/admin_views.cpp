@@ -254,6 +254,25 @@ void write_affinity_metrics(const AdminView& v, TextWriter& w) {
                  static_cast<double>(per[u.config->name].redis_failures));
 }
 
+void write_limit_metrics(const AdminView& v, TextWriter& w) {
+    double refused = 0, per_ip = 0, limited = 0, fallbacks = 0;
+    for (const auto& s : v.workers) {
+        refused += static_cast<double>(s.stats.refused_connections);
+        per_ip += static_cast<double>(s.stats.refused_per_ip);
+        limited += static_cast<double>(s.stats.rate_limited);
+        fallbacks += static_cast<double>(s.stats.rate_redis_fallbacks);
+    }
+    w.family("tether_connections_refused_total", "counter",
+             "Client connections closed at accept, by the limit they were over.");
+    w.sample("tether_connections_refused_total", {{"reason", "max_connections"}}, refused);
+    w.sample("tether_connections_refused_total", {{"reason", "max_connections_per_ip"}}, per_ip);
+    w.family("tether_rate_limited_total", "counter", "Requests answered 429 (limits.rate).");
+    w.sample("tether_rate_limited_total", {}, limited);
+    w.family("tether_rate_limit_redis_fallbacks_total", "counter",
+             "Shared rate-limit decisions taken locally because Redis did not answer in time.");
+    w.sample("tether_rate_limit_redis_fallbacks_total", {}, fallbacks);
+}
+
 void write_redis_metrics(const AdminView& v, TextWriter& w) {
     const redis::Stats st = v.redis ? v.redis->stats() : redis::Stats{};
     w.family("tether_redis_up", "gauge",
@@ -324,6 +343,7 @@ std::string render_metrics(const AdminView& v) {
     write_health_metrics(v, w);
     write_affinity_metrics(v, w);
     write_redis_metrics(v, w);
+    write_limit_metrics(v, w);
     w.family("tether_config_generation", "gauge", "Configuration generation (+1 per reload).");
     w.sample("tether_config_generation", {}, static_cast<double>(v.runtime.generation));
     w.family("tether_event_loop_lag_seconds", "gauge",

@@ -17,6 +17,7 @@
 #include "app/admin_views.hpp"
 #include "tether/admin/admin_server.hpp"
 #include "tether/affinity/redis_store.hpp"
+#include "tether/limits/rate_limiter.hpp"
 #include "tether/redis/client.hpp"
 #include "tether/config/loader.hpp"
 #include "tether/core/log.hpp"
@@ -101,6 +102,11 @@ public:
             routing_ = affinity::build_routing(*runtime_, process_secret_);
             table_ = std::make_unique<affinity::LocalTable>(config_->limits.affinity_entries);
             start_redis();
+            // Always there (a reload may add limits.rate); Redis for `shared: true`.
+            rate_limiter_ = std::make_unique<limits::RateLimiter>(
+                config_->limits.affinity_entries, redis_.get(),
+                config_->redis ? config_->redis->key_prefix : std::string());
+            counters_.rate = rate_limiter_.get();
             log_writer_ = std::make_unique<http::AccessLogWriter>(config_->access_log);
             counters_.max_connections = config_->limits.max_connections;
             const auto endpoints = listen_endpoints(*config_);
@@ -299,6 +305,7 @@ private:
     std::unique_ptr<affinity::LocalTable> table_;
     std::unique_ptr<affinity::RedisStore> store_;  // both null without `redis:`
     std::unique_ptr<redis::Client> redis_;
+    std::unique_ptr<limits::RateLimiter> rate_limiter_;
     std::unique_ptr<http::AccessLogWriter> log_writer_;
     net::ProcessCounters counters_;
     std::vector<std::unique_ptr<net::Worker>> workers_;

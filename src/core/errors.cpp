@@ -16,6 +16,7 @@ int to_http_status(errc e) {
         case errc::client_timeout: return 408;
         case errc::upgrade_required: return 426;
         case errc::session_unknown: return 400;
+        case errc::rate_limited: return 429;
     }
     return 500;
 }
@@ -33,6 +34,7 @@ std::string_view error_text(errc e) {
         case errc::client_timeout: return "Request Timeout";
         case errc::upgrade_required: return "Upgrade Required";
         case errc::session_unknown: return "Bad Request";
+        case errc::rate_limited: return "Too Many Requests";
     }
     return "Internal Server Error";
 }

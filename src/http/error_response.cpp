@@ -1,11 +1,13 @@
 // tether's own error responses; see error_response.hpp.
 #include "tether/http/error_response.hpp"
 
+#include <algorithm>
 #include <string>
 
 namespace tether::http {
 
-void write_error_response(errc e, std::string_view request_id, bool close, std::string& out) {
+void write_error_response(errc e, std::string_view request_id, bool close, std::string& out,
+                          int retry_after_s) {
     const int status = to_http_status(e);
     const std::string_view text = error_text(e);
     std::string body = std::to_string(status);
@@ -15,6 +17,8 @@ void write_error_response(errc e, std::string_view request_id, bool close, std::
     out.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
     if (!request_id.empty()) out.append("X-Request-Id: ").append(request_id).append("\r\n");
     if (e == errc::no_server) out.append("Retry-After: 1\r\n");
+    if (e == errc::rate_limited)
+        out.append("Retry-After: ").append(std::to_string(std::max(1, retry_after_s))).append("\r\n");
     if (e == errc::upgrade_required) out.append("Sec-WebSocket-Version: 13\r\n");
     out.append(close ? "Connection: close\r\n" : "");
     out.append("\r\n").append(body);

@@ -190,6 +190,7 @@ private:
     std::string head_;           // scratch for heads written to the client
     std::string upstream_head_;  // the request head, written by the request relay
     std::string request_id_;
+    int retry_after_s_ = 0;  // Retry-After of a 429
     bool first_ = true;
     bool idle_ = false;
     bool stopping_ = false;
@@ -240,6 +241,16 @@ awaitable<Outcome> ClientSession::serve_request() {
         co_return Outcome::close;
     }
     ex.close = !ex.request.keep_alive() || stopping_ || ctx_.stopping;
+    if (cfg.limits.rate && ctx_.rate_limiter) {  // before any byte of a body is invited
+        const auto d = co_await ctx_.rate_limiter->take(client_ip_, *cfg.limits.rate);
+        if (d.redis_failed) ++ctx_.stats.rate_redis_fallbacks;
+        if (!d.allowed) {
+            ++ctx_.stats.rate_limited;
+            retry_after_s_ = static_cast<int>((d.retry_after.count() + 999) / 1000);
+            co_await send_error(&ex, errc::rate_limited);
+            co_return Outcome::close;
+        }
+    }
     if (auto e = req.find(bhttp::field::expect); e != req.end()) {
         if (!beast::iequals(e->value(), "100-continue")) {
             co_await send_error(&ex, errc::bad_request);
@@ -665,7 +676,7 @@ awaitable<void> ClientSession::send_error(Exchange* ex, errc e) {
         ex->close = true;
     }
     head_.clear();
-    write_error_response(e, request_id_, true, head_);
+    write_error_response(e, request_id_, true, head_, retry_after_s_);
     stream_.expires_after(ctx_.runtime->config->timeouts.idle);
     co_await asio::async_write(stream_, asio::buffer(head_), use_tuple);
 }

@@ -66,15 +66,13 @@ awaitable<void> Listener::accept_loop() {
             co_await backoff_.async_wait(use_tuple);
             continue;
         }
-        if (counters_.connections.fetch_add(1, std::memory_order_relaxed) >=
-            counters_.max_connections) {
-            counters_.connections.fetch_sub(1, std::memory_order_relaxed);
-            ++ctx_.stats.refused_connections;
+        std::string counted_ip;
+        if (!admit(socket, counted_ip)) {
             boost::system::error_code ignored;
             socket.close(ignored);
             continue;
         }
-        asio::co_spawn(acceptor_.get_executor(), serve(std::move(socket)),
+        asio::co_spawn(acceptor_.get_executor(), serve(std::move(socket), std::move(counted_ip)),
                        [](std::exception_ptr e) {
                            if (!e) return;
                            try {
@@ -86,11 +84,37 @@ awaitable<void> Listener::accept_loop() {
     }
 }
 
-awaitable<void> Listener::serve(tcp::socket socket) {
+// Over max_connections, or over max_connections_per_ip for the peer: the
+// connection is closed at once, unanswered (counted by reason).
+bool Listener::admit(const tcp::socket& socket, std::string& counted_ip) {
+    if (counters_.connections.fetch_add(1, std::memory_order_relaxed) >=
+        counters_.max_connections) {
+        counters_.connections.fetch_sub(1, std::memory_order_relaxed);
+        ++ctx_.stats.refused_connections;
+        return false;
+    }
+    const int per_ip = ctx_.runtime->config->limits.max_connections_per_ip;
+    if (per_ip <= 0) return true;
+    boost::system::error_code ec;
+    const auto peer = socket.remote_endpoint(ec);
+    if (ec) return true;
+    counted_ip = peer.address().to_string();
+    if (counters_.per_ip.try_add(counted_ip, per_ip)) return true;
+    counters_.connections.fetch_sub(1, std::memory_order_relaxed);
+    ++ctx_.stats.refused_per_ip;
+    counted_ip.clear();
+    return false;
+}
+
+awaitable<void> Listener::serve(tcp::socket socket, std::string counted_ip) {
     struct Release {
-        std::atomic<int>& n;
-        ~Release() { n.fetch_sub(1, std::memory_order_relaxed); }
-    } release{counters_.connections};
+        ProcessCounters& c;
+        std::string ip;
+        ~Release() {
+            c.connections.fetch_sub(1, std::memory_order_relaxed);
+            if (!ip.empty()) c.per_ip.remove(ip);
+        }
+    } release{counters_, std::move(counted_ip)};
     auto& stats = ctx_.stats;
     ++stats.connections_total[index_];
     ++stats.connections_active[index_];

@@ -32,6 +32,7 @@ Worker::Worker(std::size_t index, std::shared_ptr<const upstream::Runtime> runti
            store),
       tick_(std::in_place, *io_) {
     ctx_.install(std::move(runtime), std::move(routing));
+    ctx_.rate_limiter = counters.rate;
     ctx_.stats.connections_total.assign(endpoints.size(), 0);
     ctx_.stats.connections_active.assign(endpoints.size(), 0);
     for (std::size_t i = 0; i < endpoints.size(); ++i)

@@ -18,6 +18,7 @@ enum class errc {
     client_timeout,      ///< the client was too slow (head or body) -> 408
     upgrade_required,    ///< bad WebSocket version -> 426
     session_unknown,     ///< Engine.IO sid bound to a dead server -> 400 (Engine.IO body)
+    rate_limited,        ///< over limits.rate for the client IP -> 429 (with Retry-After)
 };
 
 /// The HTTP status sent to the client for `e` (200 for errc::ok).

@@ -10,7 +10,8 @@
 namespace tether::http {
 
 /// Appends a complete HTTP/1.1 error response for `e` to `out`.
-void write_error_response(errc e, std::string_view request_id, bool close, std::string& out);
+void write_error_response(errc e, std::string_view request_id, bool close, std::string& out,
+                          int retry_after_s = 0);
 
 /// Appends Engine.IO's own answer to a request whose session does not exist
 /// (HTTP 400, {"code":1,"message":"Session ID unknown"}), with the CORS

@@ -19,6 +19,7 @@
 
 #include "tether/affinity/redis_store.hpp"
 #include "tether/affinity/router.hpp"
+#include "tether/limits/rate_limiter.hpp"
 #include "tether/balance/picker.hpp"
 #include "tether/core/buffer_pool.hpp"
 #include "tether/core/connection_registry.hpp"
@@ -86,7 +87,10 @@ struct WorkerStats {
     std::uint64_t tunnels_opened = 0;
     std::uint64_t frames_to_server = 0;
     std::uint64_t frames_to_client = 0;
-    std::uint64_t refused_connections = 0;
+    std::uint64_t refused_connections = 0;  // over limits.max_connections
+    std::uint64_t refused_per_ip = 0;       // over limits.max_connections_per_ip
+    std::uint64_t rate_limited = 0;         // answered 429 (limits.rate)
+    std::uint64_t rate_redis_fallbacks = 0; // shared rate limit decided locally (Redis failed)
     std::uint64_t errors = 0;
 };
 
@@ -120,6 +124,7 @@ struct ProxyContext {
     UpstreamPool pool;
     affinity::Router router;
     affinity::RedisStore* store;  ///< the shared table in Redis; null without `redis:`
+    limits::RateLimiter* rate_limiter = nullptr;  ///< process-wide; null: no limits.rate
     ConnectionRegistry registry;
     AccessLogBuffer access_log;
     Rng rng;

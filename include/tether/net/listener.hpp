@@ -16,12 +16,16 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "tether/http/proxy_context.hpp"
+#include "tether/limits/ip_connections.hpp"
+#include "tether/limits/rate_limiter.hpp"
 
 namespace tether::net {
 
 struct ProcessCounters {
     std::atomic<int> connections{0};  ///< client connections held by the process
     int max_connections = 0;
+    limits::IpConnections per_ip;            ///< for limits.max_connections_per_ip
+    limits::RateLimiter* rate = nullptr;     ///< for limits.rate (owned by the app)
 };
 
 class Listener {
@@ -37,7 +41,10 @@ public:
 
 private:
     boost::asio::awaitable<void> accept_loop();
-    boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket);
+    /// Refuses a connection over max_connections or max_connections_per_ip;
+    /// returns the address counted per IP ("" when that limit is off).
+    bool admit(const boost::asio::ip::tcp::socket& socket, std::string& counted_ip);
+    boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket, std::string counted_ip);
 
     boost::asio::ip::tcp::acceptor acceptor_;
     boost::asio::steady_timer backoff_;
