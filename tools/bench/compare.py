@@ -1,22 +1,31 @@
 #!/usr/bin/env python3
-"""tether side by side with nginx and with no proxy at all, against the same backend.
+"""tether side by side with nginx, HAProxy and no proxy at all, against the same backend.
 
     python3 tools/bench/compare.py [--workers 1] [--rounds 3] [--duration 5]
-                                   [--idle-conns 10000] [--only a,b,c] [--out docs/benchmarks.md]
+                                   [--idle-conns 10000] [--only a,d,e,b,c,w] [--out docs/benchmarks.md]
 
-One tether-demo-backend (--threads 1) serves every run. tether (`workers: W`) and nginx
-(`worker_processes W`) proxy to it, each on its own free port on 127.0.0.1. Scenarios:
+One tether-demo-backend (--threads 1) serves every run. tether (`workers: W`), nginx
+(`worker_processes W`) and HAProxy (`nbthread W`) proxy to it, each on its own free port on
+127.0.0.1, with equivalent configurations (see the report's notes). Scenarios:
 
   a  HTTP keep-alive, small responses: wrk -t1 -c64 -dD --latency
+  d  a new connection per request (accept path): the same with -H "Connection: close"
+  e  1 MB responses: wrk -t1 -c16 on /bytes?n=1048576, throughput in MB/s of body
   b  WebSocket echo: tether-ws-bench echo, 64 connections, 256-byte messages, D seconds
-  c  idle tunnels: tether-ws-bench idle with --idle-conns connections; the proxy's RSS is read
-     with no connection (a freshly started proxy) and once every tunnel has carried one
-     message; bytes per tunnel = (after - before) / tunnels open. No direct run.
+  c  idle tunnels: tether-ws-bench idle with --idle-conns connections (at most what
+     RLIMIT_NOFILE lets one proxy process hold: two descriptors a tunnel); the proxy's RSS is
+     read with no connection (a freshly started proxy) and once every tunnel has carried one
+     message; bytes per tunnel = (after - before) / tunnels open. No direct run. Clients use
+     one more 127.0.0.x source address per 20,000 tunnels, and one more backend (its own
+     port, so its own range of upstream source ports) serves every 25,000.
+  w  scaling: scenario a against each proxy with 1 and with 2 workers (its own processes).
 
-Every scenario runs --rounds rounds, each round tether, nginx, direct in turn (interleaved, so
-slow drift of the machine hits all three alike); the table shows medians. The script builds
-nothing, starts its processes itself, bounds every wait, and stops only what it started, by
-PID. Python 3.11 standard library only.
+Every scenario runs --rounds rounds, each round tether, nginx, haproxy, direct in turn
+(interleaved, so slow drift of the machine hits all alike); the table shows medians and the
+ratios of tether to nginx, to HAProxy, to the better of the two and to direct. With --out the
+report replaces its own block in the file (one block per --workers), keeping the rest of the
+file. The script builds nothing, starts its processes itself, bounds every wait, and stops
+only what it started, by PID. Python 3.11 standard library only.
 """
 from __future__ import annotations
 
@@ -46,16 +55,22 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 BUILD = REPO / "build"
-PROXIES = ("tether", "nginx")
-TARGETS = ("tether", "nginx", "direct")
-SCENARIOS = {"a": "HTTP keep-alive", "b": "WebSocket echo", "c": "idle tunnels"}
+PROXIES = ("tether", "nginx", "haproxy")
+TARGETS = PROXIES + ("direct",)
+SCENARIOS = {"a": "HTTP keep-alive", "d": "connection per request", "e": "1 MB responses",
+             "b": "WebSocket echo", "c": "idle tunnels", "w": "1 vs 2 workers"}
 WRK_CONNS = 64
+BIG_CONNS = 16  # e: 16 responses of 1 MiB in flight
+BIG_BYTES = 1 << 20
+SCALING = (1, 2)  # w: worker counts
 WS_CONNS = 64
 WS_SIZE = 256
 START_TIMEOUT = 15.0  # a process must listen / answer within this
 STOP_TIMEOUT = 10.0  # SIGTERM, then SIGKILL after this
 IDLE_SETTLE = 1.0  # seconds between `ready` and the RSS reading
 PORTS_PER_SOURCE = 20000  # idle: one more 127.0.0.x source address per this many connections
+CONNS_PER_BACKEND = 25000  # idle: one more backend (upstream port range) per this many
+FD_MARGIN = 64  # descriptors a proxy process needs besides two per tunnel
 
 
 def log(msg: str) -> None:
@@ -241,20 +256,20 @@ class Setup:
     backend_port: int = 0
     ports: dict[str, int] = field(default_factory=dict)  # target -> port
     procs: dict[str, Proc] = field(default_factory=dict)  # proxy -> process
+    idle_backends: list[int] = field(default_factory=list)  # c: extra backends' ports
 
 
-def start_backend(s: Setup) -> Proc:
-    proc = Proc("backend", [s.args.backend, "--name", "s1", "--listen", "127.0.0.1:0",
-                            "--threads", "1"], s.tmp)
+def start_backend(s: Setup, name: str = "backend") -> int:
+    proc = Proc(name, [s.args.backend, "--name", "s1", "--listen", "127.0.0.1:0",
+                       "--threads", "1"], s.tmp)
     m = wait_for_line(proc.stdout_path, r"listening [\d.]+:(\d+)", proc, START_TIMEOUT)
-    s.backend_port = int(m.group(1))
-    s.ports["direct"] = s.backend_port
-    return proc
+    return int(m.group(1))
 
 
-def tether_config(s: Setup, port: int) -> str:
+def tether_config(s: Setup, port: int, servers: list[int], workers: int) -> str:
+    lines = "\n".join(f"      - {{name: s{i + 1}, address: 127.0.0.1:{p}}}" for i, p in enumerate(servers))
     return f"""# written by tools/bench/compare.py
-workers: {s.args.workers}
+workers: {workers}
 listen:
   - address: 127.0.0.1:{port}
     upstream: bench
@@ -263,11 +278,11 @@ access_log:
   path: off
 upstreams:
   bench:
-    affinity: none          # as the nginx upstream below: no stickiness, one server
+    affinity: none          # as the nginx and HAProxy backends: no stickiness
     balance: round_robin
     drain: {{close_spread: 1s}}
     servers:
-      - {{name: s1, address: 127.0.0.1:{s.backend_port}}}
+{lines}
 timeouts:
   shutdown: 5s
 """
@@ -286,10 +301,10 @@ def nginx_user() -> str:
     return ""
 
 
-def nginx_config(s: Setup, port: int, d: Path) -> str:
-    w = s.args.workers
+def nginx_config(s: Setup, port: int, d: Path, servers: list[int], workers: int) -> str:
+    lines = "\n".join(f"        server 127.0.0.1:{p};" for p in servers)
     return f"""# written by tools/bench/compare.py
-{nginx_user()}worker_processes {w};
+{nginx_user()}worker_processes {workers};
 worker_rlimit_nofile {min(300000, s.nofile)};
 error_log {d}/error.log warn;
 events {{
@@ -313,7 +328,7 @@ http {{
         ''      $request_id;
     }}
     upstream bench {{
-        server 127.0.0.1:{s.backend_port};
+{lines}
         keepalive 32;
         keepalive_requests 1000000;
     }}
@@ -333,26 +348,70 @@ http {{
             proxy_set_header X-Request-Id $bench_request_id;
             proxy_read_timeout 3600s;     # tether: timeouts.tunnel 1h
             proxy_send_timeout 3600s;
+            proxy_max_temp_file_size 0;   # as tether: large bodies stream, never to disk
         }}
     }}
 }}
 """
 
 
-def start_proxy(s: Setup, name: str, tag: str = "") -> tuple[Proc, int]:
+def haproxy_maxconn(s: Setup) -> int:
+    return max(1000, (s.nofile - FD_MARGIN) // 2)
+
+
+def haproxy_config(s: Setup, port: int, servers: list[int], workers: int) -> str:
+    lines = "\n".join(f"    server s{i + 1} 127.0.0.1:{p}" for i, p in enumerate(servers))
+    return f"""# written by tools/bench/compare.py
+global
+    nbthread {workers}
+    maxconn {haproxy_maxconn(s)}          # two descriptors a connection: what RLIMIT_NOFILE allows
+defaults
+    mode http
+    option http-keep-alive              # keep-alive on both sides (no http-server-close)
+    http-reuse always                   # idle upstream connections shared, as nginx keepalive
+    timeout connect 5s
+    timeout client 3600s                # tether: timeouts.tunnel 1h
+    timeout server 3600s
+    timeout tunnel 3600s
+    timeout http-keep-alive 3600s
+    timeout http-request 60s
+frontend bench
+    bind 127.0.0.1:{port} backlog 4096
+    # the headers tether adds by default (headers.forwarded, headers.request_id)
+    option forwardfor
+    http-request set-header X-Real-IP %[src]
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header X-Request-Id %[uuid] unless {{ req.hdr(x-request-id) -m found }}
+    default_backend bench
+backend bench
+    balance roundrobin
+{lines}
+"""
+
+
+def start_proxy(s: Setup, name: str, tag: str = "", servers: list[int] | None = None,
+                workers: int | None = None) -> tuple[Proc, int]:
+    """name is tether, nginx or haproxy; tag makes its process and directory names unique."""
     port = free_port()
+    servers = servers or [s.backend_port]
+    workers = workers or s.args.workers
     d = s.tmp / f"{name}{tag}"
     d.mkdir(exist_ok=True)
     if name == "tether":
         cfg = d / "tether.yaml"
-        cfg.write_text(tether_config(s, port))
+        cfg.write_text(tether_config(s, port, servers, workers))
         proc = Proc(f"tether{tag}", [s.args.tether, "-c", str(cfg)], s.tmp)
-    else:
+    elif name == "nginx":
         cfg = d / "nginx.conf"
-        cfg.write_text(nginx_config(s, port, d))
+        cfg.write_text(nginx_config(s, port, d, servers, workers))
         proc = Proc(f"nginx{tag}", [s.args.nginx, "-p", str(d), "-c", str(cfg), "-e",
                                     str(d / "error.log"), "-g", f"daemon off; pid {d}/nginx.pid;"],
                     s.tmp)
+    else:
+        cfg = d / "haproxy.cfg"
+        cfg.write_text(haproxy_config(s, port, servers, workers))
+        proc = Proc(f"haproxy{tag}", [s.args.haproxy, "-db", "-f", str(cfg)], s.tmp)
     try:
         wait_http_ready(port, proc)
     except RuntimeError:
@@ -380,8 +439,13 @@ def cpu_use(pid: int, cpu0: float, t0: float, ops: int) -> dict[str, float]:
             "cpu_us_per_op": cpu * 1e6 / ops if ops else float("nan")}
 
 
-def run_wrk(s: Setup, port: int, pid: int | None, d: int) -> dict[str, float]:
-    argv = [s.args.wrk, "-t1", f"-c{WRK_CONNS}", f"-d{d}s", "--latency", f"http://127.0.0.1:{port}/"]
+def run_wrk(s: Setup, port: int, pid: int | None, d: int, path: str = "/",
+            conns: int = WRK_CONNS, close: bool = False, body: int = 0) -> dict[str, float]:
+    """close: every request on a new connection; body: response body size, for MB/s."""
+    argv = [s.args.wrk, "-t1", f"-c{conns}", f"-d{d}s", "--latency"]
+    if close:
+        argv += ["-H", "Connection: close"]
+    argv.append(f"http://127.0.0.1:{port}{path}")
     cpu0, t0 = (cpu_seconds(pid), time.monotonic()) if pid else (0.0, 0.0)
     r = subprocess.run(argv, capture_output=True, text=True, timeout=d + 60)
     out = r.stdout
@@ -390,6 +454,8 @@ def run_wrk(s: Setup, port: int, pid: int | None, d: int) -> dict[str, float]:
     res = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
            "p50_ms": to_us(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)) / 1e3,
            "p99_ms": to_us(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)) / 1e3}
+    if body:
+        res["mbps"] = res["rps"] * body / 1e6
     errors = 0
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(x) for x in m.groups())
@@ -429,6 +495,20 @@ def idle_sources(n: int) -> str:
     return ",".join(f"127.0.0.{i + 1}" for i in range(count))
 
 
+def idle_conns(s: Setup) -> int:
+    """--idle-conns, or fewer when one proxy process may not hold that many descriptors."""
+    return min(s.args.idle_conns, (s.nofile - FD_MARGIN) // 2)
+
+
+def idle_servers(s: Setup) -> list[int]:
+    """One backend per CONNS_PER_BACKEND tunnels: a proxy connects to each from 127.0.0.1,
+    so each backend port brings its own ~28k source ports."""
+    want = max(1, -(-idle_conns(s) // CONNS_PER_BACKEND))
+    while 1 + len(s.idle_backends) < want:
+        s.idle_backends.append(start_backend(s, f"backend-idle{len(s.idle_backends) + 1}"))
+    return [s.backend_port] + s.idle_backends[:want - 1]
+
+
 def read_line(proc: subprocess.Popen, deadline: float) -> str | None:
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
@@ -442,10 +522,21 @@ def read_line(proc: subprocess.Popen, deadline: float) -> str | None:
     return None
 
 
+def run_load(s: Setup, key: str, port: int, pid: int | None, d: int) -> dict[str, float]:
+    """One client run of scenario a, d, e or b (w runs a) against port."""
+    if key in "aw":
+        return run_wrk(s, port, pid, d)
+    if key == "d":
+        return run_wrk(s, port, pid, d, close=True)
+    if key == "e":
+        return run_wrk(s, port, pid, d, path=f"/bytes?n={BIG_BYTES}", conns=BIG_CONNS, body=BIG_BYTES)
+    return run_ws_echo(s, port, pid, d)
+
+
 def run_idle(s: Setup, name: str, rnd: int) -> dict[str, float]:
     """A fresh proxy per round, so the baseline has never seen a connection."""
-    n = s.args.idle_conns
-    proxy, port = start_proxy(s, name, tag=f"-idle{rnd}")
+    n = idle_conns(s)
+    proxy, port = start_proxy(s, name, tag=f"-idle{rnd}", servers=idle_servers(s))
     try:
         time.sleep(IDLE_SETTLE)
         before = rss_bytes(proxy.pid)
@@ -481,27 +572,40 @@ def run_idle(s: Setup, name: str, rnd: int) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------ report
-# (scenario key, metric key, label); the label says which direction is better.
+# (scenario key, metric key, label, which way is better: "hi", "lo" or None = no ranking)
 METRICS = [
-    ("a", "rps", "requests/s (higher is better)"),
-    ("a", "p50_ms", "p50 latency ms"),
-    ("a", "p99_ms", "p99 latency ms"),
-    ("a", "cpu_pct", "proxy CPU % of one core"),
-    ("a", "cpu_us_per_op", "proxy CPU us per request (lower is better)"),
-    ("a", "errors", "errors (sum of rounds)"),
-    ("b", "mps", "messages/s (higher is better)"),
-    ("b", "p50_us", "p50 round trip us"),
-    ("b", "p99_us", "p99 round trip us"),
-    ("b", "cpu_pct", "proxy CPU % of one core"),
-    ("b", "cpu_us_per_op", "proxy CPU us per message (lower is better)"),
-    ("b", "errors", "errors (sum of rounds)"),
-    ("c", "rss_before_mib", "RSS with no connection MiB"),
-    ("c", "rss_after_mib", "RSS with the tunnels MiB"),
-    ("c", "bytes_per_tunnel", "bytes per tunnel (lower is better)"),
-    ("c", "opened", "tunnels open"),
-    ("c", "errors", "failed opens + closes (sum of rounds)"),
+    ("a", "rps", "requests/s (higher is better)", "hi"),
+    ("a", "p50_ms", "p50 latency ms", "lo"),
+    ("a", "p99_ms", "p99 latency ms", "lo"),
+    ("a", "cpu_pct", "proxy CPU % of one core", None),
+    ("a", "cpu_us_per_op", "proxy CPU us per request (lower is better)", "lo"),
+    ("a", "errors", "errors (sum of rounds)", None),
+    ("d", "rps", "connections (= requests)/s (higher is better)", "hi"),
+    ("d", "p50_ms", "p50 latency ms", "lo"),
+    ("d", "p99_ms", "p99 latency ms", "lo"),
+    ("d", "cpu_pct", "proxy CPU % of one core", None),
+    ("d", "cpu_us_per_op", "proxy CPU us per connection (lower is better)", "lo"),
+    ("d", "errors", "errors (sum of rounds)", None),
+    ("e", "mbps", "body MB/s (higher is better)", "hi"),
+    ("e", "p99_ms", "p99 latency ms", "lo"),
+    ("e", "cpu_pct", "proxy CPU % of one core", None),
+    ("e", "cpu_us_per_op", "proxy CPU us per 1 MiB response (lower is better)", "lo"),
+    ("e", "errors", "errors (sum of rounds)", None),
+    ("b", "mps", "messages/s (higher is better)", "hi"),
+    ("b", "p50_us", "p50 round trip us", "lo"),
+    ("b", "p99_us", "p99 round trip us", "lo"),
+    ("b", "cpu_pct", "proxy CPU % of one core", None),
+    ("b", "cpu_us_per_op", "proxy CPU us per message (lower is better)", "lo"),
+    ("b", "errors", "errors (sum of rounds)", None),
+    ("c", "rss_before_mib", "RSS with no connection MiB", "lo"),
+    ("c", "rss_after_mib", "RSS with the tunnels MiB", "lo"),
+    ("c", "bytes_per_tunnel", "bytes per tunnel (lower is better)", "lo"),
+    ("c", "opened", "tunnels open", None),
+    ("c", "errors", "failed opens + closes (sum of rounds)", None),
 ]
 SUMMED = {"errors"}
+BLOCK_BEGIN = "<!-- compare.py workers={} begin -->"
+BLOCK_END = "<!-- compare.py workers={} end -->"
 
 
 def summarize(values: list[float], metric: str) -> float | None:
@@ -524,61 +628,180 @@ def fmt(x: float | None) -> str:
     return f"{x:.2f}"
 
 
-def ratio(a: float | None, b: float | None) -> str:
+def quotient(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or a != a or b != b or b == 0:
-        return "—"
-    return f"{a / b:.2f}"
+        return None
+    return a / b
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    q = quotient(a, b)
+    return "—" if q is None else f"{q:.2f}"
+
+
+def best_of(values: list[float | None], better: str | None) -> float | None:
+    vals = [v for v in values if v is not None and v == v]
+    if not better or not vals:
+        return None
+    return max(vals) if better == "hi" else min(vals)
+
+
+def medians(results: dict, key: str, metric: str) -> dict[str, float | None]:
+    per = results.get(key, {})
+    return {t: summarize([r[metric] for r in per.get(t, []) if metric in r], metric) for t in per}
+
+
+def scaling_table(results: dict) -> list[str]:
+    lines = ["", "Scaling (scenario a against each proxy with 1 and with 2 workers; medians):", "",
+             "| proxy | req/s 1 worker | req/s 2 workers | 2 / 1 | p99 ms 1 / 2 | "
+             "proxy CPU % 1 / 2 | CPU us per request 1 / 2 |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    rps, p99 = medians(results, "w", "rps"), medians(results, "w", "p99_ms")
+    cpu, cpr = medians(results, "w", "cpu_pct"), medians(results, "w", "cpu_us_per_op")
+    for name in PROXIES:
+        one, two = f"{name}-1", f"{name}-2"
+        if one not in rps:
+            continue
+        lines.append(f"| {name} | {fmt(rps[one])} | {fmt(rps[two])} | {ratio(rps[two], rps[one])} | "
+                     f"{fmt(p99[one])} / {fmt(p99[two])} | {fmt(cpu[one])} / {fmt(cpu[two])} | "
+                     f"{fmt(cpr[one])} / {fmt(cpr[two])} |")
+    return lines
+
+
+def targets_table(s: Setup, results: dict) -> list[str]:
+    """Issue 9's targets that this run measures: tether / best of nginx and HAProxy."""
+    rows: list[tuple[str, str, str]] = []
+
+    def vs_best(key: str, metric: str, better: str, goal: float, what: str) -> None:
+        if key not in results:
+            return
+        m = medians(results, key, metric)
+        best = best_of([m.get("nginx"), m.get("haproxy")], better)
+        q = quotient(m.get("tether"), best)
+        if q is None:
+            return
+        met = q >= goal if better == "hi" else q <= goal
+        rows.append((what, f"{q:.2f}", "yes" if met else "no"))
+
+    vs_best("a", "rps", "hi", 1.2, "HTTP keep-alive requests/s ≥ 1.2 × best")
+    vs_best("a", "p99_ms", "lo", 1.0, "HTTP keep-alive p99 no worse than best (≤ 1.0)")
+    vs_best("d", "rps", "hi", 1.0, "connection per request ≥ 1.0 × best")
+    vs_best("b", "mps", "hi", 1.2, "WebSocket messages/s ≥ 1.2 × best")
+    vs_best("c", "bytes_per_tunnel", "lo", 0.5, "bytes per idle tunnel ≤ 0.5 × best")
+    if "c" in results:
+        opened = medians(results, "c", "opened").get("tether")
+        most = (s.nofile - FD_MARGIN) // 2
+        why = (f"RLIMIT_NOFILE {s.nofile} allows at most {most:,} a process" if most < 100000
+               else f"run with --idle-conns {s.args.idle_conns}")
+        rows.append(("100,000 idle tunnels in one process", f"{fmt(opened)} open",
+                     "yes" if opened and opened >= 100000 else f"not measured ({why})"))
+    if "w" in results:
+        r = medians(results, "w", "rps")
+        q = quotient(r.get("tether-2"), r.get("tether-1"))
+        if q is not None:
+            rows.append(("2 workers ≥ 1.8 × one worker", f"{q:.2f}", "yes" if q >= 1.8 else "no"))
+    if "a" in results:
+        m = medians(results, "a", "rps")
+        q = quotient(m.get("tether"), m.get("direct"))
+        if q is not None:
+            rows.append(("keep-alive ≥ 0.70 × direct", f"{q:.2f}", "yes" if q >= 0.7 else "no"))
+    if not rows:
+        return []
+    return ["", "Targets of issue 9 measured here (tether / best of nginx and HAProxy unless said; "
+            "`affinity` and Redis overheads: affinity_overhead.py, below):", "",
+            "| target | measured | met |", "|---|---:|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
 
 
 def report(s: Setup, results: dict, info: dict[str, str], started: str) -> str:
     a = s.args
+    w = a.workers
     lines = [
-        "# tether benchmarks: tether vs nginx vs direct",
+        BLOCK_BEGIN.format(w),
+        f"## tether vs nginx vs HAProxy vs direct, {w} worker{'s' if w != 1 else ''}",
         "",
         f"Generated {started} by `{info['command']}` (commit {info['commit']}).",
         "",
         f"- Machine: {info['nproc']} CPUs, {info['cpu']}, {info['memory']} RAM, "
         f"Linux {info['kernel']}; load average {info['load_start']} at start, "
         f"{info['load_end']} at the end (other work on the machine shows up as noise).",
-        f"- Versions: {info['tether']}; {info['nginx']}; {info['wrk']}.",
-        f"- One `tether-demo-backend --threads 1` behind both proxies; tether `workers: {a.workers}`, "
-        f"nginx `worker_processes {a.workers}`; everything on 127.0.0.1. "
-        f"{a.rounds} round{'s' if a.rounds != 1 else ''}, each interleaved tether, nginx, direct, after a discarded "
-        f"{a.warmup}s warm-up of each; medians shown (error counts are summed). "
-        f"RLIMIT_NOFILE {s.nofile}. Proxy CPU is utime + stime from /proc over the client run.",
+        f"- Versions: {info['tether']}; {info['nginx']}; {info['haproxy']}; {info['wrk']}.",
+        f"- One `tether-demo-backend --threads 1` behind every proxy; tether `workers: {w}`, "
+        f"nginx `worker_processes {w}`, HAProxy `nbthread {w}`; everything on 127.0.0.1 of one "
+        f"machine (clients, proxies and backend share its CPUs). "
+        f"{a.rounds} round{'s' if a.rounds != 1 else ''}, each interleaved tether, nginx, haproxy, "
+        f"direct, after a discarded {a.warmup}s warm-up of each; medians shown (error counts are "
+        f"summed). RLIMIT_NOFILE {s.nofile}. Proxy CPU is utime + stime from /proc over the client "
+        "run (nginx: master + workers). Best = the better of nginx and HAProxy for that metric.",
         f"- a: `wrk -t1 -c{WRK_CONNS} -d{a.duration}s --latency`, `GET /` (16-byte body). "
+        f"d: the same with `-H \"Connection: close\"` (every request a new connection). "
+        f"e: `wrk -t1 -c{BIG_CONNS}` on `/bytes?n={BIG_BYTES}`, MB/s = responses/s × 1,048,576 / 10^6. "
         f"b: `tether-ws-bench echo`, {WS_CONNS} connections, {WS_SIZE}-byte binary messages, "
-        f"closed loop, {a.duration}s. c: `tether-ws-bench idle`, {a.idle_conns} WebSocket "
+        f"closed loop, {a.duration}s. c: `tether-ws-bench idle`, {idle_conns(s)} WebSocket "
         f"tunnels each carrying one message, a fresh proxy per round; RSS of tether's process, "
-        f"of nginx's master + workers; bytes per tunnel = (after - before) / tunnels open.",
+        f"of nginx's master + workers, of HAProxy's process; bytes per tunnel = "
+        f"(after - before) / tunnels open. w: scenario a with 1 and 2 workers of each proxy.",
         "- nginx: upstream keepalive 32, proxy_http_version 1.1, Connection \"\" or upgrade, "
-        "proxy_buffering on, access_log off, worker_connections 200000, "
-        f"worker_rlimit_nofile {min(300000, s.nofile)} (the hard limit), and for parity with "
-        "tether's defaults: X-Forwarded-For/-Proto/-Host, X-Real-IP and X-Request-Id set, "
-        "keepalive_requests 1000000, reuseport backlog=4096, 1h proxy timeouts. "
-        "tether: access_log off, admin off, affinity none, round_robin.",
+        "proxy_buffering on, proxy_max_temp_file_size 0, access_log off, worker_connections 200000, "
+        f"worker_rlimit_nofile {min(300000, s.nofile)}, keepalive_requests 1000000, reuseport "
+        "backlog=4096, 1h proxy timeouts. HAProxy: mode http, option http-keep-alive (no "
+        f"http-server-close), http-reuse always, maxconn {haproxy_maxconn(s)}, timeout "
+        "client/server/tunnel/http-keep-alive 1h, no logging. Both set, for parity with tether's "
+        "defaults: X-Forwarded-For/-Proto/-Host, X-Real-IP and X-Request-Id. tether: "
+        "access_log off, admin off, affinity none, round_robin.",
         "",
-        "| scenario | metric | tether | nginx | direct | tether/nginx | tether/direct |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| scenario | metric | tether | nginx | HAProxy | direct | tether/nginx | tether/HAProxy "
+        "| tether/best | tether/direct |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    raw = ["", "Per-round values (tether / nginx / direct):", ""]
-    for key, metric, label in METRICS:
+    raw = ["", "Per-round values (tether / nginx / HAProxy / direct):", ""]
+    for key, metric, label, better in METRICS:
         if key not in results:
             continue
         per = {t: [r[metric] for r in results[key].get(t, []) if metric in r] for t in TARGETS}
         med = {t: summarize(per[t], metric) for t in TARGETS}
+        best = best_of([med["nginx"], med["haproxy"]], better)
         lines.append(f"| {SCENARIOS[key]} | {label} | {fmt(med['tether'])} | {fmt(med['nginx'])} | "
-                     f"{fmt(med['direct'])} | {ratio(med['tether'], med['nginx'])} | "
-                     f"{ratio(med['tether'], med['direct'])} |")
+                     f"{fmt(med['haproxy'])} | {fmt(med['direct'])} | "
+                     f"{ratio(med['tether'], med['nginx'])} | {ratio(med['tether'], med['haproxy'])} | "
+                     f"{ratio(med['tether'], best)} | {ratio(med['tether'], med['direct'])} |")
         raw.append(f"- {SCENARIOS[key]}, {label}: " + " / ".join(
             ", ".join(fmt(v) for v in per[t]) or "—" for t in TARGETS))
+    if "w" in results:
+        lines += scaling_table(results)
+        for t, runs in results["w"].items():
+            name, w = t.split("-")
+            raw.append(f"- {SCENARIOS['w']}, {name} with {w} worker{'s' if w != '1' else ''}, requests/s: "
+                       + ", ".join(fmt(r["rps"]) for r in runs))
+    lines += targets_table(s, results)
     notes = info.get("notes", [])
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
-    return "\n".join(lines + raw) + "\n"
+    return "\n".join(lines + raw + ["", BLOCK_END.format(w)]) + "\n"
 
 
-# ------------------------------------------------------------------------------ main
+def write_out(path: Path, block: str, workers: int) -> None:
+    """Replaces this worker count's block in path, keeping the rest; a file written before
+    blocks existed loses only its old generated part (everything before its first `## `)."""
+    begin, end = BLOCK_BEGIN.format(workers), BLOCK_END.format(workers)
+    title = "# tether benchmarks\n\n"
+    text = path.read_text() if path.exists() else title
+    if begin in text and end in text:
+        i, j = text.index(begin), text.index(end) + len(end) + 1
+        text = text[:i] + block + text[j:]
+    elif "<!-- compare.py workers=" in text:
+        blocks = list(re.finditer(r"<!-- compare\.py workers=(\d+) end -->\n?", text))
+        after = [m for m in blocks if int(m.group(1)) < workers]
+        if after:  # keep blocks in worker order
+            i = after[-1].end()
+        else:
+            i = text.index("<!-- compare.py workers=")
+        text = text[:i] + ("\n" if after else "") + block + ("" if after else "\n") + text[i:]
+    else:
+        rest = text[text.index("\n## "):].lstrip("\n") if "\n## " in text else ""
+        text = title + block + ("\n" + rest if rest else "")
+    path.write_text(text)
+
+
 def raise_nofile() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
@@ -592,25 +815,26 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--backend", default=str(BUILD / "tools" / "tether-demo-backend"))
     p.add_argument("--ws-bench", default=str(BUILD / "tools" / "bench" / "tether-ws-bench"))
     p.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    p.add_argument("--haproxy", default=shutil.which("haproxy") or "/usr/sbin/haproxy")
     p.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=int, default=5, help="seconds per wrk / echo run")
     p.add_argument("--warmup", type=int, default=1,
-                   help="seconds of discarded load per target before the rounds of a and b")
+                   help="seconds of discarded load per target before the rounds of a, d, e, b, w")
     p.add_argument("--idle-conns", type=int, default=10000)
     p.add_argument("--idle-hold", type=int, default=300,
                    help="upper bound in seconds on one idle run (open + hold)")
-    p.add_argument("--only", default="a,b,c", help="scenarios to run, e.g. a,c")
+    p.add_argument("--only", default="a,d,e,b,c,w", help="scenarios to run, e.g. a,c")
     p.add_argument("--out", help="also write the Markdown report to this file")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     a = p.parse_args()
     a.only = [x.strip() for x in a.only.split(",") if x.strip()]
     if bad := [x for x in a.only if x not in SCENARIOS]:
-        p.error(f"--only: unknown scenario {bad}; valid: a, b, c")
+        p.error(f"--only: unknown scenario {bad}; valid: {', '.join(SCENARIOS)}")
     if a.workers < 1 or a.rounds < 1 or a.duration < 1 or a.idle_conns < 1:
         p.error("--workers, --rounds, --duration and --idle-conns must be >= 1")
-    for opt in ("tether", "backend", "ws_bench", "nginx", "wrk"):
+    for opt in ("tether", "backend", "ws_bench", "nginx", "haproxy", "wrk"):
         path = getattr(a, opt)
         if not (Path(path).is_file() or shutil.which(path)):
             p.error(f"--{opt.replace('_', '-')}: {path} not found (build it first)")
@@ -619,8 +843,11 @@ def parse_args() -> argparse.Namespace:
 
 # Log lines that say nothing about the run: start/stop chatter, and nginx's warning that
 # worker_connections 200000 exceeds the descriptor limit (the configuration asks for it).
-BENIGN = re.compile(r"\[info\]|\[notice\]|worker_connections exceed open file resource limit")
-LOG_PREFIX = re.compile(r"^(\S+Z |\d{4}/\d\d/\d\d \d\d:\d\d:\d\d |nginx: )?(\[\w+\] )?(\d+#\d+: )?")
+# HAProxy's notices (version, stopping) likewise.
+BENIGN = re.compile(r"\[info\]|\[notice\]|worker_connections exceed open file resource limit",
+                    re.I)
+LOG_PREFIX = re.compile(r"^(\S+Z |\d{4}/\d\d/\d\d \d\d:\d\d:\d\d |nginx: )?(\[\w+\] *)?"
+                        r"(\d+#\d+: |\(\d+\) : )?")
 
 
 def check_logs(s: Setup) -> list[str]:
@@ -654,12 +881,14 @@ def main() -> int:
         "command": "python3 tools/bench/compare.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]),
         "commit": git_commit(), "load_start": load_average(),
         "tether": tool_version([a.tether, "--version"]), "nginx": tool_version([a.nginx, "-v"]),
+        "haproxy": tool_version([a.haproxy, "-v"]).split(" - ")[0],
         "wrk": tool_version([a.wrk, "-v"]).split(" [")[0]}
     notes: list[str] = []
-    if "c" in a.only and nofile < 2 * a.idle_conns + 64:
-        notes.append(f"RLIMIT_NOFILE hard limit is {nofile}: a single proxy process needs two "
-                     f"descriptors per tunnel, so it cannot hold all {a.idle_conns} "
-                     f"(about {(nofile - 64) // 2} at most).")
+    if "c" in a.only and nofile < 2 * a.idle_conns + FD_MARGIN:
+        notes.append(f"RLIMIT_NOFILE hard limit is {nofile} (raising it needs CAP_SYS_RESOURCE): a "
+                     f"proxy process needs two descriptors per tunnel, so --idle-conns "
+                     f"{a.idle_conns} was measured at {(nofile - FD_MARGIN) // 2} tunnels, the "
+                     "most the limit allows.")
         log("warning: " + notes[-1])
     tmp = Path(tempfile.mkdtemp(prefix="tether-bench-"))
     tmp.chmod(0o755)  # nginx workers run as an unprivileged user when we are root
@@ -667,27 +896,27 @@ def main() -> int:
     results: dict[str, dict[str, list[dict]]] = {}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        start_backend(s)
+        s.backend_port = start_backend(s)
+        s.ports["direct"] = s.backend_port
         for name in PROXIES:
             s.procs[name], s.ports[name] = start_proxy(s, name)
-        log(f"backend :{s.backend_port}, tether :{s.ports['tether']}, nginx :{s.ports['nginx']}; "
-            f"logs in {tmp}")
+        log("backend :{}, {}; logs in {}".format(s.backend_port, ", ".join(
+            f"{n} :{s.ports[n]}" for n in PROXIES), tmp))
         for key in a.only:
+            if key == "w":
+                results["w"] = run_scaling(s)
+                continue
             results[key] = {t: [] for t in TARGETS}
-            if key in "ab" and a.warmup > 0:  # discarded: first connections, caches, heaps
+            if key != "c" and a.warmup > 0:  # discarded: first connections, caches, heaps
                 for t in TARGETS:
-                    (run_wrk if key == "a" else run_ws_echo)(s, s.ports[t], None, a.warmup)
+                    run_load(s, key, s.ports[t], None, a.warmup)
             for rnd in range(a.rounds):
                 for t in TARGETS:
                     if key == "c" and t == "direct":
                         continue
                     pid = s.procs[t].pid if t in s.procs else None
-                    if key == "a":
-                        r = run_wrk(s, s.ports[t], pid, a.duration)
-                    elif key == "b":
-                        r = run_ws_echo(s, s.ports[t], pid, a.duration)
-                    else:
-                        r = run_idle(s, t, rnd)
+                    r = run_idle(s, t, rnd) if key == "c" else run_load(s, key, s.ports[t], pid,
+                                                                         a.duration)
                     results[key][t].append(r)
                     log(f"{SCENARIOS[key]} round {rnd + 1}/{a.rounds} {t}: "
                         + ", ".join(f"{k}={fmt(v)}" for k, v in r.items()))
@@ -705,13 +934,38 @@ def main() -> int:
     text = report(s, results, info, started)
     print(text)
     if a.out:
-        Path(a.out).write_text(text)
+        write_out(Path(a.out), text, a.workers)
         log(f"wrote {a.out}")
     if a.keep:
         log(f"kept {tmp}")
     else:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def run_scaling(s: Setup) -> dict[str, list[dict]]:
+    """w: scenario a against every proxy at each worker count of SCALING, interleaved."""
+    a = s.args
+    procs: dict[str, tuple[Proc, int]] = {}
+    out: dict[str, list[dict]] = {}
+    try:
+        for name in PROXIES:
+            for w in SCALING:
+                procs[f"{name}-{w}"] = start_proxy(s, name, tag=f"-w{w}", workers=w)
+                out[f"{name}-{w}"] = []
+        if a.warmup > 0:
+            for _, port in procs.values():
+                run_wrk(s, port, None, a.warmup)
+        for rnd in range(a.rounds):
+            for t, (proc, port) in procs.items():
+                r = run_wrk(s, port, proc.pid, a.duration)
+                out[t].append(r)
+                log(f"{SCENARIOS['w']} round {rnd + 1}/{a.rounds} {t}: "
+                    + ", ".join(f"{k}={fmt(v)}" for k, v in r.items()))
+    finally:
+        for proc, _ in procs.values():
+            proc.stop()
+    return out
 
 
 if __name__ == "__main__":
