@@ -14,6 +14,8 @@ Throughput: one tether-demo-backend (--threads 1) behind tether (`workers: 1`), 
 Scrape: tether (`workers: 2`) with --servers servers in 10 upstreams (affinity cookie, no
 health checks; nothing needs to listen there), after traffic on one of them; --scrapes
 sequential GET /metrics on one keep-alive connection: median and max time, size, samples.
+tether's CPU time per request (utime + stime from /proc over the wrk run) is printed beside
+requests/s: on a shared machine it is far steadier than throughput.
 
 Builds nothing; starts its processes on 127.0.0.1 free ports and stops them by PID. Python 3.11
 standard library only.
@@ -121,14 +123,25 @@ class Scraper(threading.Thread):
             self.count += 1
 
 
-def run_wrk(port: int, duration: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process `pid` (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(port: int, duration: int, pid: int | None = None) -> tuple[float, float]:
+    """(requests/s, tether CPU microseconds per request)."""
+    before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(["wrk", "-t1", "-c64", f"-d{duration}s", f"http://{HOST}:{port}/"],
                          capture_output=True, text=True, timeout=duration + 30).stdout
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    cpu = cpu_seconds(pid) - before if pid else 0.0
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), cpu * 1e6 / max(1, total)
 
 
-def throughput(build: Path, rounds: int, duration: int) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {"off": [], "metrics": [], "metrics+log": []}
+def throughput(build: Path, rounds: int, duration: int) -> dict[str, list[tuple[float, float]]]:
+    results: dict[str, list[tuple[float, float]]] = {"off": [], "metrics": [], "metrics+log": []}
     backend, bport = start_backend(build)
     tmp = tempfile.mkdtemp(prefix="tether-bench-")
     try:
@@ -144,7 +157,7 @@ def throughput(build: Path, rounds: int, duration: int) -> dict[str, list[float]
                     run_wrk(port, 1)  # warm-up
                     if scraper:
                         scraper.start()
-                    results[name].append(run_wrk(port, duration))
+                    results[name].append(run_wrk(port, duration, t.p.pid))
                 finally:
                     if scraper:
                         scraper.stopping.set()
@@ -217,13 +230,16 @@ def main() -> int:
     build = Path(args.build)
     print(f"load average at start: {os.getloadavg()}")
     res = throughput(build, args.rounds, args.duration)
-    base = statistics.median(res["off"])
-    print("| configuration | requests/s (median) | vs off | rounds |")
-    print("|---|---:|---:|---|")
+    base = statistics.median(r for r, _ in res["off"])
+    base_cpu = statistics.median(c for _, c in res["off"])
+    print("| configuration | requests/s (median) | vs off | tether CPU us/request (median) "
+          "| vs off | rounds (req/s) |")
+    print("|---|---:|---:|---:|---:|---|")
     for name, values in res.items():
-        med = statistics.median(values)
-        print(f"| {name} | {med:,.0f} | {med / base - 1:+.1%} | "
-              f"{', '.join(f'{v:,.0f}' for v in values)} |")
+        med = statistics.median(r for r, _ in values)
+        cpu = statistics.median(c for _, c in values)
+        print(f"| {name} | {med:,.0f} | {med / base - 1:+.1%} | {cpu:.2f} | "
+              f"{cpu / base_cpu - 1:+.1%} | {', '.join(f'{r:,.0f}' for r, _ in values)} |")
     s = scrape_time(build, args.servers, args.scrapes)
     print(f"\nscrape with {s['servers']} servers: median {s['median_ms']:.2f} ms, "
           f"max {s['max_ms']:.2f} ms, {s['bytes']:,} bytes, {s['samples']:,} samples")
