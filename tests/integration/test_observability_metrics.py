@@ -76,8 +76,18 @@ class MetricsTest(unittest.TestCase):
             self.assertGreaterEqual(active, 3, "3 keep-alive clients are connected")
         self.assertEqual(load.errors, [])
         self.assertEqual(set(load.statuses), {200})
-        time.sleep(0.3)  # the last tunnels' counters are written as they close
-        m = obs.metrics()
+        # The last exchanges and tunnels are counted as tether finishes them: wait (bounded).
+        def settled():
+            m = obs.metrics()
+            done = (m["tether_http_requests_total"].total(upstream="web")
+                    == load.requests + load.tunnels
+                    and m["tether_websocket_tunnels_active"].total(upstream="web") == 0
+                    and m["tether_connections_active"].total() == 0)
+            return m if done else None
+        try:
+            m = wait_for(settled, 10, 0.1, "counters settled")
+        except TimeoutError:
+            m = obs.metrics()  # the assertions below say what differs
         requests = m["tether_http_requests_total"]
         self.assertEqual(requests.total(upstream="web", code="200"), load.requests)
         self.assertEqual(requests.total(upstream="web", code="101"), load.tunnels)
