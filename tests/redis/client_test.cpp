@@ -21,6 +21,7 @@ namespace {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using testing::RedisServer;
+using testing::wait_until;
 
 config::Redis settings(int port, std::chrono::milliseconds timeout = 100ms) {
     config::Redis c;
@@ -38,15 +39,6 @@ Result run(Client& client, std::vector<std::string> args) {
         asio::use_future);
     io.run();
     return f.get();
-}
-
-bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds limit = 10s) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-        if (cond()) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return cond();
 }
 
 TEST(RedisClient, CommandsRoundTripOnTheCallersExecutor) {

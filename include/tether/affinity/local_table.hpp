@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "tether/core/connection_registry.hpp"
+#include "tether/core/hash.hpp"
 
 namespace tether::affinity {
 
@@ -65,12 +66,6 @@ public:
 private:
     struct Entry;
     using Lru = std::list<std::string>;  // keys, most recently used at the front
-    struct StringHash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const {
-            return std::hash<std::string_view>{}(s);
-        }
-    };
     struct Entry {
         std::string server;
         Clock::time_point expires;
@@ -79,7 +74,7 @@ private:
     };
     struct Shard {
         mutable std::mutex mutex;
-        std::unordered_map<std::string, Entry, StringHash, std::equal_to<>> map;
+        std::unordered_map<std::string, Entry, StringViewHash, std::equal_to<>> map;
         Lru lru;
     };
 

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string_view>
 
 namespace tether {
@@ -35,6 +36,13 @@ public:
 
 private:
     std::uint64_t s_[4];
+};
+
+/// Transparent hash for unordered maps keyed by std::string and looked up by
+/// std::string_view (with std::equal_to<>): no key copy per lookup.
+struct StringViewHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
 }  // namespace tether

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "tether/core/hash.hpp"
+
 namespace tether::limits {
 
 class IpConnections {
@@ -23,15 +25,9 @@ public:
     int count(std::string_view ip) const;
 
 private:
-    struct StringHash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const {
-            return std::hash<std::string_view>{}(s);
-        }
-    };
     struct Shard {
         mutable std::mutex mutex;
-        std::unordered_map<std::string, int, StringHash, std::equal_to<>> map;
+        std::unordered_map<std::string, int, StringViewHash, std::equal_to<>> map;
     };
     Shard& shard_for(std::string_view ip);
     std::array<Shard, kShards> shards_;

@@ -19,6 +19,8 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "tether/core/hash.hpp"
+
 #include <boost/asio/awaitable.hpp>
 
 #include "tether/config/config.hpp"
@@ -56,15 +58,9 @@ private:
         double tokens = 0;
         Clock::time_point last{};
     };
-    struct StringHash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const {
-            return std::hash<std::string_view>{}(s);
-        }
-    };
     struct Shard {
         mutable std::mutex mutex;
-        std::unordered_map<std::string, Bucket, StringHash, std::equal_to<>> map;
+        std::unordered_map<std::string, Bucket, StringViewHash, std::equal_to<>> map;
     };
     void make_room(Shard& s, const config::RateLimit& rate, Clock::time_point now);
 
