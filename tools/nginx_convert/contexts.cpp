@@ -47,7 +47,7 @@ const std::set<std::string_view> kHarmless = {
     "client_header_buffer_size", "client_body_temp_path", "proxy_temp_path", "open_file_cache",
     "open_file_cache_valid", "open_file_cache_min_uses", "open_file_cache_errors",
     "reset_timedout_connection", "resolver", "resolver_timeout", "keepalive_requests",
-    "keepalive_time", "map", "limit_req_zone", "limit_conn_zone", "ssl_ciphers",
+    "keepalive_time", "map", "ssl_ciphers",
     "ssl_prefer_server_ciphers", "ssl_session_cache", "ssl_session_timeout", "ssl_session_tickets",
     "ssl_dhparam", "ssl_ecdh_curve", "ssl_stapling", "ssl_stapling_verify",
     "ssl_trusted_certificate", "ssl_buffer_size", "ssl_conf_command", "proxy_buffering",
@@ -100,6 +100,7 @@ Conversion Converter::run(const std::vector<Directive>& top, const std::string& 
 void Converter::collect_upstreams(const std::vector<Directive>& list) {
     for (const Directive& d : list) {
         if (d.name == "http" && d.block) collect_upstreams(d.children);
+        if (d.name == "limit_req_zone" || d.name == "limit_conn_zone") collect_zone(d);
         if (d.name != "upstream" || !d.block) continue;
         std::string name = sanitize_name(d.arg(0));
         if (upstream_index_.contains(d.arg(0))) {
@@ -260,7 +261,7 @@ void Converter::common(const Directive& d, Scope& scope) {
         if (d.arg(0) != "1.1") f_.ignored(d, "tether always speaks HTTP/1.1 to backends");
     } else if (d.name == "access_log") {
         access_log(d);
-    } else if (!timeouts_and_limits(d)) {
+    } else if (!timeouts_and_limits(d) && !rate_limits(d)) {
         if (contains(kHarmless, d.name))
             f_.ignored(d, "no tether equivalent; harmless for proxying");
         else if (d.name == "proxy_next_upstream" || d.name == "proxy_next_upstream_tries")

@@ -1,7 +1,8 @@
 // The converter's state while it walks one nginx configuration: the output being built, the
 // findings, the upstreams by nginx name and the server blocks gathered with their scopes.
 // Contexts are walked in contexts.cpp; listeners, TLS, headers, timeouts and the Socket.IO
-// suggestion are settled in settle.cpp. Private to tools/nginx_convert; single-threaded.
+// suggestion are settled in settle.cpp; limit_req / limit_conn in limits.cpp. Private to
+// tools/nginx_convert; single-threaded.
 #pragma once
 
 #include <map>
@@ -54,6 +55,10 @@ private:
     void location_block(const Directive& block, const Scope& parent, ServerInfo& server);
     void common(const Directive& d, Scope& scope);
 
+    // limits.cpp
+    void collect_zone(const Directive& d);
+    bool rate_limits(const Directive& d);
+
     // settle.cpp
     bool timeouts_and_limits(const Directive& d);
     void access_log(const Directive& d);
@@ -73,6 +78,13 @@ private:
     std::map<std::string, std::size_t> upstream_index_;  ///< nginx name -> out_.upstreams
     std::vector<ServerInfo> servers_;
     std::set<const Directive*> reported_;  ///< header lines already judged
+
+    /// A limit_req_zone / limit_conn_zone: its key and (limit_req) rate.
+    struct Zone {
+        std::string key;
+        double per_second = 0;
+    };
+    std::map<std::string, Zone> req_zones_, conn_zones_;  ///< by zone name
 };
 
 }  // namespace tether::nginx

@@ -63,7 +63,8 @@ struct Output {
     std::string workers;
     std::vector<OutListener> listen;
     std::vector<OutUpstream> upstreams;
-    std::map<std::string, OutValue> timeouts, limits;  ///< key -> value
+    std::map<std::string, OutValue> timeouts, limits;     ///< key -> value
+    std::optional<OutValue> rate_per_second, rate_burst;  ///< limits.rate
     bool forwarded = false, request_id = false;
     std::string access_log_path = "stdout";
     std::vector<std::string> trusted_proxies;

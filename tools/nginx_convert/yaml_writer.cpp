@@ -110,6 +110,12 @@ std::string write_yaml(const Output& out, const std::string& source) {
     for (const OutUpstream& u : out.upstreams) write_upstream(y, u);
     write_values(y, "timeouts", out.timeouts);
     write_values(y, "limits", out.limits);
+    if (out.rate_per_second) {
+        if (out.limits.empty()) y << "\nlimits:\n";
+        y << "  rate:    # from " << out.rate_per_second->origin << "\n"
+          << "    requests_per_second: " << out.rate_per_second->text << "\n"
+          << "    burst: " << out.rate_burst->text << "\n";
+    }
     y << "\nheaders:\n"
       << "  forwarded: " << (out.forwarded ? "true" : "false") << "\n"
       << "  request_id: " << (out.request_id ? "true" : "false") << "\n";

@@ -244,10 +244,36 @@ TEST(ConvertSnippets, SameAddressSameUpstreamMergesCertificatesForSni) {
 }
 
 TEST(ConvertSnippets, ProxyProtocolListenerIsWrittenAndReportedUntilSupported) {
-    auto c = snippet("upstream u { server a:1; }\n"
-                     "server { listen 91 proxy_protocol; location / { proxy_pass http://u; } }");
+    auto c = snippet(
+        "upstream u { server a:1; }\n"
+        "server { listen 91 proxy_protocol; location / { proxy_pass http://u; } }");
     EXPECT_TRUE(c.cfg().listen.at(0).proxy_protocol);
     EXPECT_TRUE(c.has(Kind::not_translated, 2, "PROXY protocol"));
+}
+
+TEST(ConvertSnippets, LimitReqAndLimitConnPerClientIp) {
+    auto c = snippet(
+        "http { limit_req_zone $binary_remote_addr zone=one:10m rate=30r/m;\n"
+        "  limit_conn_zone $binary_remote_addr zone=addr:10m;\n"
+        "  upstream u { server a:1; }\n"
+        "  server { listen 92; limit_conn addr 20;\n"
+        "    location / { limit_req zone=one burst=5 nodelay; proxy_pass http://u; } } }");
+    EXPECT_FALSE(c.conversion.differs());
+    ASSERT_TRUE(c.cfg().limits.rate);
+    EXPECT_DOUBLE_EQ(c.cfg().limits.rate->requests_per_second, 0.5);
+    EXPECT_DOUBLE_EQ(c.cfg().limits.rate->burst, 6);
+    EXPECT_EQ(c.cfg().limits.max_connections_per_ip, 20);
+    EXPECT_TRUE(c.has(Kind::note, 5, "429"));
+    EXPECT_TRUE(c.has(Kind::note, 4, "unanswered"));
+}
+
+TEST(ConvertSnippets, LimitReqOnAnotherKeyMatters) {
+    auto c = snippet(
+        "http { limit_req_zone $server_name zone=s:1m rate=100r/s;\n"
+        "  upstream u { server a:1; }\n"
+        "  server { listen 93; location / { limit_req zone=s; proxy_pass http://u; } } }");
+    EXPECT_TRUE(c.has(Kind::not_translated, 3, "$server_name"));
+    EXPECT_FALSE(c.cfg().limits.rate);
 }
 
 TEST(ConvertSnippets, LimitsAndTimeoutEdges) {
@@ -283,7 +309,7 @@ TEST(ConvertSnippets, InheritanceDoesNotDependOnOrder) {
         "  proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
         "}");
     EXPECT_FALSE(c.has(Kind::note, 2, "Host"));  // the server's Host line reached /
-    EXPECT_FALSE(c.cfg().headers.forwarded);      // the server's own list replaced http's
+    EXPECT_FALSE(c.cfg().headers.forwarded);     // the server's own list replaced http's
 
     auto d = snippet(
         "http { server { listen 90; location / { proxy_pass http://u; } }\n"
