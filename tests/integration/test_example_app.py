@@ -41,9 +41,12 @@ def npm_ci() -> str | None:
         return "node/npm not installed"
     if (APP / "node_modules" / "socket.io" / "package.json").exists():
         return None
-    done = subprocess.run([npm, "ci", "--omit=dev", "--no-audit", "--no-fund"], cwd=APP,
-                          capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
+    try:
+        done = subprocess.run([npm, "ci", "--omit=dev", "--no-audit", "--no-fund"], cwd=APP,
+                              capture_output=True, text=True, timeout=300,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return "npm ci took more than 300 s (registry unreachable?)"
     return None if done.returncode == 0 else "npm ci failed: " + done.stderr[-500:]
 
 

@@ -148,7 +148,10 @@ class KubernetesExample(unittest.TestCase):
         if not node or not npm:
             self.skipTest("node/npm not installed: schemas not checked")
         if not (DEPLOY / "node_modules").is_dir():
-            done = run([npm, "ci", "--no-audit", "--no-fund"], cwd=DEPLOY, timeout=300)
+            try:
+                done = run([npm, "ci", "--no-audit", "--no-fund"], cwd=DEPLOY, timeout=300)
+            except subprocess.TimeoutExpired:
+                self.skipTest("npm ci took more than 300 s (registry unreachable?)")
             if done.returncode != 0:
                 self.skipTest(f"npm ci failed (offline?): {done.stderr[-300:]}")
         done = run([node, "validate_k8s.mjs", *sorted(K8S.glob("*.yaml"))], cwd=DEPLOY)
