@@ -4,8 +4,9 @@
 // (Content-Length as is, or chunked). A piece goes on as soon as it is
 // parsed. The head is sent together with the first piece when that piece is
 // already buffered (one write for small messages); otherwise first, so a
-// slow body never holds the head back. Bounded: one buffer, a read deadline
-// per piece, a write deadline per piece.
+// slow body never holds the head back. Bounded: one buffer (and, for a body
+// longer than one read, as much read room in the source's flat_buffer, see
+// SourceRoom), a read deadline per piece, a write deadline per piece.
 // The two directions of one exchange run at once (duplex.hpp), each with its
 // own buffer; `RelayEnv::stop`, set by the other direction, makes a relay
 // give up at its next step.
@@ -58,6 +59,31 @@ struct RelayEnv {
     const bool* stop = nullptr;               ///< true: give up at the next step
 };
 
+/// Room for the rest of a body that one read did not bring. Beast reads into
+/// the source's flat_buffer only as much as its spare capacity (at least 512
+/// bytes), which is what reading the head left: a 1 MB body would take one
+/// read(2) per ~512 bytes. For such a body the flat_buffer gets one relay
+/// buffer's worth of room, freed again when the relay ends with nothing left
+/// in it, so an idle connection keeps holding no more than before.
+class SourceRoom {
+public:
+    explicit SourceRoom(boost::beast::flat_buffer& b) : b_(b) {}
+    SourceRoom(const SourceRoom&) = delete;
+    SourceRoom& operator=(const SourceRoom&) = delete;
+    ~SourceRoom() {
+        if (grown_ && b_.size() == 0) b_.shrink_to_fit();
+    }
+    void grow(std::size_t n) {
+        if (grown_ || b_.capacity() - b_.size() >= n) return;
+        b_.reserve(b_.size() + n);
+        grown_ = true;
+    }
+
+private:
+    boost::beast::flat_buffer& b_;
+    bool grown_ = false;
+};
+
 inline errc source_error(const boost::beast::error_code& ec) {
     namespace bhttp = boost::beast::http;
     if (ec == bhttp::error::body_limit) return errc::body_too_large;
@@ -101,8 +127,12 @@ boost::asio::awaitable<RelayStatus> relay_body(boost::beast::tcp_stream& src,
         if (ec || p.is_done()) co_return st;
     }
     BufferPool::Lease buf = env.buffers.borrow();
+    SourceRoom room(src_buf);
+    bool first_read = true;
     char chunk_header[24];
     while (!p.is_done()) {
+        if (!first_read) room.grow(buf.size());
+        first_read = false;
         p.get().body().data = buf.data();
         p.get().body().size = buf.size();
         src.expires_after(env.read_timeout);
