@@ -63,21 +63,22 @@ std::map<const upstream::Backend*, ServerTotals> server_totals(const AdminView& 
 }
 
 void write_connection_metrics(const AdminView& v, TextWriter& w) {
-    const auto& listen = v.runtime.config->listen;
-    w.family("tether_connections_active", "gauge", "Client connections open, by listener.");
-    for (std::size_t i = 0; i < listen.size(); ++i) {
-        double n = 0;
-        for (const auto& s : v.workers)
-            if (i < s.stats.connections_active.size()) n += static_cast<double>(s.stats.connections_active[i]);
-        w.sample("tether_connections_active", {{"listener", listen[i].address.text()}}, n);
-    }
-    w.family("tether_connections_total", "counter", "Client connections accepted, by listener.");
-    for (std::size_t i = 0; i < listen.size(); ++i) {
-        double n = 0;
-        for (const auto& s : v.workers)
-            if (i < s.stats.connections_total.size()) n += static_cast<double>(s.stats.connections_total[i]);
-        w.sample("tether_connections_total", {{"listener", listen[i].address.text()}}, n);
-    }
+    const auto& rt = v.runtime;  // by listener slot; slots of removed listeners are skipped
+    auto per_listener = [&](std::string_view name, std::string_view type, std::string_view help,
+                            auto member) {
+        w.family(name, type, help);
+        for (std::size_t i = 0; i < rt.listener_address.size(); ++i) {
+            if (rt.listener_upstream[i] == upstream::kNoUpstream) continue;
+            double n = 0;
+            for (const auto& s : v.workers)
+                if (i < (s.stats.*member).size()) n += static_cast<double>((s.stats.*member)[i]);
+            w.sample(name, {{"listener", rt.listener_address[i]}}, n);
+        }
+    };
+    per_listener("tether_connections_active", "gauge", "Client connections open, by listener.",
+                 &http::WorkerStats::connections_active);
+    per_listener("tether_connections_total", "counter", "Client connections accepted, by listener.",
+                 &http::WorkerStats::connections_total);
 }
 
 void write_request_metrics(const AdminView& v, TextWriter& w) {

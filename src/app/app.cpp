@@ -63,15 +63,17 @@ int worker_count(const config::Config& cfg) {
     return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
-std::vector<tcp::endpoint> listen_endpoints(const config::Config& cfg) {
+tcp::endpoint listen_endpoint(const config::Listener& l) {
     asio::io_context io;
     tcp::resolver resolver(io);
+    return resolver.resolve(l.address.host, std::to_string(l.address.port), tcp::resolver::passive)
+        .begin()
+        ->endpoint();
+}
+
+std::vector<tcp::endpoint> listen_endpoints(const config::Config& cfg) {
     std::vector<tcp::endpoint> out;
-    for (const auto& l : cfg.listen) {
-        auto results = resolver.resolve(l.address.host, std::to_string(l.address.port),
-                                        tcp::resolver::passive);
-        out.push_back(results.begin()->endpoint());
-    }
+    for (const auto& l : cfg.listen) out.push_back(listen_endpoint(l));
     return out;
 }
 
@@ -240,26 +242,63 @@ private:
             return;
         }
         auto next = std::make_shared<const config::Config>(std::move(*loaded.config));
-        if (next->listen.size() != config_->listen.size()) {
-            log::error("reload refused: changing 'listen' needs a restart");
-            return;
-        }
+        std::shared_ptr<const upstream::Runtime> rt;
+        ListenerChanges changes;
         try {
-            auto rt = upstream::build_runtime(next, runtime_.get(), runtime_->generation + 1);
-            std::lock_guard lock(runtime_mutex_);
-            runtime_ = std::move(rt);
+            rt = upstream::build_runtime(next, runtime_.get(), runtime_->generation + 1);
+            changes = bind_new_listeners(*runtime_, *rt);
         } catch (const std::exception& e) {
             log::error(std::string("reload refused: ") + e.what());
             return;
         }
+        {
+            std::lock_guard lock(runtime_mutex_);
+            runtime_ = std::move(rt);
+        }
+        if (worker_count(*next) != static_cast<int>(workers_.size()))
+            log::warn("reload: changing 'workers' needs a restart; " +
+                      std::to_string(workers_.size()) + " worker(s) stay");
         if (redis_changed(config_->redis, next->redis))
             log::warn("reload: changing 'redis' needs a restart; the running Redis settings stay");
         config_ = next;
         routing_ = affinity::build_routing(*runtime_, process_secret_);
-        for (auto& w : workers_) w->install(runtime_, routing_);
+        for (std::size_t slot : changes.removed)
+            log::info("reload: stopped listening on " + runtime_->listener_address[slot]);
+        for (const auto& [slot, l] : changes.added.front())
+            log::info("reload: listening on " + runtime_->listener_address[slot]);
+        for (std::size_t i = 0; i < workers_.size(); ++i)
+            workers_[i]->install(runtime_, routing_, std::move(changes.added[i]), changes.removed);
         health_->update(runtime_);
         log::info("reloaded " + path_ + " (generation " + std::to_string(runtime_->generation) +
                   ")");
+    }
+
+    struct ListenerChanges {
+        std::vector<net::Worker::NewListeners> added;  // by worker
+        std::vector<std::size_t> removed;              // slots
+    };
+
+    // Listeners a reload adds are bound here, on every worker, before anything
+    // changes: a bind that fails (address in use...) refuses the whole reload.
+    ListenerChanges bind_new_listeners(const upstream::Runtime& old, const upstream::Runtime& rt) {
+        ListenerChanges c;
+        c.added.resize(workers_.size());
+        for (std::size_t slot = 0; slot < rt.listener_upstream.size(); ++slot) {
+            const bool was_open =
+                slot < old.listener_upstream.size() && old.listener_upstream[slot] != upstream::kNoUpstream;
+            const bool is_open = rt.listener_upstream[slot] != upstream::kNoUpstream;
+            if (was_open && !is_open) c.removed.push_back(slot);
+            if (was_open || !is_open) continue;
+            const auto& l = rt.config->listen[rt.listener_config[slot]];
+            try {
+                const auto ep = listen_endpoint(l);
+                for (std::size_t w = 0; w < workers_.size(); ++w)
+                    c.added[w].emplace_back(slot, workers_[w]->bind_listener(ep, slot));
+            } catch (const std::exception& e) {
+                throw std::runtime_error("cannot listen on " + l.address.text() + ": " + e.what());
+            }
+        }
+        return c;
     }
 
     void graceful_stop() {

@@ -143,7 +143,10 @@ public:
     awaitable<void> run() {
         for (;;) {
             const Outcome out = co_await serve_request();
-            if (out == Outcome::keep_alive && !stopping_ && !ctx_.stopping) continue;
+            const bool listener_kept =  // a reload may have removed the listener
+                ctx_.runtime->listener_upstream[listener_] != upstream::kNoUpstream;
+            if (out == Outcome::keep_alive && !stopping_ && !ctx_.stopping && listener_kept)
+                continue;
             if (out == Outcome::tunnel) co_await run_tunnel();
             break;
         }
@@ -157,6 +160,9 @@ public:
         if (idle_) stream_.cancel();
     }
     void tick(Clock::time_point) override {}
+    void listener_closed(std::size_t slot) override {
+        if (slot == listener_) begin_stop(Clock::now());
+    }
 
 private:
     awaitable<Outcome> serve_request();
@@ -374,6 +380,10 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
         ex.pickers = ctx_.pickers;
     }
     ex.upstream_index = ex.runtime->listener_upstream[listener_];
+    if (ex.upstream_index == upstream::kNoUpstream) {  // its listener was removed by a reload
+        ex.upstream = nullptr;
+        co_return errc::no_server;
+    }
     ex.upstream = &ex.runtime->upstreams[ex.upstream_index];
     const RequestHead& req = ex.request.get();
     affinity::RouteInput in{req.target(), {}, client_ip_};

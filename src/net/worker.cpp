@@ -30,18 +30,25 @@ Worker::Worker(std::size_t index, std::shared_ptr<const upstream::Runtime> runti
            0x7e7e7e7e ^ (index * 0x9e3779b97f4a7c15ull) ^
                static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()),
            store),
+      counters_(counters),
       tick_(std::in_place, *io_) {
     ctx_.install(std::move(runtime), std::move(routing));
     ctx_.rate_limiter = counters.rate;
     ctx_.stats.connections_total.assign(endpoints.size(), 0);
     ctx_.stats.connections_active.assign(endpoints.size(), 0);
     for (std::size_t i = 0; i < endpoints.size(); ++i)
-        listeners_.push_back(std::make_unique<Listener>(*io_, endpoints[i], i, ctx_, counters));
+        listeners_.push_back(bind_listener(endpoints[i], i));
+}
+
+std::unique_ptr<Listener> Worker::bind_listener(const asio::ip::tcp::endpoint& ep,
+                                                std::size_t slot) {
+    return std::make_unique<Listener>(*io_, ep, slot, ctx_, counters_);
 }
 
 Worker::~Worker() {
     halt();
     listeners_.clear();
+    retired_.clear();
     ctx_.pool.clear();
     tick_.reset();
     io_.reset();  // destroys suspended sessions while ctx_ (their registry) still lives
@@ -95,7 +102,8 @@ void Worker::begin_stop(Clock::time_point spread_end, Clock::time_point deadline
     asio::post(*io_, [this, spread_end, deadline] {
         ctx_.stopping = true;
         ctx_.stop_deadline = deadline;
-        for (auto& l : listeners_) l->close();
+        for (auto& l : listeners_)
+            if (l) l->close();
         ctx_.pool.clear();
         const auto now = Clock::now();
         const auto spread = std::max<Clock::duration>(spread_end - now, Clock::duration::zero());
@@ -111,9 +119,29 @@ void Worker::begin_stop(Clock::time_point spread_end, Clock::time_point deadline
 }
 
 void Worker::install(std::shared_ptr<const upstream::Runtime> runtime,
-                     std::shared_ptr<const affinity::RoutingTables> routing) {
-    asio::post(*io_, [this, rt = std::move(runtime), r = std::move(routing)]() mutable {
+                     std::shared_ptr<const affinity::RoutingTables> routing, NewListeners added,
+                     std::vector<std::size_t> removed) {
+    asio::post(*io_, [this, rt = std::move(runtime), r = std::move(routing),
+                      added = std::move(added), removed = std::move(removed)]() mutable {
+        const std::size_t slots = rt->listener_upstream.size();
         ctx_.install(std::move(rt), std::move(r));
+        if (ctx_.stats.connections_total.size() < slots) {
+            ctx_.stats.connections_total.resize(slots, 0);
+            ctx_.stats.connections_active.resize(slots, 0);
+        }
+        if (listeners_.size() < slots) listeners_.resize(slots);
+        for (std::size_t slot : removed) {
+            if (slot >= listeners_.size() || !listeners_[slot]) continue;
+            listeners_[slot]->close();  // its accept loop ends; the object outlives it
+            retired_.push_back(std::move(listeners_[slot]));
+            ctx_.registry.for_each([slot](TrackedConnection& c) { c.listener_closed(slot); });
+        }
+        for (auto& [slot, l] : added) {
+            if (ctx_.stopping) break;  // a stop began meanwhile: close, do not start
+            if (listeners_[slot]) retired_.push_back(std::move(listeners_[slot]));
+            listeners_[slot] = std::move(l);
+            listeners_[slot]->start();
+        }
     });
 }
 
@@ -150,7 +178,8 @@ std::optional<Worker::Snapshot> Worker::snapshot(std::chrono::milliseconds timeo
 
 std::vector<std::uint16_t> Worker::ports() const {
     std::vector<std::uint16_t> out;
-    for (const auto& l : listeners_) out.push_back(l->port());
+    for (const auto& l : listeners_)
+        if (l) out.push_back(l->port());
     return out;
 }
 

@@ -101,12 +101,25 @@ std::shared_ptr<const Runtime> build_runtime(std::shared_ptr<const config::Confi
         }
         rt->upstreams.push_back(std::move(u));
     }
-    for (const auto& l : config->listen) {
+    if (previous) rt->listener_address = previous->listener_address;
+    rt->listener_upstream.assign(rt->listener_address.size(), kNoUpstream);
+    rt->listener_config.assign(rt->listener_address.size(), kNoUpstream);
+    for (std::size_t li = 0; li < config->listen.size(); ++li) {
+        const auto& l = config->listen[li];
         std::size_t idx = 0;
         while (idx < rt->upstreams.size() && rt->upstreams[idx].config->name != l.upstream) ++idx;
         if (idx == rt->upstreams.size())
             throw std::runtime_error("listener " + l.address.text() + ": unknown upstream");
-        rt->listener_upstream.push_back(idx);
+        const std::string address = l.address.text();
+        std::size_t slot = 0;
+        while (slot < rt->listener_address.size() && rt->listener_address[slot] != address) ++slot;
+        if (slot == rt->listener_address.size()) {
+            rt->listener_address.push_back(address);
+            rt->listener_upstream.push_back(kNoUpstream);
+            rt->listener_config.push_back(kNoUpstream);
+        }
+        rt->listener_upstream[slot] = idx;
+        rt->listener_config[slot] = li;
     }
     return rt;
 }

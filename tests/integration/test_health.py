@@ -15,11 +15,12 @@ bound; check intervals are short (100-200 ms) so each test takes a few seconds.
 import json
 import re
 import signal
+import socket
 import time
 import unittest
 
 from harness import (HOST, Backend, HttpConnection, Tether, WebSocket, free_port, http_request,
-                     tether_check, tether_config)
+                     tether_check, tether_config, wait_port)
 
 
 def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
@@ -359,6 +360,66 @@ class Reload(HealthTestCase):
         self.assertIn(message, self.t.logs())  # same FILE:LINE:COL: message as -t
         self.assertEqual(self.status()["config_generation"], 1)
         self.assertEqual(self.who(4), {"s1": 4})  # the old config stays
+
+    @staticmethod
+    def two_upstreams(listen: list, admin_port: int, s1: Backend, s2: Backend) -> str:
+        """Listeners [(port, upstream)] before upstreams u (s1) and v (s2)."""
+        lines = ["workers: 2", f"admin:\n  address: {HOST}:{admin_port}", "listen:"]
+        lines += [f"  - address: {HOST}:{port}\n    upstream: {u}" for port, u in listen]
+        lines += ["upstreams:", "  u:", "    servers:", f"      - name: s1\n        address: "
+                  f"{s1.address}", "  v:", "    servers:",
+                  f"      - name: s2\n        address: {s2.address}",
+                  "access_log:\n  path: off"]
+        return "\n".join(lines) + "\n"
+
+    def test_reload_adds_and_removes_listeners(self):
+        s1, s2 = self.backends("s1", "s2")
+        a, b, self.admin_port = free_port(), free_port(), free_port()
+        t = Tether(self.two_upstreams([(a, "u")], self.admin_port, s1, s2),
+                   ports=[a, self.admin_port])
+        self.addCleanup(t.close)
+        ws = WebSocket.connect(HOST, a, "/chat")
+        self.addCleanup(ws.abort)
+        idle = HttpConnection(HOST, a)
+        self.addCleanup(idle.close)
+        self.assertEqual(idle.request("GET", "/").header("X-Backend"), "s1")
+        t.reload(self.two_upstreams([(b, "v")], self.admin_port, s1, s2))
+        wait_until(lambda: self.status()["config_generation"] == 2, 5, what="reload")
+        wait_port(b, 5)
+        self.assertEqual(http_request(HOST, b, "GET", "/").header("X-Backend"), "s2")
+        with self.assertRaises(ConnectionRefusedError):
+            http_request(HOST, a, "GET", "/", timeout=2)
+        self.assertTrue(idle.peer_closed(2), "idle keep-alive connection on a removed listener")
+        ws.send_text("whoami")  # a tunnel accepted on the removed listener goes on
+        self.assertEqual(ws.recv_text(), "s1")
+        metrics = self.admin("GET", "/metrics").text
+        self.assertIn(f'listener="{HOST}:{b}"', metrics)
+        self.assertNotIn(f'listener="{HOST}:{a}"', metrics)
+        # Back to both: the first address is listened on again.
+        t.reload(self.two_upstreams([(a, "u"), (b, "v")], self.admin_port, s1, s2))
+        wait_until(lambda: self.status()["config_generation"] == 3, 5, what="reload")
+        wait_port(a, 5)
+        self.assertEqual(http_request(HOST, a, "GET", "/").header("X-Backend"), "s1")
+        self.assertEqual(http_request(HOST, b, "GET", "/").header("X-Backend"), "s2")
+        self.assertIn("reload: listening on", t.logs())
+        self.assertIn("reload: stopped listening on", t.logs())
+
+    def test_reload_with_a_listener_that_cannot_bind_is_refused(self):
+        s1, s2 = self.backends("s1", "s2")
+        a, self.admin_port = free_port(), free_port()
+        t = Tether(self.two_upstreams([(a, "u")], self.admin_port, s1, s2),
+                   ports=[a, self.admin_port])
+        self.addCleanup(t.close)
+        taken = socket.socket()  # another process's port (no SO_REUSEPORT)
+        self.addCleanup(taken.close)
+        taken.bind((HOST, 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        t.reload(self.two_upstreams([(a, "u"), (busy, "v")], self.admin_port, s1, s2))
+        wait_until(lambda: "reload refused" in t.logs(), 5, what="refusal")
+        self.assertIn(f"cannot listen on {HOST}:{busy}", t.logs())
+        self.assertEqual(self.status()["config_generation"], 1)
+        self.assertEqual(http_request(HOST, a, "GET", "/").header("X-Backend"), "s1")
 
     def test_reload_applies_health_settings(self):
         s1, = self.backends("s1")

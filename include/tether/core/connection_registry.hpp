@@ -22,6 +22,9 @@ public:
     virtual void begin_stop(Clock::time_point close_at) = 0;
     /// Periodic tick from the worker (about every 100 ms): coarse idle limits.
     virtual void tick(Clock::time_point now) = 0;
+    /// A reload closed listener slot `slot`: a client connection accepted on
+    /// it finishes its request in flight, then closes (an idle one at once).
+    virtual void listener_closed(std::size_t /*slot*/) {}
     /// The server this connection is tunnelled to (an opaque key: the
     /// upstream state of that server), or nullptr.
     virtual const void* server_key() const { return nullptr; }

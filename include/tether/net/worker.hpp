@@ -37,9 +37,18 @@ public:
     /// Graceful stop: close acceptors, let in-flight requests finish, close
     /// tunnels spread until `spread_end`, everything by `deadline`.
     void begin_stop(Clock::time_point spread_end, Clock::time_point deadline);
-    /// Installs a new routing snapshot for new requests.
+    /// Listeners a reload opens, by slot (see upstream::Runtime).
+    using NewListeners = std::vector<std::pair<std::size_t, std::unique_ptr<Listener>>>;
+    /// Binds an acceptor of this worker for listener slot `slot` (main thread,
+    /// before install() hands it over); throws boost::system::system_error.
+    std::unique_ptr<Listener> bind_listener(const boost::asio::ip::tcp::endpoint& ep,
+                                            std::size_t slot);
+    /// Installs a new routing snapshot for new requests, then starts `added`
+    /// listeners and closes those of `removed` slots (connections they
+    /// accepted go on: each finishes its request in flight, then closes).
     void install(std::shared_ptr<const upstream::Runtime> runtime,
-                 std::shared_ptr<const affinity::RoutingTables> routing);
+                 std::shared_ptr<const affinity::RoutingTables> routing, NewListeners added = {},
+                 std::vector<std::size_t> removed = {});
     /// The server whose state is `key` was drained: its tunnels on this worker
     /// close at random times within `spread` (nullopt: re-enabled, closes not
     /// begun are called off).
@@ -48,6 +57,7 @@ public:
     bool drained() const { return drained_.load(std::memory_order_acquire); }
     /// Stops the event loop at once and joins the thread.
     void halt();
+    /// Ports of the listeners it started with (main thread, before start()).
     std::vector<std::uint16_t> ports() const;
 
     /// What the admin thread reads: a copy made on the worker's thread.
@@ -67,7 +77,9 @@ private:
     std::size_t index_;
     std::unique_ptr<boost::asio::io_context> io_;
     http::ProxyContext ctx_;
-    std::vector<std::unique_ptr<Listener>> listeners_;
+    ProcessCounters& counters_;
+    std::vector<std::unique_ptr<Listener>> listeners_;  // by slot; nullptr once closed
+    std::vector<std::unique_ptr<Listener>> retired_;    // closed by reloads, kept until exit
     std::optional<boost::asio::steady_timer> tick_;  // reset before io_ dies
     std::thread thread_;
     std::atomic<bool> drained_{false};

@@ -113,10 +113,18 @@ struct Upstream {
     std::vector<std::shared_ptr<Backend>> backends;  ///< in configured order
 };
 
+/// Listener slots: a listen address keeps its slot for the life of the
+/// process (slot i = listen[i] at start; addresses added by reloads get new
+/// slots), so a connection accepted on a slot finds its upstream in any later
+/// snapshot, and a listener a reload removed maps to kNoUpstream.
+inline constexpr std::size_t kNoUpstream = static_cast<std::size_t>(-1);
+
 struct Runtime {
     std::shared_ptr<const config::Config> config;
     std::vector<Upstream> upstreams;
-    std::vector<std::size_t> listener_upstream;  ///< listen[i] -> index in upstreams
+    std::vector<std::size_t> listener_upstream;  ///< slot -> index in upstreams, or kNoUpstream
+    std::vector<std::string> listener_address;   ///< slot -> listen address text
+    std::vector<std::size_t> listener_config;    ///< slot -> index in config->listen, or kNoUpstream
     std::uint64_t generation = 0;
 
     const Upstream* find(const std::string& name) const;
