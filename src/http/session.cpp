@@ -21,6 +21,7 @@
 #include "tether/http/error_response.hpp"
 #include "tether/http/headers.hpp"
 #include "tether/http/request_check.hpp"
+#include "tether/http/strict_parser.hpp"
 #include "tether/balance/engineio.hpp"
 #include "tether/http/engineio_gauge.hpp"
 #include "tether/ws/tunnel.hpp"
@@ -88,7 +89,7 @@ struct Exchange {
     const config::Config& cfg() const { return *runtime->config; }
     const upstream::Upstream* upstream = nullptr;
     std::size_t upstream_index = 0;
-    bhttp::request_parser<bhttp::buffer_body> request;
+    StrictRequestParser<bhttp::buffer_body> request;
     std::optional<bhttp::response_parser<bhttp::buffer_body>> response;
     std::unique_ptr<UpstreamConnection> conn;
     upstream::ActiveGuard active;
@@ -242,6 +243,11 @@ awaitable<Outcome> ClientSession::serve_request() {
     }
     ++ctx_.stats.requests;
     ex.verdict = check_request(req, cfg.limits.max_body_size);
+    if (ex.verdict.error == errc::ok && ex.request.chunked() && buffer_.size() > 0) {
+        const std::string_view here(static_cast<const char*>(buffer_.data().data()),
+                                    buffer_.size());  // refused before anything goes upstream
+        ex.verdict.error = check_chunked_prefix(here, cfg.limits.max_body_size);
+    }
     if (ex.verdict.error != errc::ok) {
         co_await send_error(&ex, ex.verdict.error);
         co_return Outcome::close;

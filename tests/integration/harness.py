@@ -234,12 +234,13 @@ class Tether:
     stdout (the access log with `path: stdout`) and stderr (logs) go to files in that dir.
     The constructor returns once every port of `ports` (default: the `listen:` addresses of
     the config) is listened on by this process; a process that exits first raises with its
-    logs. close() (or leaving the `with` block) stops it and removes the dir.
+    logs. close() (or leaving the `with` block) stops it and removes the dir. preexec_fn runs
+    in the child before exec (e.g. a low RLIMIT_NOFILE).
     """
 
     def __init__(self, config_text: str, ports: Iterable[int] | None = None,
                  timeout: float = DEFAULT_TIMEOUT, args: Iterable[str] = (),
-                 env: dict | None = None):
+                 env: dict | None = None, preexec_fn=None):
         self.dir = tempfile.mkdtemp(prefix="tether-it-")
         self.config_path = os.path.join(self.dir, "tether.yaml")
         self.write_config(config_text)
@@ -249,7 +250,7 @@ class Tether:
         self._err = open(os.path.join(self.dir, "stderr.log"), "wb")
         cmd = [_binary("TETHER_BIN"), *args, "-c", self.config_path]
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err,
-                                     stdin=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL, preexec_fn=preexec_fn,
                                      env={**os.environ, **(env or {})})
         _live.add(self.proc)
         try:

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 #include "tether/core/errors.hpp"
 #include "tether/http/headers.hpp"
@@ -21,5 +22,12 @@ struct RequestVerdict {
 /// Checks a parsed request head. `content_length` is the parser's value
 /// (nullopt when absent or chunked).
 RequestVerdict check_request(const RequestHead& req, std::uint64_t max_body_size);
+
+/// Checks the chunked body bytes that came with the head, before anything goes
+/// upstream: `bytes` is what the client buffer holds after the head (a prefix
+/// of the body, the whole body, maybe followed by a pipelined request). ok when
+/// they are a valid prefix or a whole valid body; bad_request for bad framing
+/// (chunk size, extension, CRLF, trailer), body_too_large past `max_body_size`.
+errc check_chunked_prefix(std::string_view bytes, std::uint64_t max_body_size);
 
 }  // namespace tether::http

@@ -4,8 +4,10 @@
 
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
 
 #include "tether/http/request_check.hpp"
+#include "tether/http/strict_parser.hpp"
 
 namespace {
 
@@ -14,7 +16,7 @@ namespace bhttp = boost::beast::http;
 
 // What tether decides for raw request bytes: a parse failure is a 400 too.
 http::RequestVerdict verdict(std::string_view raw, std::uint64_t max_body = 1 << 20) {
-    bhttp::request_parser<bhttp::empty_body> p;
+    http::StrictRequestParser<bhttp::empty_body> p;
     p.eager(false);
     boost::beast::error_code ec;
     p.put(boost::asio::buffer(raw.data(), raw.size()), ec);
@@ -112,15 +114,136 @@ TEST(RequestCheck, WebSocketBadKeyOrMethodIs400) {
               errc::bad_request);
 }
 
-TEST(RequestCheck, UpgradeWithoutConnectionIsPlainRequest) {
-    auto v = verdict("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n");
+TEST(RequestCheck, WebSocketUpgradeWithoutConnectionUpgradeRefused) {
+    EXPECT_EQ(verdict("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n")
+                  .error,
+              errc::bad_request);
+    EXPECT_EQ(verdict("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                      "Connection: keep-alive\r\n\r\n")
+                  .error,
+              errc::bad_request);
+}
+
+TEST(RequestCheck, OtherUpgradeIsPlainRequest) {
+    auto v = verdict("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n");
     EXPECT_EQ(v.error, errc::ok);
     EXPECT_FALSE(v.websocket_upgrade);
+}
+
+TEST(RequestCheck, WebSocketKeyMustBeBase64Of16Bytes) {
+    auto with_key = [](std::string key) {
+        return verdict("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Key: " + key +
+                       "\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            .error;
+    };
+    EXPECT_EQ(with_key("dGhlIHNhbXBsZSBub25jZQ=="), errc::ok);
+    EXPECT_EQ(with_key("!!!!!!!!!!!!!!!!!!!!!!=="), errc::bad_request);
+    EXPECT_EQ(with_key("dGhlIHNhbXBsZSBub25jZQAA"), errc::bad_request);  // 18 bytes
+    EXPECT_EQ(with_key("dGhlIHNhbXBsZSBub25jZR=="), errc::bad_request);  // stray bits
+}
+
+TEST(RequestCheck, WebSocketRepeatedFieldsRefused) {
+    const std::string key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    const std::string base = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n";
+    EXPECT_EQ(verdict(base + "Upgrade: websocket\r\nUpgrade: websocket\r\n" + key +
+                      "Sec-WebSocket-Version: 13\r\n\r\n")
+                  .error,
+              errc::bad_request);
+    EXPECT_EQ(verdict(base + "Upgrade: websocket\r\n" + key + key +
+                      "Sec-WebSocket-Version: 13\r\n\r\n")
+                  .error,
+              errc::bad_request);
+}
+
+TEST(RequestCheck, ObsFoldRefused) {
+    EXPECT_EQ(verdict("GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n\r\n").error,
+              errc::bad_request);
+    EXPECT_EQ(verdict("GET / HTTP/1.1\r\nHost: a\r\nX-A: a\r\n\tb\r\n\r\n").error,
+              errc::bad_request);
+    // An empty first line folded: Beast would read "chunked" as the value.
+    EXPECT_EQ(verdict("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n chunked\r\n\r\n"
+                      "0\r\n\r\n")
+                  .error,
+              errc::bad_request);
+    EXPECT_EQ(verdict("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n Transfer-Encoding: chunked\r\n\r\n")
+                  .error,
+              errc::bad_request);
+    // Whitespace around a value on one line is not a fold.
+    EXPECT_EQ(verdict("GET / HTTP/1.1\r\nHost: a\r\nX-A: \t a b \t\r\nX-B:\r\n\r\n").error,
+              errc::ok);
+}
+
+TEST(RequestCheck, FramingLookalikeNamesRefused) {
+    EXPECT_EQ(verdict("POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\nhello").error,
+              errc::bad_request);
+    EXPECT_EQ(verdict("POST / HTTP/1.1\r\nHost: a\r\ntransfer_encoding: chunked\r\n\r\n").error,
+              errc::bad_request);
+    EXPECT_EQ(verdict("GET / HTTP/1.1\r\nHost: a\r\nX_Custom: 1\r\n\r\n").error, errc::ok);
+}
+
+TEST(RequestCheck, ChunkedInHttp10Refused) {
+    EXPECT_EQ(verdict("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n").error,
+              errc::bad_request);
+}
+
+TEST(RequestCheck, HostMustBeAHost) {
+    for (const char* host : {"a b", "x/r", "u@x", "x?y", "x#y", "x\\y"})
+        EXPECT_EQ(verdict(std::string("GET / HTTP/1.1\r\nHost: ") + host + "\r\n\r\n").error,
+                  errc::bad_request)
+            << host;
+    for (const char* host : {"", "x", "x:8080", "[::1]:80", "10.0.0.1", "a-b.example_c"})
+        EXPECT_EQ(verdict(std::string("GET / HTTP/1.1\r\nHost: ") + host + "\r\n\r\n").error,
+                  errc::ok)
+            << host;
+}
+
+// Chunk extensions are checked while the body is parsed.
+TEST(StrictParser, OverlongChunkExtensionRefused) {
+    auto parse = [](std::string ext) {
+        http::StrictRequestParser<bhttp::string_body> p;
+        std::string raw = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;" +
+                          ext + "\r\nhello\r\n0\r\n\r\n";
+        boost::beast::error_code ec;
+        std::size_t used = 0;
+        while (!ec && !p.is_done() && used < raw.size())
+            used += p.put(boost::asio::buffer(raw.data() + used, raw.size() - used), ec);
+        return ec;
+    };
+    EXPECT_FALSE(parse("name=value"));
+    EXPECT_EQ(parse(std::string(http::kMaxChunkExtension + 1, 'a')),
+              bhttp::error::bad_chunk_extension);
 }
 
 TEST(RequestCheck, Http2PrefaceAndHttp09Refused) {
     EXPECT_EQ(verdict("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").error, errc::bad_request);
     EXPECT_EQ(verdict("GET /\r\n\r\n").error, errc::bad_request);
+}
+
+// The chunked bytes that came with the head are checked before anything goes
+// upstream: a valid prefix or whole body passes, bad framing is refused.
+TEST(ChunkedPrefix, ValidPrefixesAndBodiesPass) {
+    using http::check_chunked_prefix;
+    EXPECT_EQ(check_chunked_prefix("", 100), errc::ok);
+    EXPECT_EQ(check_chunked_prefix("5\r\nhel", 100), errc::ok);
+    EXPECT_EQ(check_chunked_prefix("5;a=b\r\nhello\r\n0\r\n\r\n", 100), errc::ok);
+    EXPECT_EQ(check_chunked_prefix("0\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n", 100), errc::ok);
+    EXPECT_EQ(check_chunked_prefix("3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n", 100), errc::ok);
+    const std::string big = "2000\r\n" + std::string(0x2000, 'x') + "\r\n0\r\n\r\n";
+    EXPECT_EQ(check_chunked_prefix(big, 1 << 20), errc::ok);  // larger than the scratch
+}
+
+TEST(ChunkedPrefix, BadFramingRefused) {
+    using http::check_chunked_prefix;
+    for (const char* bad : {"zz\r\nhello\r\n", " 5\r\nhello\r\n", "\r\nhello\r\n",
+                            "3\r\nhello\r\n0\r\n\r\n", "5\r\nhelloX0\r\n\r\n",
+                            "5\r\nhello\r\n0\r\nX-T: a\x01\r\n\r\n", "-5\r\nhello\r\n"})
+        EXPECT_EQ(check_chunked_prefix(bad, 100), errc::bad_request) << bad;
+    EXPECT_EQ(check_chunked_prefix("5;" + std::string(2000, 'a') + "\r\nhello\r\n", 100),
+              errc::bad_request);
+    EXPECT_EQ(check_chunked_prefix("1000\r\n", 100), errc::body_too_large);
 }
 
 }  // namespace
