@@ -164,12 +164,13 @@ void RedisStore::on_ready(bool) {
                           std::string_view(field).substr(nl + 1), true);
             }
         }));
-    write_back(0);
+    write_back(0, ++write_back_gen_);
 }
 
 // Writes the live local bindings of one shard with SET NX, then (after a
 // PING that says they were all taken) the next shard: a paced pipeline.
-void RedisStore::write_back(std::size_t shard) {
+void RedisStore::write_back(std::size_t shard, std::uint64_t generation) {
+    if (generation != write_back_gen_) return;  // a newer one (re)started
     if (shard == 0) written_back_ = 0;
     if (shard >= LocalTable::kShards) {
         if (written_back_ > 0)
@@ -182,8 +183,8 @@ void RedisStore::write_back(std::size_t shard) {
         client_->send({"SET", prefix_ + b.key, b.server, "PX", ms(b.left), "NX"});
     written_back_ += batch.size();
     client_->async_command({"PING"}, asio::bind_executor(client_->executor(),
-                                                         [this, shard](redis::Result) {
-                                                             write_back(shard + 1);
+                                                         [this, shard, generation](redis::Result) {
+                                                             write_back(shard + 1, generation);
                                                          }));
 }
 

@@ -427,7 +427,13 @@ struct Client::State {
             auto done = [this, info](Result r) {
                 // A PING past the deadline means Redis is too slow to help
                 // routing: report it down until it answers in time again.
-                if (cmd_ready) owner.up_ = r.ok();
+                // Back in time on the same connection: nothing that was
+                // bound meanwhile reached Redis, so it is "ready" again.
+                if (cmd_ready) {
+                    const bool was_up = owner.up_.load(std::memory_order_relaxed);
+                    owner.up_ = r.ok();
+                    if (!was_up && r.ok() && on_ready) on_ready(false);
+                }
                 if (info && r.ok()) parse_info(r.reply.str);
                 arm_ping(kPingEvery);
             };

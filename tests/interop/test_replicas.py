@@ -39,7 +39,7 @@ import unittest
 import urllib.request
 
 import test_interop as base
-from eio_client import Collector, Load
+from eio_client import Browser, Collector, Load, decode_payload
 from l4_proxy import RoundRobinProxy
 
 HERE = base.HERE
@@ -554,12 +554,7 @@ class ReplicasTest(unittest.TestCase):
         })
         # The replicas write back what they know: every session's binding is in the new Redis,
         # also those that ended before the restart (no request re-created them).
-        deadline = time.monotonic() + 10
-        while True:
-            missing = self.keys_missing([s for s in sessions if s.sid and s.hello])
-            if not missing or time.monotonic() > deadline:
-                break
-            time.sleep(0.25)
+        missing = self.wait_keys([s for s in sessions if s.sid and s.hello], within=10)
         deadline = time.monotonic() + 10
         while self.events_subscribers() != 3 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -639,8 +634,76 @@ class ReplicasTest(unittest.TestCase):
         self.assertLess(summary["request_ms_max"], 1500, msg)
         self.assertGreater(sum(summary["redis_timeouts"]), 0, msg)
         self.assertGreater(sum(summary["redis_fallbacks"]), 0, msg)
-        # Redis answers in time again, and the replicas say so.
+        # Redis answers in time again, and the replicas say so; what they bound while it was
+        # slow (their writes were skipped) is written back, as after a reconnect.
         self.wait_redis_up(1, within=10)
+        missing = self.wait_keys(made_in_sleep, within=10)
+        self.assertEqual([f"{sid_key(s.upstream, s.sid)}: {got!r}" for s, got in missing], [], msg)
+
+    def test_sessions_made_while_redis_slow_continue_on_other_replicas(self):
+        """Without cookies (fallback_cookie off: a Node client has none), a session whose
+        handshake a replica answered while Redis was too slow continues through the other
+        replicas once Redis is back: the binding reached Redis when it answered in time again."""
+        if not self.redis_cli:
+            self.skipTest("redis-cli not installed")
+        self.start_table_redis()
+        self.start_replicas(shared=True, fallback_cookie=False)
+        sleeper = threading.Thread(target=subprocess.run, daemon=True, kwargs={
+            "args": [self.redis_cli, "-p", str(self.table_port), "DEBUG", "SLEEP", "3"],
+            "stdout": subprocess.DEVNULL, "timeout": 20})
+        sleeper.start()
+        t_sleep = time.monotonic()
+        while self.redis_up()[0] != 0 and time.monotonic() < t_sleep + 2:
+            time.sleep(0.05)  # replica A misses its health PING within ~1.1 s
+        ups_during = self.redis_up()
+        browser = Browser(5.0)
+        self.addCleanup(browser.close)
+        made = []  # (version, sid, server that answered the handshake)
+        for i in range(15):
+            for v in VERSIONS:
+                status, body = browser.request(self.ports(v)[0], "GET",
+                                               f"/socket.io/?EIO={EIO[v]}&transport=polling", None, {})
+                self.assertEqual(status, 200, body)
+                made.append((v, json.loads(decode_payload(EIO[v], body)[0][1:])["sid"]))
+        t_made = time.monotonic()
+        sleeper.join(25)
+        self.wait_redis_up(1, within=10)
+        keys = [sid_key(f"v{v}", sid) for v, sid in made]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if all(redis_commands(self.table_port, [["EXISTS", k] for k in keys])):
+                break
+            time.sleep(0.1)
+        # Continue every session through replicas B and C, in another order than they were
+        # made (round robin would otherwise re-place them in step with replica A).
+        results = {}
+        for k, (v, sid) in enumerate(reversed(made)):
+            q = f"/socket.io/?EIO={EIO[v]}&transport=polling&sid={sid}"
+            port = self.ports(v)[1 + k % 2]
+            if v == 4:
+                status, body = browser.request(port, "POST", q, "40", {})
+            else:
+                status, body = browser.request(port, "GET", q, None, {})
+            results[sid] = (status, body[:60])
+        failed = {sid: r for sid, r in results.items() if r[0] != 200}
+        summary = {"made_while_slow": len(made), "made_within_s": round(t_made - t_sleep, 2),
+                   "redis_up_while_made": ups_during, "failed_after_recovery": len(failed),
+                   "failed_sample": list(failed.items())[:4]}
+        self.report("sessions made while Redis slept, continued after", summary)
+        msg = f"{json.dumps(summary)}\n{self._logs()}"
+        self.assertEqual(ups_during[0], 0, "replica A did not mark Redis slow\n" + msg)
+        self.assertLess(t_made - t_sleep, 2.9, "handshakes not made during the sleep\n" + msg)
+        self.assertEqual(failed, {}, msg)
+        self.assert_replicas_alive()
+
+    def wait_keys(self, sessions, within):
+        """Polls until every session's binding is in tether's Redis; returns what is missing."""
+        deadline = time.monotonic() + within
+        while True:
+            missing = self.keys_missing(sessions) if sessions else []
+            if not missing or time.monotonic() > deadline:
+                return missing
+            time.sleep(0.25)
 
 
 if __name__ == "__main__":

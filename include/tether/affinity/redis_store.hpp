@@ -22,6 +22,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -75,13 +76,14 @@ public:
 
     /// Redis thread: a message of the events channel.
     void on_event(std::string_view payload);
-    /// Redis thread: the connection is (again) ready.
+    /// Redis thread: the connection is (again) ready, or Redis answers in
+    /// time again: writes back the local bindings (they may be missing).
     void on_ready(bool first);
 
     const std::string& replica_id() const { return replica_; }
 
 private:
-    void write_back(std::size_t shard);
+    void write_back(std::size_t shard, std::uint64_t generation);
     void publish(std::string message);
 
     LocalTable& local_;
@@ -89,7 +91,8 @@ private:
     std::string replica_;
     redis::Client* client_ = nullptr;
     DrainHandler on_drain_;
-    std::size_t written_back_ = 0;  // Redis thread only
+    std::size_t written_back_ = 0;        // Redis thread only
+    std::uint64_t write_back_gen_ = 0;    // Redis thread only: a newer write-back stops an older one
 };
 
 }  // namespace tether::affinity

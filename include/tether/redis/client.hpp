@@ -79,7 +79,8 @@ public:
     /// Runs on the Redis thread for each message of the subscribed channel.
     using MessageHandler = std::function<void(std::string_view payload)>;
     /// Runs on the Redis thread each time the command connection is ready
-    /// (after AUTH and SELECT); `first` is true on the very first time.
+    /// (after AUTH and SELECT), and when Redis answers the health PING in
+    /// time again after being too slow; `first` is true on the very first time.
     using ReadyHandler = std::function<void(bool first)>;
 
     Client(config::Redis cfg, std::string channel, MessageHandler on_message,
