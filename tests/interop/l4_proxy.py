@@ -44,6 +44,7 @@ class RoundRobinProxy:
         self.port = self.lsock.getsockname()[1]
         self.sel.register(self.lsock, selectors.EVENT_READ, None)
         self._next = 0
+        self._ends = set()  # every open socket end, also those not registered right now
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -54,11 +55,10 @@ class RoundRobinProxy:
     def stop(self, timeout=5.0):
         self._stopping.set()
         self._thread.join(timeout)
-        for key in list(self.sel.get_map().values()):
-            try:
-                key.fileobj.close()
-            except OSError:
-                pass
+        for end in list(self._ends):
+            end.sock.close()
+        self._ends.clear()
+        self.lsock.close()
         self.sel.close()
 
     def connections(self):
@@ -105,6 +105,7 @@ class RoundRobinProxy:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             a, b = _End(csock), _End(usock)
             a.peer, b.peer = b, a
+            self._ends.update((a, b))
             self._update(a)
             self._update(b)
 
@@ -163,3 +164,4 @@ class RoundRobinProxy:
             if e.sock in self.sel.get_map():
                 self.sel.unregister(e.sock)
             e.sock.close()
+            self._ends.discard(e)

@@ -27,6 +27,7 @@ redis-server (with redis-cli for the slow case). Python stdlib only.
 
 import json
 import os
+import random
 import select
 import shutil
 import signal
@@ -94,6 +95,26 @@ def redis_commands(port, commands, timeout=5.0):
         s.sendall(out)
         f = s.makefile("rb")
         return [_read_reply(f) for _ in commands]
+
+
+def listen_port():
+    """A free port below the ephemeral range, so that no outgoing connection takes it as its
+    source port between this check and the bind (or while a killed Redis is away)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    if low > 12000:
+        for _ in range(50):
+            port = random.randrange(10000, low)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                    return port
+                except OSError:
+                    continue
+    return base.free_port()
 
 
 def sid_key(upstream, sid):
@@ -187,6 +208,8 @@ class ReplicasTest(unittest.TestCase):
     def _stop_all(cls, procs):
         for _, p in reversed(procs):
             cls._stop(p)
+            if p.stdout:
+                p.stdout.close()
 
     @staticmethod
     def _spawn(tmp, procs, name, argv, stdout=None, cwd=None):
@@ -201,7 +224,7 @@ class ReplicasTest(unittest.TestCase):
 
     @classmethod
     def _start_redis(cls, tmp, procs, name, port=None):
-        port = port or base.free_port()
+        port = port or listen_port()
         p = cls._spawn(tmp, procs, name,
                        [cls.redis_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                         "--appendonly", "no", "--enable-debug-command", "local"])
@@ -259,46 +282,61 @@ class ReplicasTest(unittest.TestCase):
 
     def start_replicas(self, shared=True, fallback_cookie=False, timeout="100ms"):
         for r in "abc":
-            ports = {v: base.free_port() for v in VERSIONS}
-            admin = base.free_port()
-            lines = [
-                "workers: 1",
-                f"admin: {{address: 127.0.0.1:{admin}}}",
-                "access_log: {path: off}",
-            ]
-            if shared:
-                lines.append(f'redis: {{address: 127.0.0.1:{self.table_port}, timeout: {timeout}, '
-                             f'key_prefix: "{KEY_PREFIX}"}}')
-            lines.append("listen:")
-            for v in VERSIONS:
-                lines.append(f"  - {{address: 127.0.0.1:{ports[v]}, upstream: v{v}}}")
-            lines.append("upstreams:")
-            for v in VERSIONS:
-                lines += [
-                    f"  v{v}:",
-                    "    affinity: sid",
-                    "    balance: round_robin",
-                    '    cookie: {secret: "replicas-test-secret"}',
-                    f"    sid: {{fallback_cookie: {'true' if fallback_cookie else 'false'}}}",
-                    "    servers:",
-                ]
-                for name, port in sorted(self.servers[v].items()):
-                    lines.append(f"      - {{name: {name}, address: 127.0.0.1:{port}}}")
-            cfg = os.path.join(self.tmp, f"tether-{r}.yaml")
-            with open(cfg, "w") as f:
-                f.write("\n".join(lines) + "\n")
-            p = self._spawn(self.tmp, self.procs, f"tether-{r}", [self.tether_bin, "-c", cfg])
-            self.replicas.append({"name": r, "ports": ports, "admin": admin, "proc": p})
-        for rep in self.replicas:
-            self._wait_listening(rep)
+            # A free port can be taken (as a connection's source port) before tether binds it:
+            # then start this replica again on other ports.
+            for attempt in range(3):
+                rep = self._start_replica(r, shared, fallback_cookie, timeout)
+                if self._wait_listening(rep, retry_bind=attempt < 2):
+                    self.replicas.append(rep)
+                    break
         if shared:
             self.wait_redis_up(1, within=10)
 
-    def _wait_listening(self, rep):
+    def _start_replica(self, r, shared, fallback_cookie, timeout):
+        ports = {v: listen_port() for v in VERSIONS}
+        admin = listen_port()
+        lines = [
+            "workers: 1",
+            f"admin: {{address: 127.0.0.1:{admin}}}",
+            "access_log: {path: off}",
+        ]
+        if shared:
+            lines.append(f'redis: {{address: 127.0.0.1:{self.table_port}, timeout: {timeout}, '
+                         f'key_prefix: "{KEY_PREFIX}"}}')
+        lines.append("listen:")
+        for v in VERSIONS:
+            lines.append(f"  - {{address: 127.0.0.1:{ports[v]}, upstream: v{v}}}")
+        lines.append("upstreams:")
+        for v in VERSIONS:
+            lines += [
+                f"  v{v}:",
+                "    affinity: sid",
+                "    balance: round_robin",
+                '    cookie: {secret: "replicas-test-secret"}',
+                f"    sid: {{fallback_cookie: {'true' if fallback_cookie else 'false'}}}",
+                "    servers:",
+            ]
+            for name, port in sorted(self.servers[v].items()):
+                lines.append(f"      - {{name: {name}, address: 127.0.0.1:{port}}}")
+        cfg = os.path.join(self.tmp, f"tether-{r}.yaml")
+        with open(cfg, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        log = os.path.join(self.tmp, f"tether-{r}.stderr")
+        log_at = os.path.getsize(log) if os.path.exists(log) else 0  # an earlier attempt's lines
+        p = self._spawn(self.tmp, self.procs, f"tether-{r}", [self.tether_bin, "-c", cfg])
+        return {"name": r, "ports": ports, "admin": admin, "proc": p, "log": log, "log_at": log_at}
+
+    def _wait_listening(self, rep, retry_bind):
+        """True once the replica listens; False if it could not bind and may be retried."""
         deadline = time.monotonic() + 10
         for port in [*rep["ports"].values(), rep["admin"]]:
             while True:
                 if rep["proc"].poll() is not None:
+                    with open(rep["log"], "rb") as f:
+                        f.seek(rep["log_at"])
+                        text = f.read().decode(errors="replace")
+                    if retry_bind and "Address already in use" in text:
+                        return False
                     self.fail(f"tether-{rep['name']} exited with {rep['proc'].returncode}:\n{self._logs()}")
                 try:
                     with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -307,6 +345,7 @@ class ReplicasTest(unittest.TestCase):
                     if time.monotonic() > deadline:
                         self.fail(f"tether-{rep['name']} did not listen on {port} within 10 s")
                     time.sleep(0.05)
+        return True
 
     def ports(self, version):
         return [rep["ports"][version] for rep in self.replicas]
