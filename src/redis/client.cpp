@@ -29,6 +29,7 @@ namespace {
 constexpr std::chrono::milliseconds kBackoffMin{100};
 constexpr std::chrono::milliseconds kBackoffMax{5000};
 constexpr std::chrono::milliseconds kPingEvery{1000};
+constexpr std::chrono::milliseconds kPingWhileSlow{100};
 constexpr int kInfoEveryPings = 5;
 
 Reply convert(const redisReply* r) {
@@ -435,7 +436,9 @@ struct Client::State {
                     if (!was_up && r.ok() && on_ready) on_ready(false);
                 }
                 if (info && r.ok()) parse_info(r.reply.str);
-                arm_ping(kPingEvery);
+                // While marked slow, look again soon: routing skips Redis
+                // until a PING is answered in time.
+                arm_ping(r.ok() ? kPingEvery : kPingWhileSlow);
             };
             if (info)
                 enqueue({"INFO", "memory"}, io.get_executor(),
