@@ -1,10 +1,9 @@
 // The WebSocket tunnel after a 101: two pumps, client->server and
-// server->client, each waiting with a read into a small read-ahead array of
-// its own (512 bytes: one read, no epoll re-arm, for a typical message), and
-// borrowing a relay buffer from the worker's pool only for a read that
-// filled it, until the socket is drained (backpressure: nothing more is read
-// from a side until the other side took the last bytes). An idle tunnel
-// therefore holds two sockets and under 2 KiB of state, no relay buffer.
+// server->client, each waiting for readability WITHOUT a buffer, then
+// borrowing one relay buffer from the worker's pool for a single
+// read-write step (backpressure: nothing more is read from a side until the
+// other side took the last bytes). An idle tunnel therefore holds two sockets
+// and a few hundred bytes of state, no buffer.
 //
 // Frame boundaries are followed in both directions (FrameTracker) to count
 // frames and to close at a boundary on graceful stop or when its server is
