@@ -1,7 +1,6 @@
 // WebSocket tunnel pumps; see tunnel.hpp for the design.
 #include "tether/ws/tunnel.hpp"
 
-#include <array>
 #include <optional>
 
 #include <boost/asio/as_tuple.hpp>
@@ -22,11 +21,6 @@ using asio::awaitable;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
-
-// Bytes a waiting read may take at once without a relay buffer (a typical
-// Socket.IO message fits): two of them per tunnel are all an idle tunnel
-// holds besides its sockets.
-constexpr std::size_t kReadAhead = 512;
 
 class Tunnel final : public TrackedConnection {
 public:
@@ -73,8 +67,6 @@ public:
 
 private:
     struct Direction {
-        std::array<char, kReadAhead> ahead;  // the read waits in here: see pump_loop
-        std::pair<std::size_t, std::size_t> pending;  // [written, length) of a partial pass
         tcp::socket* src = nullptr;
         tcp::socket* dst = nullptr;
         FrameTracker tracker;
@@ -190,72 +182,37 @@ private:
         return std::string_view(held.data() + header, end - header);
     }
 
-    /// One step per readiness. The read waits in the direction's small
-    /// read-ahead array, not in a relay buffer: the reactor reads as soon as
-    /// the socket is readable, and a socket it found drained is waited on
-    /// again without re-arming epoll (each async_wait costs an epoll_ctl). A
-    /// read that fills the array goes on through a borrowed relay buffer until
-    /// the socket is drained. Returns when the source ended or the tunnel failed.
+    /// One step per readiness: read what is there into a borrowed buffer and
+    /// write it on. Returns when the source ended or the tunnel failed.
     awaitable<void> pump_loop(Direction& d) {
         for (;;) {
             if (closing_ && !d.close_sent && d.tracker.at_boundary()) {
                 if (!co_await send_close(d)) co_return abort();
             }
             d.waiting = true;
-            auto [rec, got] = co_await d.src->async_read_some(
-                asio::buffer(d.ahead),
+            auto [wec] = co_await d.src->async_wait(
+                tcp::socket::wait_read,
                 asio::bind_cancellation_slot(d.cancel_wait.slot(), use_tuple));
             d.waiting = false;
-            if (rec == asio::error::operation_aborted && closing_ && d.src->is_open()) continue;
-            if (rec == asio::error::eof) co_return half_close(d);
-            if (rec) co_return abort();
-            last_activity_ = Clock::now();
-            Step step = pass_now(d, d.ahead.data(), got);
-            if (step == Step::partly) step = co_await pass_rest(d, d.ahead.data());
-            if (step == Step::go_on && got == d.ahead.size()) step = co_await drain(d);
-            if (step == Step::failed) co_return abort();
-            if (step == Step::done) co_return;
-        }
-    }
-
-    // go_on: all passed on; partly: d.pending still to write; done: the
-    // direction is finished; failed: the tunnel is.
-    enum class Step { go_on, partly, done, failed };
-
-    /// Passes n bytes read from d's source on: tracked and written as far as
-    /// the socket takes them without suspending, or, after our close frame
-    /// went out this way, dropped until the peer's close reply.
-    Step pass_now(Direction& d, const char* p, std::size_t n) {
-        const auto* bytes = reinterpret_cast<const unsigned char*>(p);
-        if (d.close_sent) return consume_after_close(d, bytes, n) ? Step::done : Step::go_on;
-        const std::size_t len = d.tracker.feed(bytes, n, closing_);
-        const auto now = write_now(d, p, len);
-        if (!now) return Step::failed;
-        d.pending = {*now, len};
-        return *now < len ? Step::partly : Step::go_on;
-    }
-
-    /// Writes what pass_now left of p (the destination is slower: suspends).
-    awaitable<Step> pass_rest(Direction& d, const char* p) {
-        const auto [from, to] = d.pending;
-        co_return co_await write_all(d, p + from, to - from) ? Step::go_on : Step::failed;
-    }
-
-    /// Reads on through a borrowed relay buffer until the source has nothing more.
-    awaitable<Step> drain(Direction& d) {
-        auto buf = ctx_.buffers.borrow();
-        for (;;) {
+            if (wec == asio::error::operation_aborted && closing_ && d.src->is_open()) continue;
+            if (wec) co_return abort();
+            auto buf = ctx_.buffers.borrow();
             boost::system::error_code ec;
             const std::size_t n = d.src->read_some(asio::buffer(buf.data(), buf.size()), ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again) co_return Step::go_on;
-            if (ec == asio::error::eof) {
-                half_close(d);
-                co_return Step::done;
+            if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+            if (ec == asio::error::eof) co_return half_close(d);
+            if (ec) co_return abort();
+            last_activity_ = Clock::now();
+            const auto* bytes = reinterpret_cast<const unsigned char*>(buf.data());
+            if (d.close_sent) {
+                if (consume_after_close(d, bytes, n)) co_return;
+                continue;
             }
-            if (ec) co_return Step::failed;
-            Step step = pass_now(d, buf.data(), n);
-            if (step == Step::partly) step = co_await pass_rest(d, buf.data());
-            if (step != Step::go_on || n < buf.size()) co_return step;
+            const std::size_t len = d.tracker.feed(bytes, n, closing_);
+            const auto now = write_now(d, buf.data(), len);  // fast path: no suspension
+            if (!now) co_return abort();
+            if (*now < len && !co_await write_all(d, buf.data() + *now, len - *now))
+                co_return abort();
         }
     }
 
