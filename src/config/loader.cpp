@@ -26,6 +26,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <optional>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -964,12 +965,56 @@ std::string Diagnostic::text(bool warning) const {
     return out + message;
 }
 
+namespace {
+
+// yaml-cpp 0.7 never returns (and grows without bound) on a document whose
+// first token is ',' (found by tools/fuzz: ",\n" is enough). A plain scalar
+// cannot start with ',' in YAML, so such a file is refused before parsing.
+// Returns the 0-based position of that ',', if any.
+std::optional<YAML::Mark> comma_starting_a_document(std::string_view yaml) {
+    bool doc_start = true;
+    int line = 0;
+    if (yaml.substr(0, 3) == "\xEF\xBB\xBF") yaml.remove_prefix(3);
+    for (std::size_t at = 0; at <= yaml.size(); ++line) {
+        const std::size_t nl = std::min(yaml.find('\n', at), yaml.size());
+        std::string_view l = yaml.substr(at, nl - at);
+        at = nl + 1;
+        std::size_t col = 0;
+        const bool marker = l.size() >= 3 && (l.substr(0, 3) == "---" || l.substr(0, 3) == "...") &&
+                            (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
+        if (marker) {
+            doc_start = true;
+            col = 3;
+        } else if (doc_start && !l.empty() && l[0] == '%') {
+            continue;  // a directive
+        }
+        if (!doc_start) continue;
+        while (col < l.size() && (l[col] == ' ' || l[col] == '\t' || l[col] == '\r')) ++col;
+        if (col == l.size() || l[col] == '#') continue;
+        if (l[col] == ',') {
+            YAML::Mark m;
+            m.line = line;
+            m.column = static_cast<int>(col);
+            return m;
+        }
+        doc_start = false;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
 LoadResult load_config_text(std::string_view yaml, const std::string& file,
                             const std::string& base_dir) {
     std::error_code ec;
     fs::path base = base_dir.empty() ? fs::current_path(ec) : fs::absolute(base_dir, ec);
     LoadResult result;
     Loader loader(file, base.lexically_normal().string(), result);
+    if (const auto comma = comma_starting_a_document(yaml)) {
+        loader.error_at(*comma, "invalid YAML: a document cannot start with ','");
+        loader.finish();
+        return result;
+    }
     try {
         std::vector<Node> documents = YAML::LoadAll(std::string(yaml));
         if (documents.size() > 1)

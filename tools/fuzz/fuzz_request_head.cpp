@@ -1,0 +1,40 @@
+// libFuzzer target: a request head through the path the client session takes
+// (tether's strict Beast parser, then check_request). The first input byte
+// splits the rest in two puts, as a head arriving in two reads. Single-threaded.
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include <boost/beast/http/empty_body.hpp>
+
+#include "tether/http/request_check.hpp"
+#include "tether/http/strict_parser.hpp"
+
+namespace bhttp = boost::beast::http;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    if (size < 1) return 0;
+    const std::size_t split = data[0];
+    std::string_view raw(reinterpret_cast<const char*>(data + 1), size - 1);
+    tether::http::StrictRequestParser<bhttp::empty_body> p;
+    p.eager(false);
+    p.header_limit(8192);
+    boost::beast::error_code ec;
+    std::size_t used = 0;
+    for (std::string_view piece : {raw.substr(0, split), raw}) {
+        if (piece.size() <= used) continue;
+        used += p.put(boost::asio::buffer(piece.data() + used, piece.size() - used), ec);
+        if (ec == bhttp::error::need_more) ec = {};
+        if (ec || p.is_header_done()) break;
+    }
+    if (ec || !p.is_header_done()) return 0;
+    const auto verdict = tether::http::check_request(p.get(), 1 << 20);
+    if (verdict.error != tether::errc::ok) return 0;
+    // What check_request lets through has one framing and at most one Host.
+    const auto& req = p.get();
+    const auto cl = req.count(bhttp::field::content_length);
+    const auto te = req.count(bhttp::field::transfer_encoding);
+    if ((cl && te) || cl > 1 || te > 1 || req.count(bhttp::field::host) > 1) __builtin_trap();
+    if (verdict.websocket_upgrade && (cl || te)) __builtin_trap();
+    return 0;
+}
