@@ -769,8 +769,8 @@ def report(s: Setup, results: dict, info: dict[str, str], started: str) -> str:
     if "w" in results:
         lines += scaling_table(results)
         for t, runs in results["w"].items():
-            name, w = t.split("-")
-            raw.append(f"- {SCENARIOS['w']}, {name} with {w} worker{'s' if w != '1' else ''}, requests/s: "
+            name, count = t.split("-")
+            raw.append(f"- {SCENARIOS['w']}, {name} with {count} worker{'s' if count != '1' else ''}, requests/s: "
                        + ", ".join(fmt(r["rps"]) for r in runs))
     lines += targets_table(s, results)
     notes = info.get("notes", [])
