@@ -62,6 +62,43 @@ std::map<const upstream::Backend*, ServerTotals> server_totals(const AdminView& 
     return out;
 }
 
+// TLS handshakes by result, and refused PROXY protocol headers, by listener
+// slot (slots of removed listeners are skipped).
+void write_tls_metrics(const AdminView& v, TextWriter& w) {
+    const auto& rt = v.runtime;
+    auto entry = [&](std::size_t slot) -> const config::Listener* {
+        const std::size_t i = slot < rt.listener_config.size() ? rt.listener_config[slot]
+                                                                : upstream::kNoUpstream;
+        return i == upstream::kNoUpstream ? nullptr : &rt.config->listen[i];
+    };
+    w.family("tether_tls_handshakes_total", "counter",
+             "TLS handshakes on TLS listeners, by listener and result (ok, closed, timeout, "
+             "plain_http, not_tls, failed).");
+    for (std::size_t i = 0; i < rt.listener_address.size(); ++i) {
+        const auto* l = entry(i);
+        if (!l || !l->tls) continue;
+        for (std::size_t r = 0; r < tls::kHandshakeResults; ++r) {
+            double n = 0;
+            for (const auto& s : v.workers)
+                if (i < s.stats.tls_handshakes.size()) n += static_cast<double>(s.stats.tls_handshakes[i][r]);
+            w.sample("tether_tls_handshakes_total",
+                     {{"listener", rt.listener_address[i]},
+                      {"result", tls::to_string(static_cast<tls::Handshake>(r))}},
+                     n);
+        }
+    }
+    w.family("tether_proxy_protocol_errors_total", "counter",
+             "Connections closed for a missing or malformed PROXY protocol header, by listener.");
+    for (std::size_t i = 0; i < rt.listener_address.size(); ++i) {
+        const auto* l = entry(i);
+        if (!l || !l->proxy_protocol) continue;
+        double n = 0;
+        for (const auto& s : v.workers)
+            if (i < s.stats.proxy_protocol_errors.size()) n += static_cast<double>(s.stats.proxy_protocol_errors[i]);
+        w.sample("tether_proxy_protocol_errors_total", {{"listener", rt.listener_address[i]}}, n);
+    }
+}
+
 void write_connection_metrics(const AdminView& v, TextWriter& w) {
     const auto& rt = v.runtime;  // by listener slot; slots of removed listeners are skipped
     auto per_listener = [&](std::string_view name, std::string_view type, std::string_view help,
@@ -79,6 +116,7 @@ void write_connection_metrics(const AdminView& v, TextWriter& w) {
                  &http::WorkerStats::connections_active);
     per_listener("tether_connections_total", "counter", "Client connections accepted, by listener.",
                  &http::WorkerStats::connections_total);
+    write_tls_metrics(v, w);
 }
 
 void write_request_metrics(const AdminView& v, TextWriter& w) {

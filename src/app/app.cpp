@@ -24,6 +24,7 @@
 #include "tether/health/checker.hpp"
 #include "tether/http/access_log.hpp"
 #include "tether/net/worker.hpp"
+#include "tether/tls/server_context.hpp"
 #include "tether/upstream/backend.hpp"
 
 namespace tether::app {
@@ -109,6 +110,7 @@ public:
                 config_->limits.affinity_entries, redis_.get(),
                 config_->redis ? config_->redis->key_prefix : std::string());
             counters_.rate = rate_limiter_.get();
+            tls_ = tls::build_server_contexts(*config_);
             log_writer_ = std::make_unique<http::AccessLogWriter>(config_->access_log);
             counters_.max_connections = config_->limits.max_connections;
             const auto endpoints = listen_endpoints(*config_);
@@ -117,6 +119,7 @@ public:
                 workers_.push_back(std::make_unique<net::Worker>(
                     static_cast<std::size_t>(i), runtime_, routing_, endpoints, log_writer_.get(),
                     *table_, counters_, store_.get()));
+            for (auto& w : workers_) w->install_tls(tls_);
             health_ = std::make_unique<health::HealthChecker>(
                 static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()));
             health_->update(runtime_);
@@ -242,6 +245,13 @@ private:
             return;
         }
         auto next = std::make_shared<const config::Config>(std::move(*loaded.config));
+        std::shared_ptr<const tls::ServerContexts> contexts;
+        try {  // certificates first: a bad one refuses the whole reload
+            contexts = tls::build_server_contexts(*next);
+        } catch (const std::exception& e) {
+            log::error(std::string("reload refused, the running certificates stay: ") + e.what());
+            return;
+        }
         std::shared_ptr<const upstream::Runtime> rt;
         ListenerChanges changes;
         try {
@@ -262,6 +272,8 @@ private:
             log::warn("reload: changing 'redis' needs a restart; the running Redis settings stay");
         config_ = next;
         routing_ = affinity::build_routing(*runtime_, process_secret_);
+        tls_ = std::move(contexts);  // before the runtime: a new TLS listener finds its context
+        for (auto& w : workers_) w->install_tls(tls_);
         for (std::size_t slot : changes.removed)
             log::info("reload: stopped listening on " + runtime_->listener_address[slot]);
         for (const auto& [slot, l] : changes.added.front())
@@ -346,6 +358,7 @@ private:
     std::unique_ptr<redis::Client> redis_;
     std::unique_ptr<limits::RateLimiter> rate_limiter_;
     std::unique_ptr<http::AccessLogWriter> log_writer_;
+    std::shared_ptr<const tls::ServerContexts> tls_;  // by listener, new on each reload
     net::ProcessCounters counters_;
     std::vector<std::unique_ptr<net::Worker>> workers_;
     std::unique_ptr<health::HealthChecker> health_;
@@ -358,6 +371,12 @@ int check_config(const std::string& path) {
     auto loaded = config::load_config(path);
     print_diagnostics(loaded);
     if (!loaded.config) return 1;
+    try {  // the certificates and keys it names load and match
+        tls::build_server_contexts(*loaded.config);
+    } catch (const std::exception& e) {
+        std::cerr << path << ": " << e.what() << '\n';
+        return 1;
+    }
     std::cerr << path << ": configuration is valid\n";
     return 0;
 }

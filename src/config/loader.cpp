@@ -581,7 +581,8 @@ private:
                          {{"certificate", into(&Loader::read_file_path, single.certificate)},
                           {"private_key", into(&Loader::read_file_path, single.private_key)},
                           {"certificates", pairs},
-                          {"protocols", protocols}});
+                          {"protocols", protocols},
+                          {"ciphers", text_into(tls.ciphers)}});
         if (!node.IsMap()) return;
         bool one = seen.contains("certificate") || seen.contains("private_key");
         if (one && seen.contains("certificates"))

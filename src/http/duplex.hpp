@@ -57,7 +57,8 @@ struct Duplex {
 };
 
 /// Stops both directions: pending operations on either stream end.
-inline void stop(Duplex& d, boost::beast::tcp_stream& client, boost::beast::tcp_stream& upstream) {
+template <class ClientStream>
+void stop(Duplex& d, ClientStream& client, boost::beast::tcp_stream& upstream) {
     d.stop = true;
     d.deadline.cancel();
     boost::system::error_code ignored;
@@ -72,8 +73,8 @@ inline void head_read_ended(Duplex& d) {
 }
 
 /// The pump: relays the request body, then keeps the response head deadline.
-template <class Parser>
-boost::asio::awaitable<void> pump_request(Duplex& d, boost::beast::tcp_stream& client,
+template <class ClientStream, class Parser>
+boost::asio::awaitable<void> pump_request(Duplex& d, ClientStream& client,
                                           boost::beast::flat_buffer& client_buf, Parser& p,
                                           boost::beast::tcp_stream& upstream,
                                           std::string_view head, Framing framing, RelayEnv env,

@@ -48,7 +48,7 @@ void append_forwarded(const RequestHead& req, const RequestRewrite& rw, std::str
         if (iequals(f.name_string(), "x-forwarded-for")) xff = f.value();
     out.append("X-Forwarded-For: ");
     if (!xff.empty()) out.append(xff).append(", ");
-    out.append(rw.client_ip).append("\r\n");
+    out.append(rw.peer_ip.empty() ? rw.client_ip : rw.peer_ip).append("\r\n");
     append_field(out, "X-Real-IP", rw.client_ip);
     append_field(out, "X-Forwarded-Proto", rw.proto);
     if (auto host = req.find(bhttp::field::host); host != req.end())

@@ -22,6 +22,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
@@ -90,6 +91,7 @@ inline errc source_error(const boost::beast::error_code& ec) {
     if (ec == boost::beast::error::timeout) return errc::client_timeout;
     if (ec == bhttp::error::partial_message || ec == bhttp::error::end_of_stream ||
         ec == boost::asio::error::eof || ec == boost::asio::error::connection_reset ||
+        ec == boost::asio::ssl::error::stream_truncated ||
         ec == boost::asio::error::operation_aborted)
         return errc::ok;
     return errc::bad_request;
@@ -97,11 +99,12 @@ inline errc source_error(const boost::beast::error_code& ec) {
 
 /// Writes `head` and the body `p` reads from src into dst, keeping
 /// `progress` up to date. `inspector`, if any, sees each piece before it is
-/// written, until it says it is done.
-template <class Parser>
-boost::asio::awaitable<RelayStatus> relay_body(boost::beast::tcp_stream& src,
+/// written, until it says it is done. Src and Dst: beast::tcp_stream (the
+/// backend) or tls::ClientStream (the client, plain or TLS).
+template <class Src, class Dst, class Parser>
+boost::asio::awaitable<RelayStatus> relay_body(Src& src,
                                                boost::beast::flat_buffer& src_buf, Parser& p,
-                                               boost::beast::tcp_stream& dst,
+                                               Dst& dst,
                                                std::string_view head, Framing framing,
                                                RelayEnv env, RelayProgress& progress,
                                                StreamInspector* inspector = nullptr) {

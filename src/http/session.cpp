@@ -7,6 +7,7 @@
 #include <optional>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
@@ -24,6 +25,7 @@
 #include "tether/http/strict_parser.hpp"
 #include "tether/balance/engineio.hpp"
 #include "tether/http/engineio_gauge.hpp"
+#include "tether/tls/client_stream.hpp"
 #include "tether/ws/tunnel.hpp"
 
 namespace tether::http {
@@ -128,20 +130,27 @@ void count_failure(upstream::Backend& b, std::string_view upstream) {
 bool is_client_gone(const beast::error_code& ec) {
     return ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
            ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
-           ec == beast::error::timeout || ec == asio::error::bad_descriptor;
+           ec == beast::error::timeout || ec == asio::error::bad_descriptor ||
+           ec == asio::ssl::error::stream_truncated;
 }
 
 class ClientSession final : public TrackedConnection {
 public:
-    ClientSession(tcp::socket socket, ProxyContext& ctx, std::size_t listener)
-        : ctx_(ctx), stream_(std::move(socket)), listener_(listener), entry_(ctx.registry, this) {
+    ClientSession(tcp::socket socket, ProxyContext& ctx, std::size_t listener,
+                  ClientOrigin origin)
+        : ctx_(ctx), stream_(std::move(socket)), listener_(listener), entry_(ctx.registry, this),
+          peer_ip_(std::move(origin.address)), preread_(std::move(origin.preread)) {
         beast::error_code ec;
-        auto peer = stream_.socket().remote_endpoint(ec);
-        if (!ec) client_ip_ = peer.address().to_string();
+        if (peer_ip_.empty()) {
+            auto peer = stream_.socket().remote_endpoint(ec);
+            if (!ec) peer_ip_ = peer.address().to_string();
+        }
+        client_ip_ = peer_ip_;
         stream_.socket().set_option(tcp::no_delay(true), ec);
     }
 
     awaitable<void> run() {
+        if (!co_await start()) co_return;
         for (;;) {
             const Outcome out = co_await serve_request();
             const bool listener_kept =  // a reload may have removed the listener
@@ -166,6 +175,7 @@ public:
     }
 
 private:
+    awaitable<bool> start();
     awaitable<Outcome> serve_request();
     awaitable<bool> wait_for_bytes(const config::Config& cfg);
     awaitable<Outcome> proxy(Exchange& ex);
@@ -186,14 +196,17 @@ private:
     awaitable<void> send_error(Exchange* ex, errc e);
     awaitable<void> send_unknown_sid(Exchange& ex);
     void assign_request_id(const RequestHead& req, bool from_headers);
+    void set_client_ip(const RequestHead& req);
     void record(const Exchange& ex);
 
     ProxyContext& ctx_;
-    beast::tcp_stream stream_;
+    tls::ClientStream stream_;
     beast::flat_buffer buffer_;
     std::size_t listener_;
     RegistryEntry entry_;
-    std::string client_ip_;
+    std::string peer_ip_;    // the socket peer or the PROXY header's source
+    std::string preread_;    // read past a PROXY header, not consumed yet
+    std::string client_ip_;  // of the current request: peer_ip_, or from X-Forwarded-For
     std::string head_;           // scratch for heads written to the client
     std::string upstream_head_;  // the request head, written by the request relay
     std::string request_id_;
@@ -208,6 +221,38 @@ private:
     std::optional<SidLearner> tunnel_learner_;  // a websocket-only handshake's sid
     std::string tunnel_upstream_;
 };
+
+// The TLS handshake on a TLS listener (counted, failures logged), and the
+// bytes read past a PROXY header handed to the HTTP reader. False: close.
+awaitable<bool> ClientSession::start() {
+    const auto& rt = *ctx_.runtime;
+    if (listener_ >= rt.listener_config.size() || rt.listener_config[listener_] == upstream::kNoUpstream)
+        co_return false;  // a reload removed the listener meanwhile
+    const config::Listener& lc = rt.config->listen[rt.listener_config[listener_]];
+    const auto server_ctx = ctx_.tls ? ctx_.tls->at(rt.listener_address[listener_]) : nullptr;
+    if (lc.tls && !server_ctx) co_return false;  // never plain on a TLS listener
+    if (!server_ctx) {
+        if (!preread_.empty())
+            buffer_.commit(asio::buffer_copy(buffer_.prepare(preread_.size()),
+                                             asio::buffer(preread_)));
+        std::string().swap(preread_);
+        co_return true;
+    }
+    idle_ = true;  // a stop closes a connection still in its handshake
+    std::string reason;
+    const auto r = co_await stream_.handshake(server_ctx, ctx_.runtime->config->timeouts.client_header,
+                                              preread_, reason);
+    idle_ = false;
+    std::string().swap(preread_);
+    if (listener_ < ctx_.stats.tls_handshakes.size())
+        ++ctx_.stats.tls_handshakes[listener_][static_cast<std::size_t>(r)];
+    if (r == tls::Handshake::ok) co_return !stopping_ && !ctx_.stopping;
+    if (r == tls::Handshake::plain_http || r == tls::Handshake::failed ||
+        r == tls::Handshake::not_tls)
+        log::info("tls handshake with " + peer_ip_ + " failed on " +
+                  rt.listener_address[listener_] + ": " + reason);
+    co_return false;
+}
 
 // Waits, without a parser, until the next request's first bytes are there:
 // timeouts.idle between keep-alive requests, client_header before the first.
@@ -235,6 +280,7 @@ awaitable<Outcome> ClientSession::serve_request() {
     auto [ec, n] = co_await bhttp::async_read_header(stream_, buffer_, ex.request, use_tuple);
     const RequestHead& req = ex.request.get();
     assign_request_id(req, cfg.headers.request_id);
+    set_client_ip(req);
     if (ec) {
         if (is_client_gone(ec) && n == 0) co_return Outcome::close;
         if (ec == beast::error::timeout) co_return Outcome::close;
@@ -290,6 +336,18 @@ void ClientSession::assign_request_id(const RequestHead& req, bool from_headers)
         std::uint64_t r = ctx_.rng.next();
         for (int i = 0; i < 16; ++i, r >>= 4) request_id_.push_back(kHex[r & 15]);
     }
+}
+
+// The client IP of this request: the peer, or, from a trusted proxy, the
+// right-most untrusted X-Forwarded-For hop (client_ip.hpp).
+void ClientSession::set_client_ip(const RequestHead& req) {
+    if (ctx_.trusted.empty()) return;  // client_ip_ stays peer_ip_
+    std::array<std::string_view, 8> lines;
+    std::size_t n = 0;
+    for (const auto& f : req)
+        if (n < lines.size() && beast::iequals(f.name_string(), "x-forwarded-for"))
+            lines[n++] = f.value();
+    client_ip_ = ctx_.trusted.client_ip(peer_ip_, std::span<const std::string_view>(lines.data(), n));
 }
 
 awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
@@ -494,7 +552,8 @@ awaitable<void> ClientSession::send_request(Exchange& ex, Duplex& d) {
     const RequestHead& req = ex.request.get();
     RequestRewrite rw;
     rw.client_ip = client_ip_;
-    rw.proto = "http";
+    rw.peer_ip = peer_ip_;
+    rw.proto = stream_.is_tls() ? "https" : "http";
     rw.request_id = ex.cfg().headers.request_id ? std::string_view(request_id_) : "";
     rw.forwarded = ex.cfg().headers.forwarded;
     rw.upgrade = ex.verdict.websocket_upgrade;
@@ -642,7 +701,8 @@ awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
     stream_.expires_after(ex.cfg().timeouts.idle);
     auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(head_), use_tuple);
     if (ec) co_return Outcome::close;
-    ws::TunnelSetup setup{stream_.release_socket(), ex.conn->stream.release_socket(),
+    stream_.expires_never();
+    ws::TunnelSetup setup{stream_, ex.conn->stream.release_socket(),
                           beast::buffers_to_string(buffer_.data()),
                           beast::buffers_to_string(ex.conn->buffer.data())};
     buffer_.consume(buffer_.size());
@@ -745,8 +805,9 @@ void ClientSession::record(const Exchange& ex) {
 
 }  // namespace
 
-awaitable<void> serve_client(tcp::socket socket, ProxyContext& ctx, std::size_t listener) {
-    ClientSession session(std::move(socket), ctx, listener);
+awaitable<void> serve_client(tcp::socket socket, ProxyContext& ctx, std::size_t listener,
+                             ClientOrigin origin) {
+    ClientSession session(std::move(socket), ctx, listener, std::move(origin));
     co_await session.run();
 }
 

@@ -7,9 +7,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 
 #include "tether/core/log.hpp"
 #include "tether/http/session.hpp"
+#include "tether/net/proxy_protocol.hpp"
 
 namespace tether::net {
 
@@ -106,6 +108,51 @@ bool Listener::admit(const tcp::socket& socket, std::string& counted_ip) {
     return false;
 }
 
+// Reads the PROXY protocol header within timeouts.client_header. The bytes
+// read past it go to the session (`preread`). False: refused (counted, logged).
+awaitable<bool> Listener::read_proxy_header(tcp::socket& socket, http::ClientOrigin& origin) {
+    boost::beast::tcp_stream stream(std::move(socket));
+    std::string bytes;
+    ProxyHeader h;
+    stream.expires_after(ctx_.runtime->config->timeouts.client_header);
+    std::string peer = "?";
+    boost::system::error_code pec;
+    if (auto ep = stream.socket().remote_endpoint(pec); !pec) peer = ep.address().to_string();
+    while (h.state == ProxyHeader::State::need_more) {
+        const std::size_t had = bytes.size();
+        bytes.resize(kMaxProxyHeader);
+        auto [ec, n] = co_await stream.async_read_some(
+            asio::buffer(bytes.data() + had, kMaxProxyHeader - had), use_tuple);
+        bytes.resize(had + n);
+        if (ec) {
+            socket = stream.release_socket();
+            if (had + n == 0 && ec != boost::beast::error::timeout) co_return false;  // a probe
+            h = ProxyHeader{};
+            h.state = ProxyHeader::State::invalid;
+            h.error = ec == boost::beast::error::timeout ? "no complete header in time"
+                                                           : "closed before a complete header";
+            break;
+        }
+        h = parse_proxy_header(bytes);
+        if (h.state == ProxyHeader::State::need_more && bytes.size() >= kMaxProxyHeader) {
+            h.state = ProxyHeader::State::invalid;
+            h.error = "header too long";
+        }
+    }
+    if (stream.socket().is_open()) {
+        stream.expires_never();
+        socket = stream.release_socket();
+    }
+    if (h.state != ProxyHeader::State::done) {
+        ++ctx_.stats.proxy_protocol_errors[index_];
+        log::info("PROXY protocol header from " + peer + " refused: " + h.error);
+        co_return false;
+    }
+    if (h.source) origin.address = h.source->to_string();
+    origin.preread = bytes.substr(h.length);
+    co_return true;
+}
+
 awaitable<void> Listener::serve(tcp::socket socket, std::string counted_ip) {
     struct Release {
         ProcessCounters& c;
@@ -118,7 +165,16 @@ awaitable<void> Listener::serve(tcp::socket socket, std::string counted_ip) {
     auto& stats = ctx_.stats;
     ++stats.connections_total[index_];
     ++stats.connections_active[index_];
-    co_await http::serve_client(std::move(socket), ctx_, index_);
+    http::ClientOrigin origin;
+    const auto& rt = *ctx_.runtime;
+    const std::size_t entry =
+        index_ < rt.listener_config.size() ? rt.listener_config[index_] : upstream::kNoUpstream;
+    if (entry != upstream::kNoUpstream && rt.config->listen[entry].proxy_protocol &&
+        !co_await read_proxy_header(socket, origin)) {
+        --stats.connections_active[index_];
+        co_return;
+    }
+    co_await http::serve_client(std::move(socket), ctx_, index_, std::move(origin));
     --stats.connections_active[index_];
 }
 

@@ -36,6 +36,8 @@ Worker::Worker(std::size_t index, std::shared_ptr<const upstream::Runtime> runti
     ctx_.rate_limiter = counters.rate;
     ctx_.stats.connections_total.assign(endpoints.size(), 0);
     ctx_.stats.connections_active.assign(endpoints.size(), 0);
+    ctx_.stats.tls_handshakes.assign(endpoints.size(), {});
+    ctx_.stats.proxy_protocol_errors.assign(endpoints.size(), 0);
     for (std::size_t i = 0; i < endpoints.size(); ++i)
         listeners_.push_back(bind_listener(endpoints[i], i));
 }
@@ -128,6 +130,8 @@ void Worker::install(std::shared_ptr<const upstream::Runtime> runtime,
         if (ctx_.stats.connections_total.size() < slots) {
             ctx_.stats.connections_total.resize(slots, 0);
             ctx_.stats.connections_active.resize(slots, 0);
+            ctx_.stats.tls_handshakes.resize(slots, {});
+            ctx_.stats.proxy_protocol_errors.resize(slots, 0);
         }
         if (listeners_.size() < slots) listeners_.resize(slots);
         for (std::size_t slot : removed) {
@@ -156,6 +160,10 @@ void Worker::drain_server(const void* key, std::optional<std::chrono::millisecon
                               span > 0 ? ctx_.rng.below(static_cast<std::uint64_t>(span)) : 0)));
         });
     });
+}
+
+void Worker::install_tls(std::shared_ptr<const tls::ServerContexts> contexts) {
+    asio::post(*io_, [this, c = std::move(contexts)]() mutable { ctx_.tls = std::move(c); });
 }
 
 void Worker::halt() {

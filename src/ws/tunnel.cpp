@@ -7,6 +7,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -26,10 +27,14 @@ class Tunnel final : public TrackedConnection {
 public:
     Tunnel(TunnelSetup& s, TunnelContext& ctx)
         : setup_(s), ctx_(ctx), entry_(ctx.registry, this) {
-        to_server_.src = &s.client;
+        to_server_.src = &s.client.socket();
         to_server_.dst = &s.server;
         to_client_.src = &s.server;
-        to_client_.dst = &s.client;
+        to_client_.dst = &s.client.socket();
+        if (s.client.is_tls()) {
+            to_server_.src_tls = &s.client;
+            to_client_.dst_tls = &s.client;
+        }
         to_client_.to_client = true;
         last_activity_ = Clock::now();
     }
@@ -37,7 +42,7 @@ public:
     awaitable<TunnelStats> run() {
         using namespace asio::experimental::awaitable_operators;
         boost::system::error_code ec;
-        setup_.client.non_blocking(true, ec);
+        if (!setup_.client.is_tls()) setup_.client.socket().non_blocking(true, ec);
         setup_.server.non_blocking(true, ec);
         if (ctx_.stopping) begin_stop(Clock::now());
         co_await (pump(to_server_, setup_.to_server) && pump(to_client_, setup_.to_client));
@@ -69,6 +74,8 @@ private:
     struct Direction {
         tcp::socket* src = nullptr;
         tcp::socket* dst = nullptr;
+        tls::ClientStream* src_tls = nullptr;  // reads go through TLS (wss client)
+        tls::ClientStream* dst_tls = nullptr;  // writes go through TLS
         FrameTracker tracker;
         asio::cancellation_signal cancel_wait;
         bool waiting = false;
@@ -98,13 +105,14 @@ private:
 
     void abort() {
         boost::system::error_code ec;
-        setup_.client.close(ec);
+        setup_.client.socket().close(ec);
         setup_.server.close(ec);
     }
 
     /// Writes what the socket takes at once, without suspending (the common
     /// case); returns how much, or nullopt on an error.
     std::optional<std::size_t> write_now(Direction& d, const void* p, std::size_t n) {
+        if (d.dst_tls) return 0;  // records are written by write_all
         boost::system::error_code ec;
         const std::size_t w = d.dst->write_some(asio::buffer(p, n), ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) return 0;
@@ -119,7 +127,8 @@ private:
         if (*now == n) co_return true;
         const auto* rest = static_cast<const char*>(p) + *now;
         auto [ec, written] =
-            co_await asio::async_write(*d.dst, asio::buffer(rest, n - *now), use_tuple);
+            d.dst_tls ? co_await asio::async_write(*d.dst_tls, asio::buffer(rest, n - *now), use_tuple)
+                      : co_await asio::async_write(*d.dst, asio::buffer(rest, n - *now), use_tuple);
         d.bytes += written;
         co_return !ec;
     }
@@ -189,17 +198,29 @@ private:
             if (closing_ && !d.close_sent && d.tracker.at_boundary()) {
                 if (!co_await send_close(d)) co_return abort();
             }
-            d.waiting = true;
-            auto [wec] = co_await d.src->async_wait(
-                tcp::socket::wait_read,
-                asio::bind_cancellation_slot(d.cancel_wait.slot(), use_tuple));
-            d.waiting = false;
-            if (wec == asio::error::operation_aborted && closing_ && d.src->is_open()) continue;
-            if (wec) co_return abort();
-            auto buf = ctx_.buffers.borrow();
+            BufferPool::Lease buf;
             boost::system::error_code ec;
-            const std::size_t n = d.src->read_some(asio::buffer(buf.data(), buf.size()), ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+            std::size_t n = 0;
+            d.waiting = true;
+            if (d.src_tls) {  // a TLS record is decrypted whole: wait inside the read
+                buf = ctx_.buffers.borrow();
+                std::tie(ec, n) = co_await d.src_tls->async_read_some(
+                    asio::buffer(buf.data(), buf.size()),
+                    asio::bind_cancellation_slot(d.cancel_wait.slot(), use_tuple));
+                d.waiting = false;
+                if (ec == asio::error::operation_aborted && closing_ && d.src->is_open()) continue;
+                if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;
+            } else {
+                auto [wec] = co_await d.src->async_wait(
+                    tcp::socket::wait_read,
+                    asio::bind_cancellation_slot(d.cancel_wait.slot(), use_tuple));
+                d.waiting = false;
+                if (wec == asio::error::operation_aborted && closing_ && d.src->is_open()) continue;
+                if (wec) co_return abort();
+                buf = ctx_.buffers.borrow();
+                n = d.src->read_some(asio::buffer(buf.data(), buf.size()), ec);
+                if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+            }
             if (ec == asio::error::eof) co_return half_close(d);
             if (ec) co_return abort();
             last_activity_ = Clock::now();

@@ -30,6 +30,7 @@ struct CertKey {
 struct TlsConfig {
     std::vector<CertKey> certificates;  ///< first one is the default (no SNI match)
     std::vector<std::string> protocols{"TLSv1.2", "TLSv1.3"};
+    std::string ciphers;  ///< OpenSSL cipher list for TLS 1.2 ("" = OpenSSL's default)
 };
 
 struct Listener {

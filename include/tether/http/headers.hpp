@@ -21,12 +21,13 @@ using ResponseHead = bhttp::response_header<bhttp::fields>;
 enum class Framing { none, length, chunked, until_close };
 
 struct RequestRewrite {
-    std::string_view client_ip;   ///< X-Forwarded-For hop and X-Real-IP
+    std::string_view client_ip;   ///< X-Real-IP (and the X-Forwarded-For hop without peer_ip)
     std::string_view proto;       ///< X-Forwarded-Proto: "http" | "https"
     std::string_view request_id;  ///< X-Request-Id to send ("" = none)
     bool forwarded = true;        ///< headers.forwarded
     bool upgrade = false;         ///< keep "Upgrade" and send "Connection: upgrade"
     Framing body = Framing::none; ///< none | length (Content-Length kept) | chunked
+    std::string_view peer_ip;     ///< the hop appended to X-Forwarded-For ("" = client_ip)
 };
 
 /// True if `name` is hop-by-hop, or listed in the request's Connection field

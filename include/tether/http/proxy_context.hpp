@@ -25,7 +25,9 @@
 #include "tether/core/connection_registry.hpp"
 #include "tether/core/hash.hpp"
 #include "tether/http/access_log.hpp"
+#include "tether/http/client_ip.hpp"
 #include "tether/http/upstream_pool.hpp"
+#include "tether/tls/server_context.hpp"
 #include "tether/upstream/backend.hpp"
 
 namespace tether::http {
@@ -67,6 +69,9 @@ struct WorkerStats {
     std::unordered_map<const upstream::Backend*, ServerCounters> servers;
     std::vector<std::uint64_t> connections_total;  // by listener index
     std::vector<std::int64_t> connections_active;  // by listener index
+    /// TLS handshakes by listener index, then tls::Handshake result.
+    std::vector<std::array<std::uint64_t, tls::kHandshakeResults>> tls_handshakes;
+    std::vector<std::uint64_t> proxy_protocol_errors;  // by listener index
     double loop_lag_seconds = 0;
     ServerCounters& server(const std::shared_ptr<upstream::Backend>& b, std::string_view u) {
         auto& s = servers[b.get()];
@@ -111,6 +116,7 @@ struct ProxyContext {
                  std::shared_ptr<const affinity::RoutingTables> tables) {
         runtime = std::move(rt);
         routing = std::move(tables);
+        trusted = TrustedProxies(runtime->config->trusted_proxies);
         auto next = std::make_shared<std::vector<balance::Picker>>();
         for (const auto& u : runtime->upstreams) next->emplace_back(u.config->balance, rng.next());
         pickers = std::move(next);
@@ -120,6 +126,8 @@ struct ProxyContext {
     std::shared_ptr<const upstream::Runtime> runtime;
     std::shared_ptr<const affinity::RoutingTables> routing;  ///< built with runtime
     std::shared_ptr<std::vector<balance::Picker>> pickers;  ///< by upstream index in runtime
+    TrustedProxies trusted;  ///< from runtime->config->trusted_proxies
+    std::shared_ptr<const tls::ServerContexts> tls;  ///< by listener; replaced on reload
     BufferPool buffers;
     UpstreamPool pool;
     affinity::Router router;

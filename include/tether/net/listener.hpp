@@ -16,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "tether/http/proxy_context.hpp"
+#include "tether/http/session.hpp"
 #include "tether/limits/ip_connections.hpp"
 #include "tether/limits/rate_limiter.hpp"
 
@@ -45,6 +46,8 @@ private:
     /// returns the address counted per IP ("" when that limit is off).
     bool admit(const boost::asio::ip::tcp::socket& socket, std::string& counted_ip);
     boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket, std::string counted_ip);
+    boost::asio::awaitable<bool> read_proxy_header(boost::asio::ip::tcp::socket& socket,
+                                                   http::ClientOrigin& origin);
 
     boost::asio::ip::tcp::acceptor acceptor_;
     boost::asio::steady_timer backoff_;

@@ -53,6 +53,9 @@ public:
     /// close at random times within `spread` (nullopt: re-enabled, closes not
     /// begun are called off).
     void drain_server(const void* key, std::optional<std::chrono::milliseconds> spread);
+    /// Installs the TLS contexts for new connections (start-up and reload;
+    /// open connections keep theirs).
+    void install_tls(std::shared_ptr<const tls::ServerContexts> contexts);
     /// True once stopping and no connection is left.
     bool drained() const { return drained_.load(std::memory_order_acquire); }
     /// Stops the event loop at once and joins the thread.

@@ -11,6 +11,13 @@
 // (unmasked) and to the server (masked), then the tunnel waits, bounded, for
 // both peers to finish the close handshake.
 //
+// The client side may be TLS (wss): the client->server pump then waits
+// inside a TLS read into a borrowed buffer (a record is decrypted whole, so
+// socket readiness says nothing), holding it while it waits; the
+// server->client pump writes through the TLS stream. The server side is
+// always a plain socket. Cancellation for the close at a frame boundary works
+// the same on both.
+//
 // Idle limit (timeouts.tunnel) and the close schedule are driven by the
 // worker's tick (TrackedConnection), not by a timer per tunnel.
 // Threading: runs on, and is only touched from, its worker's thread.
@@ -26,11 +33,12 @@
 #include "tether/core/buffer_pool.hpp"
 #include "tether/core/connection_registry.hpp"
 #include "tether/core/stream_inspector.hpp"
+#include "tether/tls/client_stream.hpp"
 
 namespace tether::ws {
 
 struct TunnelSetup {
-    boost::asio::ip::tcp::socket client;
+    tls::ClientStream& client;  ///< owned by the session, which outlives the tunnel
     boost::asio::ip::tcp::socket server;
     std::string to_server;  ///< bytes the client sent after the upgrade request
     std::string to_client;  ///< bytes the server sent after its 101 head

@@ -30,7 +30,7 @@ std::string rewrite(std::string_view raw, RequestRewrite rw) {
 }
 
 TEST(Headers, HopByHopRemovedAndForwardedAdded) {
-    RequestRewrite rw{"10.1.2.3", "http", "abc", true, false, Framing::none};
+    RequestRewrite rw{"10.1.2.3", "http", "abc", true, false, Framing::none, ""};
     const std::string out = rewrite(
         "GET /p?q=1 HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive, X-Secret\r\n"
         "Keep-Alive: timeout=5\r\nX-Secret: 1\r\nTE: trailers\r\nProxy-Connection: x\r\n"
@@ -43,7 +43,7 @@ TEST(Headers, HopByHopRemovedAndForwardedAdded) {
 }
 
 TEST(Headers, ForwardedForAppendsToExistingChain) {
-    RequestRewrite rw{"10.0.0.9", "https", "", true, false, Framing::none};
+    RequestRewrite rw{"10.0.0.9", "https", "", true, false, Framing::none, ""};
     const std::string out = rewrite(
         "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1\r\nX-Real-IP: 6.6.6.6\r\n"
         "X-Forwarded-Proto: gopher\r\n\r\n",
@@ -55,14 +55,24 @@ TEST(Headers, ForwardedForAppendsToExistingChain) {
     EXPECT_EQ(out.find("gopher"), std::string::npos);
 }
 
+TEST(Headers, TrustedChainKeepsPeerHopAndRealIpIsClient) {
+    // From a trusted proxy 10.0.0.2: the client (right-most untrusted hop) is X-Real-IP,
+    // the chain gets the proxy's own address appended.
+    RequestRewrite rw{"203.0.113.5", "http", "", true, false, Framing::none, "10.0.0.2"};
+    const std::string out =
+        rewrite("GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.5\r\n\r\n", rw);
+    EXPECT_NE(out.find("X-Forwarded-For: 203.0.113.5, 10.0.0.2\r\n"), std::string::npos) << out;
+    EXPECT_NE(out.find("X-Real-IP: 203.0.113.5\r\n"), std::string::npos) << out;
+}
+
 TEST(Headers, ForwardingOffPassesClientHeadersUntouched) {
-    RequestRewrite rw{"10.0.0.9", "http", "", false, false, Framing::none};
+    RequestRewrite rw{"10.0.0.9", "http", "", false, false, Framing::none, ""};
     const std::string out = rewrite("GET / HTTP/1.1\r\nHost: h\r\nX-Real-IP: 6.6.6.6\r\n\r\n", rw);
     EXPECT_EQ(out, "GET / HTTP/1.1\r\nHost: h\r\nX-Real-IP: 6.6.6.6\r\n\r\n");
 }
 
 TEST(Headers, ChunkedRequestReframedAndUpgradeKept) {
-    RequestRewrite rw{"1.2.3.4", "http", "", false, false, Framing::chunked};
+    RequestRewrite rw{"1.2.3.4", "http", "", false, false, Framing::chunked, ""};
     std::string out = rewrite("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", rw);
     EXPECT_EQ(out, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
     rw.body = Framing::none;
@@ -76,7 +86,7 @@ TEST(Headers, ChunkedRequestReframedAndUpgradeKept) {
 }
 
 TEST(Headers, ExpectIsNotForwarded) {
-    RequestRewrite rw{"1.2.3.4", "http", "", false, false, Framing::length};
+    RequestRewrite rw{"1.2.3.4", "http", "", false, false, Framing::length, ""};
     const std::string out = rewrite(
         "POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", rw);
     EXPECT_EQ(out, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n");

@@ -1,0 +1,143 @@
+// TLS server contexts; see server_context.hpp.
+#include "tether/tls/server_context.hpp"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <stdexcept>
+
+#include "tether/core/log.hpp"
+
+namespace tether::tls {
+
+namespace ssl = boost::asio::ssl;
+
+namespace {
+
+constexpr unsigned char kSessionIdContext[] = "tether";
+constexpr long kSessionCacheSize = 20'000;  // per listener, shared by the workers
+
+/// OpenSSL's reason for the last failure, and the queue cleared.
+std::string openssl_reason() {
+    std::string out;
+    while (unsigned long e = ERR_get_error()) {
+        if (!out.empty()) out += "; ";
+        const char* r = ERR_reason_error_string(e);
+        out += r ? r : ("error " + std::to_string(e));
+    }
+    return out.empty() ? "unknown error" : out;
+}
+
+int protocol_version(const std::string& name) {
+    return name == "TLSv1.3" ? TLS1_3_VERSION : TLS1_2_VERSION;
+}
+
+// ALPN: http/1.1 when the client offers it; otherwise no ALPN at all (a
+// client offering only h2 then speaks HTTP/1.1 or leaves, as with nginx
+// without http2).
+int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                unsigned int inlen, void*) {
+    static constexpr unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    unsigned char* selected = nullptr;
+    if (SSL_select_next_proto(&selected, outlen, kHttp11, sizeof kHttp11, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = selected;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+int on_servername(SSL* s, int*, void* arg) {
+    const char* name = SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
+    if (!name) return SSL_TLSEXT_ERR_OK;
+    if (SSL_CTX* ctx = static_cast<const ServerContext*>(arg)->pick(name))
+        SSL_set_SSL_CTX(s, ctx);
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/// A context holding one certificate chain and its key; its leaf certificate.
+std::pair<std::unique_ptr<ssl::context>, X509*> load_pair(const config::CertKey& ck) {
+    auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+    SSL_CTX* raw = ctx->native_handle();
+    ERR_clear_error();
+    if (SSL_CTX_use_certificate_chain_file(raw, ck.certificate.c_str()) != 1)
+        throw std::runtime_error("certificate " + ck.certificate + ": " + openssl_reason());
+    if (SSL_CTX_use_PrivateKey_file(raw, ck.private_key.c_str(), SSL_FILETYPE_PEM) != 1) {
+        const std::string why = openssl_reason();
+        if (why.find("mismatch") != std::string::npos)
+            throw std::runtime_error("private key " + ck.private_key + " does not match certificate " +
+                                     ck.certificate + " (" + why + ")");
+        throw std::runtime_error("private key " + ck.private_key + ": " + why);
+    }
+    if (SSL_CTX_check_private_key(raw) != 1)
+        throw std::runtime_error("private key " + ck.private_key + " does not match certificate " +
+                                 ck.certificate + ": " + openssl_reason());
+    X509* leaf = SSL_CTX_get0_certificate(raw);
+    if (leaf && X509_cmp_current_time(X509_get0_notAfter(leaf)) < 0)
+        log::warn("certificate " + ck.certificate + " has expired: clients will refuse it");
+    else if (leaf && X509_cmp_current_time(X509_get0_notBefore(leaf)) > 0)
+        log::warn("certificate " + ck.certificate + " is not valid yet");
+    return {std::move(ctx), leaf};
+}
+
+}  // namespace
+
+ServerContext::ServerContext(const config::TlsConfig& cfg) {
+    if (cfg.certificates.empty()) throw std::runtime_error("no certificate");
+    auto [main, leaf] = load_pair(cfg.certificates.front());
+    main_ = std::move(main);
+    main_leaf_ = leaf;
+    for (std::size_t i = 1; i < cfg.certificates.size(); ++i) {
+        auto [ctx, l] = load_pair(cfg.certificates[i]);
+        alternates_.push_back({std::move(ctx), l});
+    }
+    SSL_CTX* raw = main_->native_handle();
+    int lo = TLS1_3_VERSION, hi = TLS1_2_VERSION;
+    for (const auto& p : cfg.protocols) {
+        lo = std::min(lo, protocol_version(p));
+        hi = std::max(hi, protocol_version(p));
+    }
+    if (cfg.protocols.empty()) lo = TLS1_2_VERSION, hi = TLS1_3_VERSION;
+    SSL_CTX_set_min_proto_version(raw, lo);
+    SSL_CTX_set_max_proto_version(raw, hi);
+    SSL_CTX_set_options(raw, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    // OpenSSL's read and write buffers are freed while a connection is idle
+    // (a quiet wss tunnel keeps none).
+    SSL_CTX_set_mode(raw, SSL_MODE_RELEASE_BUFFERS);
+    if (!cfg.ciphers.empty() && SSL_CTX_set_cipher_list(raw, cfg.ciphers.c_str()) != 1)
+        throw std::runtime_error("ciphers '" + cfg.ciphers + "': " + openssl_reason());
+    SSL_CTX_set_alpn_select_cb(raw, select_alpn, nullptr);
+    SSL_CTX_set_session_id_context(raw, kSessionIdContext, sizeof kSessionIdContext - 1);
+    SSL_CTX_set_session_cache_mode(raw, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_sess_set_cache_size(raw, kSessionCacheSize);
+    if (!alternates_.empty()) {
+        SSL_CTX_set_tlsext_servername_callback(raw, on_servername);
+        SSL_CTX_set_tlsext_servername_arg(raw, this);
+    }
+}
+
+SSL_CTX* ServerContext::pick(const char* servername) const {
+    if (main_leaf_ && X509_check_host(main_leaf_, servername, 0, 0, nullptr) == 1) return nullptr;
+    for (const auto& a : alternates_)
+        if (a.leaf && X509_check_host(a.leaf, servername, 0, 0, nullptr) == 1)
+            return a.ctx->native_handle();
+    return nullptr;
+}
+
+std::shared_ptr<const ServerContexts> build_server_contexts(const config::Config& cfg) {
+    auto out = std::make_shared<ServerContexts>();
+    for (std::size_t i = 0; i < cfg.listen.size(); ++i) {
+        const auto& l = cfg.listen[i];
+        if (!l.tls) continue;
+        try {
+            out->by_address[l.address.text()] = std::make_shared<ServerContext>(*l.tls);
+        } catch (const std::exception& e) {
+            throw std::runtime_error("listen[" + std::to_string(i) + "] " + l.address.text() +
+                                     " tls: " + e.what());
+        }
+    }
+    return out;
+}
+
+}  // namespace tether::tls

@@ -1,0 +1,46 @@
+"""Test certificates made with the `openssl` command line (no fixed keys in the repo).
+
+make_pki(dir) writes a test CA and leaf certificates signed by it:
+  ca.pem/ca.key, and for each name N in `leaves`: N.pem (leaf + CA chain) / N.key, whose
+  subjectAltName is DNS:N (plus any extra names given).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+
+def _openssl(*args: str, cwd: str) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60,
+                   stdin=subprocess.DEVNULL)
+
+
+def make_ca(d: str, name: str = "ca", cn: str = "tether test CA") -> None:
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2",
+             "-subj", f"/CN={cn}", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+
+
+def make_leaf(d: str, name: str, dns: list[str], ca: str = "ca", serial: int = 1) -> str:
+    """Signs a leaf for `dns` names; writes NAME.key and NAME.pem (leaf then CA)."""
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={dns[0]}", cwd=d)
+    ext = os.path.join(d, f"{name}.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=" + ",".join(f"DNS:{n}" for n in dns) + "\n")
+        f.write("extendedKeyUsage=serverAuth\n")
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+             "-set_serial", str(serial), "-days", "1", "-extfile", ext, "-out", f"{name}.crt",
+             cwd=d)
+    with open(os.path.join(d, f"{name}.pem"), "w") as out:
+        for part in (f"{name}.crt", f"{ca}.pem"):
+            with open(os.path.join(d, part)) as f:
+                out.write(f.read())
+    return os.path.join(d, f"{name}.pem")
+
+
+def serial_of(pem_der_or_dict) -> int:
+    """The serial number of a certificate as Python's ssl getpeercert() returns it."""
+    return int(pem_der_or_dict["serialNumber"], 16)
