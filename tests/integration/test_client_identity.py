@@ -118,10 +118,14 @@ class Identity(unittest.TestCase):
             start = time.monotonic()
             self.assertEqual(s.recv(100), b"")
             self.assertLess(time.monotonic() - start, 4)
-        metrics = http_request(HOST, self.admin, "GET", "/metrics").body.decode()
-        line = [l for l in metrics.splitlines() if l.startswith("tether_proxy_protocol_errors_total{")]
-        self.assertEqual(len(line), 1, metrics)
-        self.assertEqual(float(line[0].rsplit(" ", 1)[1]), 4.0)
+        deadline, count = time.monotonic() + 5, 0.0
+        while count < 4 and time.monotonic() < deadline:  # counted a moment after the close
+            metrics = http_request(HOST, self.admin, "GET", "/metrics").body.decode()
+            line = [l for l in metrics.splitlines()
+                    if l.startswith("tether_proxy_protocol_errors_total{")]
+            self.assertEqual(len(line), 1, metrics)
+            count = float(line[0].rsplit(" ", 1)[1])
+        self.assertEqual(count, 4.0)
         self.assertEqual(sum(b.stats()["requests"] for b in self.backends), 3)  # the /stats only
         self.assertIn("PROXY protocol header from 127.0.0.1 refused", t.logs())
 

@@ -68,6 +68,15 @@ def metric(t_admin_port: int, name: str, **labels) -> float:
     return total
 
 
+def wait_metric(admin_port: int, name: str, want: float, timeout: float = 5, **labels) -> float:
+    """The metric once it reaches `want` (a connection is closed a moment before it is
+    counted: the deadline closes the socket first), or its value after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while (got := metric(admin_port, name, **labels)) < want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return got
+
+
 class TlsTestCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -189,7 +198,7 @@ class Refusals(TlsTestCase):
             self.skipTest("this OpenSSL cannot offer TLS 1.1 at all")
         with self.assertRaises((ssl.SSLError, ConnectionError)):
             TlsConnection(t.port, ctx)
-        self.assertEqual(metric(admin, "tether_tls_handshakes_total", result="failed"), 1.0)
+        self.assertEqual(wait_metric(admin, "tether_tls_handshakes_total", 1, result="failed"), 1.0)
         with TlsConnection(t.port, client_context(self.ca)) as c:  # still serving
             self.assertEqual(c.request("GET", "/").status, 200)
         self.assertRegex(t.logs(), r"tls handshake with 127\.0\.0\.1 failed on .*: .*protocol")
@@ -201,8 +210,8 @@ class Refusals(TlsTestCase):
         with TlsConnection(t.port, client_context(self.ca)) as c:
             self.assertEqual(c.sock.version(), "TLSv1.3")
             self.assertEqual(c.request("GET", "/").status, 200)
-        self.assertEqual(metric(admin, "tether_tls_handshakes_total", result="failed"), 1.0)
-        self.assertEqual(metric(admin, "tether_tls_handshakes_total", result="ok"), 1.0)
+        self.assertEqual(wait_metric(admin, "tether_tls_handshakes_total", 1, result="failed"), 1.0)
+        self.assertEqual(wait_metric(admin, "tether_tls_handshakes_total", 1, result="ok"), 1.0)
 
     def test_tls12_only_with_ciphers(self):
         t, _ = self.start(self.one_cert("a", "protocols: [TLSv1.2]\nciphers: ECDHE-ECDSA-AES128-GCM-SHA256\n"))
@@ -223,17 +232,14 @@ class Refusals(TlsTestCase):
                 data += chunk
         self.assertTrue(data.startswith(b"HTTP/1.1 400 "), data)
         self.assertIn(b"plain HTTP request was sent to HTTPS port", data)
-        self.assertEqual(metric(admin, "tether_tls_handshakes_total", result="plain_http"), 1.0)
+        self.assertEqual(wait_metric(admin, "tether_tls_handshakes_total", 1, result="plain_http"), 1.0)
         self.assertEqual(self.backend.stats()["requests"], 1)  # this /stats only
 
     def test_wrong_ca_client_aborts_counted(self):
         t, admin = self.start(self.one_cert("stranger"))
         with self.assertRaises(ssl.SSLCertVerificationError):
             TlsConnection(t.port, client_context(self.ca))
-        deadline = time.monotonic() + 5
-        while metric(admin, "tether_tls_handshakes_total", result="failed") < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.assertEqual(metric(admin, "tether_tls_handshakes_total", result="failed"), 1.0)
+        self.assertEqual(wait_metric(admin, "tether_tls_handshakes_total", 1, result="failed"), 1.0)
         self.assertRegex(t.logs(), r"tls handshake with .* failed .*(unknown ca|bad certificate|alert)")
 
     def test_silent_client_closed_at_client_header(self):
@@ -245,7 +251,7 @@ class Refusals(TlsTestCase):
         with socket.create_connection((HOST, t.port), timeout=5) as s:  # half a ClientHello
             s.sendall(b"\x16\x03\x01\x02\x00\x01")
             self.assertEqual(s.recv(10), b"")
-        self.assertEqual(metric(admin, "tether_tls_handshakes_total", result="timeout"), 2.0)
+        self.assertEqual(wait_metric(admin, "tether_tls_handshakes_total", 2, result="timeout"), 2.0)
 
 
 class Reload(TlsTestCase):
