@@ -59,8 +59,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const Result a = parse(body, std::max<std::size_t>(1, data[0]));
     const Result b = parse(body, 1);
     // The decoded body never exceeds the input, and the way bytes arrive
-    // never changes the outcome.
+    // never turns a refused body into an accepted one or changes what is
+    // accepted. (Beast may still be waiting for more bytes in one feeding
+    // where it already failed in another: an unterminated quoted chunk
+    // extension is found bad byte by byte, but awaits its end when the line
+    // came whole. Neither forwards anything, so that is not a divergence.)
     if (a.body.size() > body.size()) __builtin_trap();
-    if (a.done != b.done || a.failed != b.failed || a.body != b.body) __builtin_trap();
+    if ((a.done && b.failed) || (a.failed && b.done)) __builtin_trap();
+    if (a.done && b.done && a.body != b.body) __builtin_trap();
     return 0;
 }
