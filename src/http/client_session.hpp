@@ -1,0 +1,165 @@
+// The client session's private parts, shared by its three sources:
+// session.cpp (the client side: heads, errors, records), forward.cpp (picking
+// a backend and getting a connection to it, retries, shared affinity) and
+// respond.cpp (request body and response relay, the switch to a tunnel).
+// Not a public header: include/tether/http/session.hpp is the interface.
+// Threading: a ClientSession runs on its worker's executor only.
+#pragma once
+
+#include <array>
+#include <optional>
+#include <span>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/parser.hpp>
+
+#include "http/duplex.hpp"
+#include "http/relay.hpp"
+#include "tether/balance/engineio.hpp"
+#include "tether/http/engineio_gauge.hpp"
+#include "tether/http/request_check.hpp"
+#include "tether/http/session.hpp"
+#include "tether/http/strict_parser.hpp"
+#include "tether/tls/client_stream.hpp"
+#include "tether/ws/tunnel.hpp"
+
+namespace tether::http::detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+
+inline constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+enum class Outcome { close, keep_alive, tunnel };
+
+/// Learns the sid of an Engine.IO handshake from the server's open packet
+/// and binds it to the server before the answer goes on (write-before-release):
+/// in the local table, and in Redis when there is one (within redis.timeout;
+/// past it the binding is written back when Redis answers again).
+class SidLearner final : public StreamInspector {
+public:
+    SidLearner(affinity::Router& router, affinity::RedisStore* store,
+               std::shared_ptr<const upstream::Runtime> rt, const upstream::Upstream& u,
+               std::shared_ptr<upstream::Backend> server)
+        : router_(router), store_(store), runtime_(std::move(rt)), upstream_(u),
+          server_(std::move(server)) {}
+
+    awaitable<bool> inspect(std::string_view bytes) override;
+
+private:
+    affinity::Router& router_;
+    affinity::RedisStore* store_;
+    std::shared_ptr<const upstream::Runtime> runtime_;  // keeps upstream_ alive
+    const upstream::Upstream& upstream_;
+    std::shared_ptr<upstream::Backend> server_;
+    balance::OpenPacketParser parser_;
+};
+
+/// State of one request/response exchange.
+struct Exchange {
+    Exchange(std::shared_ptr<const upstream::Runtime> rt,
+             std::shared_ptr<const affinity::RoutingTables> tables)
+        : runtime(std::move(rt)), routing(std::move(tables)) {}
+    std::shared_ptr<const upstream::Runtime> runtime;  // pinned for the whole request
+    std::shared_ptr<const affinity::RoutingTables> routing;  // built with `runtime`
+    std::shared_ptr<std::vector<balance::Picker>> pickers;   // made with `runtime`
+    const config::Config& cfg() const { return *runtime->config; }
+    const upstream::Upstream* upstream = nullptr;
+    std::size_t upstream_index = 0;
+    StrictRequestParser<bhttp::buffer_body> request;
+    std::optional<bhttp::response_parser<bhttp::buffer_body>> response;
+    std::unique_ptr<UpstreamConnection> conn;
+    upstream::ActiveGuard active;
+    EioSessionGauge eio;  // a pending Engine.IO long-poll
+    RequestVerdict verdict;
+    bool close = false;            // close the client connection after this exchange
+    std::size_t held_body = 0;     // body bytes sent from the client buffer, not yet parsed
+    bool learn_sid = false;        // an Engine.IO handshake: bind the sid of the answer
+    std::string_view set_cookie;   // Set-Cookie line(s) for the answer (in `routing`)
+    int status = 0;
+    std::uint64_t bytes_sent = 0;  // response body bytes to the client
+    Clock::time_point start = Clock::now();
+};
+
+/// Passive health: a connect, send or response-head failure of `b` (a 5xx is not one).
+void count_failure(upstream::Backend& b, std::string_view upstream);
+
+class ClientSession final : public TrackedConnection {
+public:
+    ClientSession(tcp::socket socket, ProxyContext& ctx, std::size_t listener,
+                  ClientOrigin origin)
+        : ctx_(ctx), stream_(std::move(socket)), listener_(listener), entry_(ctx.registry, this),
+          peer_ip_(std::move(origin.address)), preread_(std::move(origin.preread)) {
+        beast::error_code ec;
+        if (peer_ip_.empty()) {
+            auto peer = stream_.socket().remote_endpoint(ec);
+            if (!ec) peer_ip_ = peer.address().to_string();
+        }
+        client_ip_ = peer_ip_;
+        stream_.socket().set_option(tcp::no_delay(true), ec);
+    }
+
+    awaitable<void> run();
+
+    void begin_stop(Clock::time_point) override {
+        stopping_ = true;
+        if (idle_) stream_.cancel();
+    }
+    void tick(Clock::time_point) override {}
+    void listener_closed(std::size_t slot) override {
+        if (slot == listener_) begin_stop(Clock::now());
+    }
+
+private:
+    awaitable<bool> start();
+    awaitable<Outcome> serve_request();
+    awaitable<bool> wait_for_bytes(const config::Config& cfg);
+    awaitable<Outcome> proxy(Exchange& ex);
+    awaitable<std::optional<Outcome>> forward(Exchange& ex, Duplex& d, bool may_retry);
+    awaitable<errc> open_upstream(Exchange& ex, bool fresh_only);
+    awaitable<void> fetch_shared(Exchange& ex, affinity::RouteInput& in);
+    awaitable<void> share_decision(Exchange& ex, affinity::RouteDecision& d,
+                                   std::span<const upstream::Backend* const> exclude);
+    awaitable<std::tuple<beast::error_code, std::size_t>> read_response_head(Exchange& ex,
+                                                                             bool pumped);
+    awaitable<void> send_request(Exchange& ex, Duplex& d);
+    std::optional<std::size_t> whole_body_here(Exchange& ex) const;
+    void take_held_body(Exchange& ex);
+    awaitable<Outcome> respond(Exchange& ex, Duplex& d);
+    awaitable<void> linger();
+    awaitable<Outcome> start_tunnel(Exchange& ex);
+    awaitable<void> run_tunnel();
+    awaitable<void> send_error(Exchange* ex, errc e);
+    awaitable<void> send_unknown_sid(Exchange& ex);
+    void assign_request_id(const RequestHead& req, bool from_headers);
+    void set_client_ip(const RequestHead& req);
+    void record(const Exchange& ex);
+
+    ProxyContext& ctx_;
+    tls::ClientStream stream_;
+    beast::flat_buffer buffer_;
+    std::size_t listener_;
+    RegistryEntry entry_;
+    std::string peer_ip_;    // the socket peer or the PROXY header's source
+    std::string preread_;    // read past a PROXY header, not consumed yet
+    std::string client_ip_;  // of the current request: peer_ip_, or from X-Forwarded-For
+    std::string head_;           // scratch for heads written to the client
+    std::string upstream_head_;  // the request head, written by the request relay
+    std::string request_id_;
+    int retry_after_s_ = 0;  // Retry-After of a 429
+    bool first_ = true;
+    bool idle_ = false;
+    bool stopping_ = false;
+    bool linger_ = false;  // a response ended while the client was still sending
+    std::optional<ws::TunnelSetup> tunnel_;
+    upstream::ActiveGuard tunnel_guard_;
+    EioSessionGauge tunnel_eio_;  // an Engine.IO session over this tunnel
+    std::optional<SidLearner> tunnel_learner_;  // a websocket-only handshake's sid
+    std::string tunnel_upstream_;
+};
+
+}  // namespace tether::http::detail

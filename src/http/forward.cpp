@@ -1,0 +1,197 @@
+// Client session, the way to a backend: routing (with the shared affinity
+// table in Redis when there is one), a kept-alive or new upstream connection,
+// retries on another server, and one try of an exchange on one connection.
+// Threading: runs on its worker's executor only.
+#include "http/client_session.hpp"
+
+#include "tether/core/log.hpp"
+
+namespace tether::http::detail {
+
+namespace {
+
+constexpr int kMaxStaleRetries = 3;
+
+}  // namespace
+
+/// Passive health: a connect, send or response-head failure of `b` (a 5xx is not one).
+void count_failure(upstream::Backend& b, std::string_view upstream) {
+    if (b.record_failure(Clock::now()))
+        log::warn("upstream '" + std::string(upstream) + "' server '" + b.name() +
+                  "': out for fail_timeout after max_fails failures");
+}
+
+awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
+    bool fresh_only = false;
+    for (int stale = 0;; ++stale) {
+        const errc e = co_await open_upstream(ex, fresh_only);
+        if (e == errc::session_unknown) {
+            co_await send_unknown_sid(ex);
+            co_return Outcome::close;
+        }
+        if (e != errc::ok) {
+            co_await send_error(&ex, e);
+            co_return Outcome::close;
+        }
+        Duplex d(stream_.get_executor());
+        std::optional<Outcome> out;
+        std::exception_ptr escaped;
+        try {
+            out = co_await forward(ex, d, ex.conn->reused && stale < kMaxStaleRetries);
+        } catch (...) {
+            escaped = std::current_exception();
+        }
+        if (escaped) {  // the pump borrows this exchange: it ends first
+            if (ex.conn) stop(d, stream_, ex.conn->stream);
+            co_await join(d);
+            std::rethrow_exception(escaped);
+        }
+        if (out) co_return *out;
+        fresh_only = stale + 1 >= kMaxStaleRetries - 1;  // a kept-alive connection gone stale
+    }
+}
+
+// One try on one upstream connection: the request head, then the request body
+// and the response at once. nullopt: the kept-alive connection turned out
+// closed before any request body byte was taken from the client; try again.
+awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d,
+                                                         bool may_retry) {
+    co_await send_request(ex, d);
+    beast::error_code ec = asio::error::broken_pipe;
+    std::size_t n = 0;
+    if (d.pumped || d.request_status.failed_side == RelaySide::none)
+        std::tie(ec, n) = co_await read_response_head(ex, d.pumped);
+    head_read_ended(d);
+    if (!ec && !d.stop) {
+        ex.conn->backend->record_success(Clock::now());
+        take_held_body(ex);
+        co_return co_await respond(ex, d);
+    }
+    if (d.pumped) {
+        stop(d, stream_, ex.conn->stream);
+        co_await join(d);
+    }
+    const RelayStatus& sent = d.request_status;
+    if (sent.failed_side == RelaySide::source) {  // the client broke off or lied
+        if (sent.error != errc::ok) co_await send_error(&ex, sent.error);
+        co_return Outcome::close;
+    }
+    const bool timed_out = ec == beast::error::timeout || d.head_timed_out;
+    if (!timed_out && n == 0 && may_retry && !d.request.body_taken) co_return std::nullopt;
+    count_failure(*ex.conn->backend, ex.upstream->config->name);
+    co_await send_error(&ex, timed_out ? errc::upstream_timeout : errc::upstream_broken);
+    co_return Outcome::close;
+}
+
+// Picks a backend and gets a connection to it: a kept-alive one, or a new one
+// within timeouts.connect. A failed connect tries another server, `retries`
+// times at most, never the same server twice.
+awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
+    ex.conn.reset();
+    ex.active.reset();
+    if (ex.runtime != ctx_.runtime || !ex.pickers) {  // first try, or a reload landed
+        ex.runtime = ctx_.runtime;
+        ex.routing = ctx_.routing;
+        ex.pickers = ctx_.pickers;
+    }
+    ex.upstream_index = ex.runtime->listener_upstream[listener_];
+    if (ex.upstream_index == upstream::kNoUpstream) {  // its listener was removed by a reload
+        ex.upstream = nullptr;
+        co_return errc::no_server;
+    }
+    ex.upstream = &ex.runtime->upstreams[ex.upstream_index];
+    const RequestHead& req = ex.request.get();
+    affinity::RouteInput in{req.target(), {}, client_ip_};
+    if (auto c = req.find(bhttp::field::cookie); c != req.end()) in.cookie_header = c->value();
+    if (ctx_.store) co_await fetch_shared(ex, in);
+    std::array<const upstream::Backend*, 16> tried{};
+    std::size_t tried_count = 0;
+    errc last = errc::no_server;
+    const int attempts = std::min<int>(1 + std::max(0, ex.upstream->config->retries),
+                                       static_cast<int>(tried.size()));
+    for (int attempt = 0; attempt < attempts; ++attempt) {
+        const std::span<const upstream::Backend* const> exclude(tried.data(), tried_count);
+        auto d = ctx_.router.route(*ex.runtime, ex.upstream_index, *ex.routing,
+                                   (*ex.pickers)[ex.upstream_index], in, exclude);
+        if (ctx_.store && d.write.op != affinity::SharedWrite::Op::none)
+            co_await share_decision(ex, d, exclude);
+        in.fetched = false;  // a retry finds the binding in the local table
+        if (d.unknown_sid) co_return errc::session_unknown;
+        if (!d.backend) co_return last;
+        std::shared_ptr<upstream::Backend> backend = d.backend;
+        ex.learn_sid = d.learn_sid;
+        ex.set_cookie = d.set_cookie;
+        ex.active = upstream::ActiveGuard(backend);
+        ex.eio = EioSessionGauge(ctx_.stats, backend, ex.upstream->config->name,
+                                 eio_transport(*ex.upstream->config, req.method_string(),
+                                               req.target(), false));
+        if (!fresh_only) ex.conn = ctx_.pool.take_idle(*backend);
+        if (ex.conn) {
+            ++ctx_.stats.upstream_reuses;
+            co_return errc::ok;
+        }
+        auto [ec, conn] = co_await ctx_.pool.connect(backend, ex.cfg().timeouts.connect);
+        ++ctx_.stats.upstream_connects;
+        if (!ec) {
+            ex.conn = std::move(conn);
+            co_return errc::ok;
+        }
+        ex.active.reset();
+        count_failure(*backend, ex.upstream->config->name);
+        last = ec == beast::error::timeout ? errc::upstream_timeout : errc::upstream_connect;
+        if (tried_count < tried.size()) tried[tried_count++] = backend.get();
+        log::warn("upstream '" + ex.upstream->config->name + "' server '" + backend->name() +
+                  "': connect failed: " + ec.message());
+    }
+    co_return last;
+}
+
+// On a local miss of the key this request is routed by, asks Redis (within
+// redis.timeout) and puts what it knows into the local table.
+awaitable<void> ClientSession::fetch_shared(Exchange& ex, affinity::RouteInput& in) {
+    const std::string key = ctx_.router.table_key(*ex.runtime, ex.upstream_index, in);
+    if (key.empty() || ctx_.router.table().contains(key, Clock::now())) co_return;
+    const auto& uc = *ex.upstream->config;  // ex.runtime keeps it alive
+    const auto found = co_await ctx_.store->fetch(key);
+    if (found.failed) {
+        ctx_.router.count_redis_failure(uc.name);
+    } else if (found.server) {
+        ctx_.router.table().put(key, *found.server, Clock::now(), uc.affinity_ttl);
+        in.fetched = true;
+    }
+}
+
+// Makes the decision's binding shared before the request goes on. A binding
+// another replica made first (claim) or replaced first (replace) is adopted
+// when its server can take this client.
+awaitable<void> ClientSession::share_decision(Exchange& ex, affinity::RouteDecision& d,
+                                              std::span<const upstream::Backend* const> exclude) {
+    using Op = affinity::SharedWrite::Op;
+    auto& w = d.write;
+    const auto& uc = *ex.upstream->config;
+    std::optional<std::string> holder;
+    switch (w.op) {
+        case Op::none: co_return;
+        case Op::refresh: ctx_.store->refresh(w.key, w.server, w.ttl); co_return;
+        case Op::remove: ctx_.store->remove(w.key, w.previous); co_return;
+        case Op::claim: holder = co_await ctx_.store->claim(w.key, w.server, w.ttl); break;
+        case Op::replace:
+            holder = co_await ctx_.store->replace(w.key, w.previous, w.server, w.ttl);
+            break;
+    }
+    if (!holder) {
+        ctx_.router.count_redis_failure(uc.name);
+        co_return;
+    }
+    if (*holder == w.server) co_return;
+    const auto other = ctx_.router.bound_backend(*ex.upstream, ex.routing->upstreams[ex.upstream_index],
+                                                 *holder, exclude);
+    if (!other) co_return;  // it cannot take this client here: keep our placement
+    ctx_.router.table().put(w.key, *holder, Clock::now(), w.ttl);
+    d.backend = other;
+    if (!d.set_cookie.empty())
+        d.set_cookie = ex.routing->upstreams[ex.upstream_index].set_cookie[
+            ex.routing->upstreams[ex.upstream_index].by_name.at(other->name())];
+}
+
+}  // namespace tether::http::detail

@@ -1,0 +1,260 @@
+// Client session, the exchange itself: the request head and body sent
+// upstream (whole from the client buffer or by the pump), the response head
+// read and relayed, the Engine.IO sid learnt on the way, lingering close, and
+// the switch to a WebSocket tunnel on 101.
+// Threading: runs on its worker's executor only.
+#include "http/client_session.hpp"
+
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/http/read.hpp>
+
+#include "tether/http/headers.hpp"
+
+namespace tether::http::detail {
+
+namespace {
+
+constexpr std::size_t kMaxResponseHead = 64 * 1024;
+// Lingering close after a response that ended while the client was still
+// sending (nginx's lingering_time and lingering_timeout defaults).
+constexpr auto kLingerTime = std::chrono::seconds(30);
+constexpr auto kLingerRead = std::chrono::seconds(5);
+
+}  // namespace
+
+awaitable<bool> SidLearner::inspect(std::string_view bytes) {
+    const auto state = parser_.feed(bytes);
+    if (state == balance::OpenPacketParser::State::found) {
+        auto w = router_.bind_sid(upstream_, parser_.sid(), server_->name());
+        if (store_ && w.op == affinity::SharedWrite::Op::claim) {
+            const auto holder = co_await store_->claim(w.key, w.server, w.ttl);
+            if (!holder) router_.count_redis_failure(upstream_.config->name);
+        }
+    }
+    co_return state != balance::OpenPacketParser::State::need_more;
+}
+
+// Sends the request head and body upstream: in one write when the body is
+// already here whole (none, or a short one read with the head), otherwise
+// from the pump, beside the response. A body here whole is written from the
+// client buffer as is and parsed only once the response head came, so that a
+// kept-alive connection found closed can be retried with the whole request.
+awaitable<void> ClientSession::send_request(Exchange& ex, Duplex& d) {
+    const RequestHead& req = ex.request.get();
+    RequestRewrite rw;
+    rw.client_ip = client_ip_;
+    rw.peer_ip = peer_ip_;
+    rw.proto = stream_.is_tls() ? "https" : "http";
+    rw.request_id = ex.cfg().headers.request_id ? std::string_view(request_id_) : "";
+    rw.forwarded = ex.cfg().headers.forwarded;
+    rw.upgrade = ex.verdict.websocket_upgrade;
+    if (ex.request.chunked()) rw.body = Framing::chunked;
+    else if (ex.request.content_length()) rw.body = Framing::length;
+    upstream_head_.clear();
+    write_request_head(req, rw, upstream_head_);
+    const auto& t = ex.cfg().timeouts;
+    RelayEnv env{ctx_.buffers, t.idle, t.idle};
+    if (const auto whole = whole_body_here(ex)) {
+        ex.held_body = *whole;
+        const std::array<asio::const_buffer, 2> out{
+            asio::buffer(upstream_head_), asio::buffer(buffer_.data().data(), ex.held_body)};
+        ex.conn->stream.expires_after(t.idle);
+        d.request.head_out = true;
+        auto [ec, n] = co_await asio::async_write(ex.conn->stream, out, use_tuple);
+        if (ec) d.request_status.failed_side = RelaySide::destination;
+        d.request_relayed = true;
+        co_return;
+    }
+    start_pump(d, stream_.get_executor(),
+               pump_request(d, stream_, buffer_, ex.request, ex.conn->stream, upstream_head_,
+                            rw.body, env, t.upstream_response));
+}
+
+// The body's size when all of it is in the client buffer (none, or a
+// Content-Length body of at most one relay buffer); nullopt when it has yet to come.
+std::optional<std::size_t> ClientSession::whole_body_here(Exchange& ex) const {
+    if (ex.request.is_done()) return 0;
+    if (ex.request.chunked()) return std::nullopt;
+    const auto left = ex.request.content_length_remaining();
+    if (!left || *left > buffer_.size() || *left > ctx_.buffers.buffer_size()) return std::nullopt;
+    return static_cast<std::size_t>(*left);
+}
+
+// Parses the body that went upstream straight from the client buffer, so the
+// buffer holds the next request only.
+void ClientSession::take_held_body(Exchange& ex) {
+    if (ex.held_body == 0) return;
+    BufferPool::Lease lease = ctx_.buffers.borrow();
+    beast::error_code ec;
+    while (ex.held_body > 0 && !ec) {
+        ex.request.get().body().data = lease.data();
+        ex.request.get().body().size = lease.size();
+        const std::size_t used =
+            ex.request.put(asio::buffer(buffer_.data().data(), ex.held_body), ec);
+        if (ec == bhttp::error::need_buffer) ec = {};
+        buffer_.consume(used);
+        ex.held_body -= std::min(used, ex.held_body);
+        if (used == 0) break;
+    }
+    ex.held_body = 0;
+    if (!ex.request.is_done()) ex.close = true;  // never parse the rest as a request
+}
+
+// Reads the backend's response head within timeouts.upstream_response
+// (counted from the end of the request: by the pump when there is one),
+// skipping interim 1xx responses (other than 101), which the client does not
+// expect: tether answered any Expect: 100-continue itself.
+awaitable<std::tuple<beast::error_code, std::size_t>> ClientSession::read_response_head(
+    Exchange& ex, bool pumped) {
+    for (;;) {
+        ex.response.emplace();
+        ex.response->header_limit(kMaxResponseHead);
+        ex.response->body_limit(boost::none);
+        if (ex.request.get().method() == bhttp::verb::head) ex.response->skip(true);
+        if (pumped) ex.conn->stream.expires_never();  // the pump keeps the deadline
+        else ex.conn->stream.expires_after(ex.cfg().timeouts.upstream_response);
+        auto [ec, n] = co_await bhttp::async_read_header(ex.conn->stream, ex.conn->buffer,
+                                                         *ex.response, use_tuple);
+        const int status = ex.response->get().result_int();
+        if (ec || status < 100 || status > 199 || status == 101) co_return std::tuple(ec, n);
+    }
+}
+
+awaitable<Outcome> ClientSession::respond(Exchange& ex, Duplex& d) {
+    auto& res = *ex.response;
+    const ResponseHead& head = res.get();
+    const unsigned version = ex.request.get().version();
+    ex.status = head.result_int();
+    if (ex.status == 101 && ex.verdict.websocket_upgrade && !d.pumped)
+        co_return co_await start_tunnel(ex);
+    if (ex.status == 101) {
+        if (d.pumped) {
+            stop(d, stream_, ex.conn->stream);
+            co_await join(d);
+        }
+        co_await send_error(&ex, errc::upstream_broken);
+        co_return Outcome::close;
+    }
+    ResponseRewrite rw;
+    if (ex.request.get().method() == bhttp::verb::head || res.is_done()) rw.body = Framing::none;
+    else if (res.content_length()) rw.body = Framing::length;
+    else rw.body = version == 11 ? Framing::chunked : Framing::until_close;
+    ex.close = ex.close || rw.body == Framing::until_close;
+    rw.close = ex.close;
+    rw.keep_alive_header = !ex.close && version == 10;
+    rw.extra = ex.set_cookie;
+    head_.clear();
+    write_response_head(head, version, rw, head_);
+    std::optional<SidLearner> learner;
+    if (ex.learn_sid && ex.status == 200)
+        learner.emplace(ctx_.router, ctx_.store, ex.runtime, *ex.upstream, ex.conn->backend);
+    const bool upstream_reusable = res.keep_alive() && !res.need_eof();
+    RelayEnv env{ctx_.buffers, ex.cfg().timeouts.upstream_response, ex.cfg().timeouts.idle,
+                 &d.stop};
+    const RelayStatus st = co_await relay_body(ex.conn->stream, ex.conn->buffer, res, stream_,
+                                               head_, rw.body, env, d.response,
+                                               learner ? &*learner : nullptr);
+    ex.bytes_sent = st.body_bytes;
+    const bool response_done = st.failed_side == RelaySide::none;
+    if (d.pumped) {
+        if (!response_done || !d.request_relayed) stop(d, stream_, ex.conn->stream);
+        co_await join(d);
+    }
+    const RelayStatus& sent = d.request_status;
+    if (!response_done) {
+        if (sent.failed_side == RelaySide::source && sent.error != errc::ok &&
+            !d.response.head_out)
+            co_await send_error(&ex, sent.error);
+        co_return Outcome::close;
+    }
+    if (sent.failed_side != RelaySide::none) {  // answered before the request was all read
+        linger_ = true;
+        co_return Outcome::close;
+    }
+    if (upstream_reusable && res.is_done()) {
+        ctx_.pool.give_back(std::move(ex.conn), ex.upstream->config->keepalive);
+    }
+    co_return ex.close ? Outcome::close : Outcome::keep_alive;
+}
+
+// After a response that ended while the client was still sending its body:
+// end our side (FIN), then read and drop what still comes, for a bounded
+// time, so that closing does not reset the connection under a response the
+// client has not read yet (nginx's lingering close).
+awaitable<void> ClientSession::linger() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) co_return;
+    buffer_.consume(buffer_.size());
+    BufferPool::Lease lease = ctx_.buffers.borrow();
+    const auto until = Clock::now() + kLingerTime;
+    idle_ = true;
+    while (!stopping_ && !ctx_.stopping) {
+        const auto left = until - Clock::now();
+        if (left <= Clock::duration::zero()) break;
+        stream_.expires_after(std::min<Clock::duration>(left, kLingerRead));
+        auto [rec, n] = co_await stream_.async_read_some(
+            asio::buffer(lease.data(), lease.size()), use_tuple);
+        if (rec) break;
+    }
+    idle_ = false;
+}
+
+// 101 from the backend: forward it, then hand both sockets and the bytes
+// already read past the heads to the tunnel, after this exchange's state is
+// gone (an idle tunnel must not keep a parser or a header buffer alive).
+awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
+    ResponseRewrite rw;
+    rw.upgrade = true;
+    rw.extra = ex.set_cookie;
+    head_.clear();
+    write_response_head(ex.response->get(), 11, rw, head_);
+    stream_.expires_after(ex.cfg().timeouts.idle);
+    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(head_), use_tuple);
+    if (ec) co_return Outcome::close;
+    stream_.expires_never();
+    ws::TunnelSetup setup{stream_, ex.conn->stream.release_socket(),
+                          beast::buffers_to_string(buffer_.data()),
+                          beast::buffers_to_string(ex.conn->buffer.data())};
+    buffer_.consume(buffer_.size());
+    setup.server_key = ex.conn->backend->shared_state().get();  // for drains
+    if (ex.learn_sid) {
+        tunnel_learner_.emplace(ctx_.router, ctx_.store, ex.runtime, *ex.upstream,
+                                ex.conn->backend);
+        setup.first_frame_inspector = &*tunnel_learner_;
+    }
+    tunnel_.emplace(std::move(setup));
+    tunnel_guard_ = upstream::ActiveGuard(ex.active.shared());
+    tunnel_upstream_.assign(ex.upstream->config->name);
+    tunnel_eio_ = EioSessionGauge(
+        ctx_.stats, tunnel_guard_.shared(), tunnel_upstream_,
+        eio_transport(*ex.upstream->config, "GET", ex.request.get().target(), true));
+    co_return Outcome::tunnel;
+}
+
+awaitable<void> ClientSession::run_tunnel() {
+    buffer_.shrink_to_fit();
+    std::string().swap(head_);
+    std::string().swap(upstream_head_);
+    const auto& cfg = *ctx_.runtime->config;
+    ws::TunnelContext tctx{ctx_.buffers, ctx_.registry, cfg.timeouts.tunnel,
+                           cfg.timeouts.shutdown / 10, ctx_.stopping};
+    ++ctx_.stats.tunnels_opened;
+    const std::string upstream = tunnel_upstream_;
+    auto backend = tunnel_guard_.shared();
+    ++ctx_.stats.server(backend, upstream).tunnels_active;
+    auto& uc = ctx_.stats.upstream(upstream);  // map node: stable while the tunnel runs
+    tctx.frames_to_server_total = &uc.frames_to_server;
+    tctx.frames_to_client_total = &uc.frames_to_client;
+    const ws::TunnelStats st = co_await ws::run_tunnel(std::move(*tunnel_), tctx);
+    --ctx_.stats.server(backend, upstream).tunnels_active;
+    tunnel_.reset();
+    tunnel_guard_.reset();
+    tunnel_learner_.reset();
+    tunnel_eio_.reset();
+    ctx_.stats.frames_to_server += st.frames_to_server;
+    ctx_.stats.frames_to_client += st.frames_to_client;
+}
+
+}  // namespace tether::http::detail
