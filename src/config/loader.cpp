@@ -42,6 +42,7 @@
 #include <tuple>
 
 #include "tether/core/units.hpp"
+#include "yaml_guard.hpp"
 
 namespace tether::config {
 namespace {
@@ -966,62 +967,19 @@ std::string Diagnostic::text(bool warning) const {
     return out + message;
 }
 
-namespace {
-
-// yaml-cpp 0.7 never returns (and grows without bound) on a document whose
-// first token is ',' (found by tools/fuzz: ",\n" is enough). A plain scalar
-// cannot start with ',' in YAML, so such a file is refused before parsing.
-// Returns the 0-based position of that ',', if any.
-std::optional<YAML::Mark> comma_starting_a_document(std::string_view yaml) {
-    bool doc_start = true;
-    int line = 0;
-    if (yaml.substr(0, 3) == "\xEF\xBB\xBF") yaml.remove_prefix(3);
-    for (std::size_t at = 0; at <= yaml.size(); ++line) {
-        const std::size_t nl = std::min(yaml.find('\n', at), yaml.size());
-        std::string_view l = yaml.substr(at, nl - at);
-        at = nl + 1;
-        std::size_t col = 0;
-        const bool marker = l.size() >= 3 && (l.substr(0, 3) == "---" || l.substr(0, 3) == "...") &&
-                            (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
-        if (marker) {
-            doc_start = true;
-            col = 3;
-        } else if (doc_start && !l.empty() && l[0] == '%') {
-            continue;  // a directive
-        }
-        if (!doc_start) continue;
-        while (col < l.size() && (l[col] == ' ' || l[col] == '\t' || l[col] == '\r')) ++col;
-        if (col == l.size() || l[col] == '#') continue;
-        if (l[col] == ',') {
-            YAML::Mark m;
-            m.line = line;
-            m.column = static_cast<int>(col);
-            return m;
-        }
-        doc_start = false;
-    }
-    return std::nullopt;
-}
-
-}  // namespace
-
 LoadResult load_config_text(std::string_view yaml, const std::string& file,
                             const std::string& base_dir) {
     std::error_code ec;
     fs::path base = base_dir.empty() ? fs::current_path(ec) : fs::absolute(base_dir, ec);
     LoadResult result;
     Loader loader(file, base.lexically_normal().string(), result);
-    if (const auto comma = comma_starting_a_document(yaml)) {
-        loader.error_at(*comma, "invalid YAML: a document cannot start with ','");
+    if (auto problem = check_yaml(yaml)) {  // bounds what yaml-cpp is given (yaml_guard.hpp)
+        loader.error_at(problem->mark, std::move(problem->message));
         loader.finish();
         return result;
     }
     try {
-        std::vector<Node> documents = YAML::LoadAll(std::string(yaml));
-        if (documents.size() > 1)
-            loader.error_at(documents[1].Mark(), "expected one YAML document, found " +
-                                                     std::to_string(documents.size()));
-        loader.load(documents.empty() ? Node() : documents.front());
+        loader.load(YAML::Load(std::string(yaml)));  // one document: check_yaml saw to it
     } catch (const YAML::Exception& e) {  // syntax errors carry their position
         loader.error_at(e.mark, "invalid YAML: " + e.msg);
     } catch (const std::exception& e) {
@@ -1041,10 +999,23 @@ LoadResult load_config(const std::string& path) {
         result.errors.push_back(Diagnostic{path, 0, 0, "cannot read file: " + why});
         return result;
     }
-    std::ostringstream text;
-    text << in.rdbuf();
+    // At most one byte past the limit is read: a huge file or /dev/zero is not slurped.
+    const std::size_t limit = YamlLimits{}.max_bytes;
+    std::string text(limit + 1, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<std::size_t>(in.gcount()));
+    if (in.bad() || text.size() > limit) {
+        const auto size = fs::is_regular_file(path, ec) ? fs::file_size(path, ec) : 0;
+        LoadResult result;
+        result.errors.push_back(Diagnostic{
+            path, 0, 0,
+            in.bad() ? "cannot read file: read error"
+                     : "config file larger than " + std::to_string(limit >> 20) + " MiB" +
+                           (size > limit ? " (" + std::to_string(size) + " bytes)" : "")});
+        return result;
+    }
     fs::path absolute = fs::absolute(path, ec);
-    LoadResult result = load_config_text(text.str(), path, absolute.parent_path().string());
+    LoadResult result = load_config_text(text, path, absolute.parent_path().string());
     if (result.config) result.config->source_path = path;
     return result;
 }

@@ -40,7 +40,7 @@ for t in "${targets[@]}"; do
   log="$build/fuzz_$t.log"
   echo "== fuzz_$t for ${seconds}s (log: $log)"
   if ! "$build/tools/fuzz/fuzz_$t" "$corpus" "tools/fuzz/corpus/$t" -max_total_time="$seconds" \
-      -print_final_stats=1 -artifact_prefix="$build/findings/$t-" -max_len=8192 >"$log" 2>&1; then
+      -print_final_stats=1 -timeout=30 -artifact_prefix="$build/findings/$t-" -max_len=8192 >"$log" 2>&1; then
     echo "   FINDING: see $log and $build/findings/"
     status=1
   fi
