@@ -142,6 +142,59 @@ def _process_listens(pid: int, port: int) -> bool:
     return False
 
 
+def read_stdout_line(proc: subprocess.Popen, timeout: float, what: str,
+                     logs=lambda: "") -> str:
+    """The first line `proc` writes to its piped stdout, within `timeout` seconds. Raises
+    TimeoutError when none comes, RuntimeError (with `logs()`) when the process exits first."""
+    fd, data = proc.stdout.fileno(), b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"{what}: no line on stdout in {timeout}s")
+        if select.select([fd], [], [], remaining)[0]:
+            chunk = os.read(fd, 1)  # never past the line: later output stays in the pipe
+            if not chunk:
+                raise RuntimeError(f"{what} exited ({proc.poll()}): {logs()}")
+            data += chunk
+    return data.decode().strip()
+
+
+class LoggedProcess:
+    """A helper program a test starts (prometheus, chromium, node, ...): its output goes to
+    NAME.log in a temporary directory of its own (stderr only when stdout is piped), it is
+    registered for the exit-time cleanup, and close() stops it by PID (SIGTERM, then SIGKILL
+    after `grace`) and removes the directory."""
+
+    def __init__(self, argv: list[str], name: str, cwd: str | None = None,
+                 pipe_stdout: bool = False, directory: str | None = None):
+        self.name = name
+        self.dir = directory or tempfile.mkdtemp(prefix=f"tether-{name}-")
+        self.log_path = os.path.join(self.dir, f"{name}.log")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd or self.dir, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if pipe_stdout else self.log,
+            stderr=self.log if pipe_stdout else subprocess.STDOUT)
+        _live.add(self.proc)
+
+    def read_line(self, timeout: float) -> str:
+        """The next line on stdout (pipe_stdout=True)."""
+        return read_stdout_line(self.proc, timeout, self.name, self.logs)
+
+    def logs(self, limit: int = 3000) -> str:
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")[-limit:]
+
+    def close(self, grace: float = 10.0) -> None:
+        _stop_process(self.proc, grace)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class Backend:
     """A tether-demo-backend on 127.0.0.1, port chosen by the kernel (or `port`)."""
 
@@ -166,18 +219,7 @@ class Backend:
         self.port = int(match.group(2))
 
     def _read_line(self, timeout: float) -> str:
-        fd, data = self.proc.stdout.fileno(), b""
-        deadline = time.monotonic() + timeout
-        while not data.endswith(b"\n"):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"backend {self.name}: no `listening` line in {timeout}s")
-            if select.select([fd], [], [], remaining)[0]:
-                chunk = os.read(fd, 256)
-                if not chunk:
-                    raise RuntimeError(f"backend {self.name} exited: {self.logs()}")
-                data += chunk
-        return data.decode().strip()
+        return read_stdout_line(self.proc, timeout, f"backend {self.name}", self.logs)
 
     @property
     def pid(self) -> int:
@@ -739,6 +781,16 @@ def http_request(host: str, port: int, method: str, path: str, headers=None, bod
     """One request on a new connection, closed afterwards."""
     with HttpConnection(host, port, timeout) as conn:
         return conn.request(method, path, headers, body, timeout)
+
+
+def get_from(source_ip: str, port: int, path: str = "/",
+             timeout: float = DEFAULT_TIMEOUT) -> Response:
+    """GET on a new connection from the loopback address `source_ip` (127.x.y.z: a client
+    of its own for ip_hash), closed afterwards."""
+    with socket.create_connection((HOST, port), timeout=timeout,
+                                  source_address=(source_ip, 0)) as sock:
+        sock.sendall(build_request("GET", path, [("Host", "t"), ("Connection", "close")]))
+        return read_response(_Reader(sock), "GET", timeout)
 
 
 def send_raw(host: str, port: int, data: bytes, method: str = "GET",

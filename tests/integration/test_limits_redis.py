@@ -15,7 +15,7 @@ import time
 import unittest
 
 from harness import HOST, Backend, Tether, free_port, http_request, tether_config, wait_port
-from test_redis_affinity import REDIS, RedisServer, get_from
+from redis_fixture import REDIS, RedisServer
 
 
 def request_from(ip, port):

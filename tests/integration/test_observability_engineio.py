@@ -13,13 +13,13 @@ Skipped without node/npm or redis-server, except under CI=true.
 import json
 import os
 import re
-import select
+import shutil
 import subprocess
 import tempfile
-import time
 import unittest
 
-from harness import HOST, Tether, _live, free_port, http_request
+from harness import HOST, LoggedProcess, Tether, free_port, http_request
+from redis_fixture import RedisServer
 from obs_common import REPO, parse_metrics, require_tool, wait_for
 
 INTEROP = os.path.join(REPO, "tests", "interop")
@@ -35,39 +35,9 @@ def ensure_node_modules() -> None:
         raise AssertionError("npm ci failed: " + (p.stdout + p.stderr).decode()[-3000:])
 
 
-class NodeProcess:
-    def __init__(self, args, log_path):
-        self.log = open(log_path, "wb")
-        self.proc = subprocess.Popen([require_tool("node"), *args], cwd=INTEROP,
-                                     stdout=subprocess.PIPE, stderr=self.log,
-                                     stdin=subprocess.DEVNULL)
-        _live.add(self.proc)
-
-    def read_line(self, timeout: float) -> str:
-        fd, data = self.proc.stdout.fileno(), b""
-        deadline = time.monotonic() + timeout
-        while not data.endswith(b"\n"):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no line from node in {timeout}s")
-            if select.select([fd], [], [], remaining)[0]:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    raise RuntimeError(f"node exited ({self.proc.poll()})")
-                data += chunk
-        return data.decode().strip()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        _live.discard(self.proc)
-        self.proc.stdout.close()
-        self.log.close()
+def node_process(args: list[str], name: str) -> LoggedProcess:
+    """node running `args` (a script of tests/interop and its options), stdout piped."""
+    return LoggedProcess([require_tool("node"), *args], name, cwd=INTEROP, pipe_stdout=True)
 
 
 class EngineIoSessionsTest(unittest.TestCase):
@@ -75,16 +45,15 @@ class EngineIoSessionsTest(unittest.TestCase):
         require_tool("node")
         require_tool("redis-server")
         ensure_node_modules()
-        from test_redis_affinity import RedisServer  # the Redis fixture of issue 4's tests
         self.redis = RedisServer()
         self.addCleanup(self.redis.close)
         self.dir = tempfile.mkdtemp(prefix="tether-eio-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
         servers = []
         for name in ("s1", "s2"):
-            srv = NodeProcess(["server.js", "--version", "4", "--name", name, "--port", "0",
-                               "--redis-port", str(self.redis.port)],
-                              os.path.join(self.dir, f"{name}.log"))
-            self.addCleanup(srv.stop)
+            srv = node_process(["server.js", "--version", "4", "--name", name, "--port", "0",
+                                "--redis-port", str(self.redis.port)], name)
+            self.addCleanup(srv.close)
             port = int(re.fullmatch(r"listening (\d+)", srv.read_line(30)).group(1))
             servers.append(f"      - {{name: {name}, address: \"{HOST}:{port}\"}}")
         self.port, self.admin = free_port(), free_port()
@@ -103,14 +72,13 @@ upstreams:
 """, ports=[self.port, self.admin])
         self.addCleanup(self.tether.close)
 
-    def clients(self, transports: str, n: int, duration_ms: int) -> tuple[NodeProcess, str]:
+    def clients(self, transports: str, n: int, duration_ms: int) -> tuple[LoggedProcess, str]:
         ready = os.path.join(self.dir, f"ready-{transports}")
-        c = NodeProcess(["client.js", "--version", "4", "--url", f"http://{HOST}:{self.port}",
-                         "--clients", str(n), "--transports", transports,
-                         "--duration-ms", str(duration_ms), "--whoami-interval-ms", "600000",
-                         "--ready-file", ready],
-                        os.path.join(self.dir, f"client-{transports}.log"))
-        self.addCleanup(c.stop)
+        c = node_process(["client.js", "--version", "4", "--url", f"http://{HOST}:{self.port}",
+                          "--clients", str(n), "--transports", transports,
+                          "--duration-ms", str(duration_ms), "--whoami-interval-ms", "600000",
+                          "--ready-file", ready], f"client-{transports}")
+        self.addCleanup(c.close)
         return c, ready
 
     def sessions(self) -> dict:

@@ -16,6 +16,7 @@ import time
 import unittest
 
 from harness import HOST, HttpConnection, WebSocket, build_request, http_request
+from redis_fixture import RedisServer
 from obs_common import CONF, Load, ObsTether, cookie_of, require_tool, wait_for
 
 # SPEC "Metrics (minimum set)": name -> (type, label names).
@@ -123,7 +124,6 @@ class MetricsTest(unittest.TestCase):
 
     def test_redis_families_when_redis_is_configured(self):
         require_tool("redis-server")
-        from test_redis_affinity import RedisServer  # the Redis fixture of issue 4's tests
         redis = RedisServer()
         self.addCleanup(redis.close)
         obs = ObsTether(workers=1, backends=self.obs.backends, redis_port=redis.port)
@@ -311,7 +311,6 @@ class ShippedConfTest(unittest.TestCase):
             names |= set(re.findall(r"\b((?:tether|process)_[a-z_]+)\b", text))
         names = {re.sub(r"_(bucket|sum|count)$", "", n) for n in names}
         require_tool("redis-server")
-        from test_redis_affinity import RedisServer  # the Redis fixture of issue 4's tests
         redis = RedisServer()
         self.addCleanup(redis.close)
         obs = ObsTether(workers=1, redis_port=redis.port)  # Redis families exist with `redis`

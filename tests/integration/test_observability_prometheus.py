@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 import unittest
@@ -21,17 +20,20 @@ import urllib.request
 
 import socket
 
-from harness import HOST, Backend, WebSocket, _Reader, build_request, free_port, http_request, \
-    read_response
+from harness import HOST, Backend, LoggedProcess, WebSocket, _Reader, build_request, free_port, get_from, \
+    http_request, read_response
+from redis_fixture import RedisServer
 from obs_common import CONF, Load, ObsTether, cookie_of, require_tool, wait_for
 from test_observability_metrics import promtool_check_metrics
 
 
-class Prometheus:
+class Prometheus(LoggedProcess):
+    """A real Prometheus scraping `targets` every second with the alert rules `rules`."""
+
     def __init__(self, targets: list[str], rules: str):
-        self.dir = tempfile.mkdtemp(prefix="tether-prom-")
-        shutil.copy(rules, os.path.join(self.dir, "alerts.yml"))
-        config = os.path.join(self.dir, "prometheus.yml")
+        directory = tempfile.mkdtemp(prefix="tether-prom-")
+        shutil.copy(rules, os.path.join(directory, "alerts.yml"))
+        config = os.path.join(directory, "prometheus.yml")
         with open(config, "w") as f:
             f.write(f"""global:
   scrape_interval: 1s
@@ -44,12 +46,10 @@ scrape_configs:
       - targets: {json.dumps(targets)}
 """)
         self.port = free_port()
-        self.log = open(os.path.join(self.dir, "prometheus.log"), "wb")
-        self.proc = subprocess.Popen(
-            [require_tool("prometheus"), f"--config.file={config}",
-             f"--storage.tsdb.path={os.path.join(self.dir, 'data')}",
-             f"--web.listen-address={HOST}:{self.port}", "--log.level=warn"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.dir)
+        super().__init__([require_tool("prometheus"), f"--config.file={config}",
+                          f"--storage.tsdb.path={os.path.join(directory, 'data')}",
+                          f"--web.listen-address={HOST}:{self.port}", "--log.level=warn"],
+                         "prometheus", directory=directory)
         try:
             wait_for(self._ready, 30, 0.2, "prometheus ready")
         except BaseException:
@@ -94,22 +94,6 @@ scrape_configs:
             wait_for(reached, timeout, 0.25, f"{query} == {expected}")
         except TimeoutError:
             raise AssertionError(f"{query}: {last[0]!r}, expected {expected}") from None
-
-    def logs(self) -> str:
-        self.log.flush()
-        with open(os.path.join(self.dir, "prometheus.log"), "rb") as f:
-            return f.read().decode(errors="replace")[-3000:]
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class PrometheusScrapeTest(unittest.TestCase):
@@ -212,11 +196,9 @@ class PrometheusScrapeTest(unittest.TestCase):
                     prom.api("query", query=expr)  # raises unless Prometheus accepts it
 
 
-def get_from(client_ip: str, port: int, path: str = "/") -> bytes:
-    """GET from a given loopback source address (a client of its own for ip_hash)."""
-    with socket.create_connection((HOST, port), timeout=10, source_address=(client_ip, 0)) as s:
-        s.sendall(build_request("GET", path, [("Host", "x"), ("Connection", "close")]))
-        r = read_response(_Reader(s), "GET", 10)
+def body_from(client_ip: str, port: int) -> bytes:
+    """The body of a GET / from a given loopback source address (a client of its own)."""
+    r = get_from(client_ip, port)
     if r.status != 200:
         raise AssertionError(f"{client_ip}: {r.status}")
     return r.body
@@ -229,7 +211,6 @@ class PrometheusReplicasTest(unittest.TestCase):
     def setUp(self):
         require_tool("prometheus")
         require_tool("redis-server")
-        from test_redis_affinity import RedisServer  # the Redis fixture of issue 4's tests
         self.redis = RedisServer()
         self.addCleanup(self.redis.close)
         self.backends = [Backend("s1"), Backend("s2")]
@@ -249,9 +230,9 @@ class PrometheusReplicasTest(unittest.TestCase):
         prom.wait_value('count(up{job="tether"} == 1)', 2)
         prom.wait_value('sum(tether_redis_up)', 2)
         clients = [f"127.0.0.{20 + i}" for i in range(6)]
-        on_a = [get_from(ip, a.ports["ip"]) for ip in clients]
-        on_b = [get_from(ip, b.ports["ip"]) for ip in clients]
-        again_b = [get_from(ip, b.ports["ip"]) for ip in clients]
+        on_a = [body_from(ip, a.ports["ip"]) for ip in clients]
+        on_b = [body_from(ip, b.ports["ip"]) for ip in clients]
+        again_b = [body_from(ip, b.ports["ip"]) for ip in clients]
         self.assertEqual(on_a, on_b, "replica b routes each client where replica a placed it")
         self.assertEqual(on_b, again_b)
         q = 'sum(tether_affinity_lookups_total{{upstream="ip",instance="{}",result="{}"}})'

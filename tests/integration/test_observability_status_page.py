@@ -13,14 +13,12 @@ but 127.0.0.1; it is stopped by PID. Skipped without chromium, except under CI=t
 
 import json
 import os
-import shutil
-import subprocess
 import tempfile
 import time
 import unittest
 import urllib.request
 
-from harness import HOST, HttpConnection, WebSocket, http_request
+from harness import HOST, HttpConnection, LoggedProcess, WebSocket, http_request
 from obs_common import Load, ObsTether, require_tool, wait_for
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -39,16 +37,14 @@ READ_PAGE = """JSON.stringify(Object.fromEntries(
           .map(td => [td.dataset.k, td.textContent])))]))])))"""
 
 
-class Chromium:
+class Chromium(LoggedProcess):
     """A headless Chromium and one DevTools session on its first page."""
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="tether-chromium-")
-        self.log = open(os.path.join(self.dir, "chromium.log"), "wb")
-        self.proc = subprocess.Popen(
-            [require_tool("chromium"), *CHROMIUM_FLAGS,
-             f"--user-data-dir={os.path.join(self.dir, 'profile')}", "about:blank"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        directory = tempfile.mkdtemp(prefix="tether-chromium-")
+        super().__init__([require_tool("chromium"), *CHROMIUM_FLAGS,
+                          f"--user-data-dir={os.path.join(directory, 'profile')}", "about:blank"],
+                         "chromium", directory=directory)
         self.ws = None
         self.next_id = 0
         try:
@@ -107,23 +103,10 @@ class Chromium:
             self.call("Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"],
                       button="left", clickCount=1)
 
-    def logs(self) -> str:
-        self.log.flush()
-        with open(os.path.join(self.dir, "chromium.log"), "rb") as f:
-            return f.read().decode(errors="replace")[-3000:]
-
     def close(self):
         if self.ws:
             self.ws.abort()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().close()
 
 
 class StatusPageTest(unittest.TestCase):

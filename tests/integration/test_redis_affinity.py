@@ -15,102 +15,20 @@ Label: integration;redis.
 
 import json
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 import unittest
 
-from harness import (HOST, Backend, Tether, _live, free_port, http_request, tether_config,
+from harness import (HOST, Backend, Tether, free_port, get_from, http_request, tether_config,
                      wait_port)
-
-REDIS = shutil.which("redis-server")
-
-
-class RedisServer:
-    """A redis-server on 127.0.0.1:port, no persistence, stopped by PID."""
-
-    def __init__(self, port: int | None = None):
-        self.port = port or free_port()
-        self.dir = tempfile.mkdtemp(prefix="tether-redis-")
-        self.start()
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no",
-             "--enable-debug-command", "yes", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        _live.add(self.proc)
-        deadline = time.monotonic() + 10
-        while self.command("PING") != "PONG":
-            if time.monotonic() > deadline:
-                raise TimeoutError("redis-server did not start")
-            time.sleep(0.02)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def close(self) -> None:
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def command(self, *args: str, timeout: float = 5.0):
-        """One RESP command on a fresh connection; bulk/simple strings as str, nil as None."""
-        try:
-            with socket.create_connection((HOST, self.port), timeout=timeout) as s:
-                out = f"*{len(args)}\r\n".encode()
-                for a in args:
-                    b = a.encode()
-                    out += b"$%d\r\n%s\r\n" % (len(b), b)
-                s.sendall(out)
-                f = s.makefile("rb")
-                return _read_resp(f)
-        except OSError:
-            return None
+from redis_fixture import REDIS, RedisServer
 
 
-def _read_resp(f):
-    line = f.readline().rstrip(b"\r\n")
-    kind, rest = line[:1], line[1:].decode()
-    if kind in (b"+", b"-"):
-        return rest
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        if n < 0:
-            return None
-        data = f.read(n + 2)[:-2]
-        return data.decode()
-    if kind == b"*":
-        return [_read_resp(f) for _ in range(int(rest))]
-    raise ValueError(f"bad RESP line {line!r}")
-
-
-def get_from(source_ip: str, port: int, path: str = "/", timeout: float = 5.0) -> tuple[int, str]:
+def status_and_body(source_ip: str, port: int, path: str = "/",
+                    timeout: float = 5.0) -> tuple[int, str]:
     """GET on a new connection from `source_ip`; (status, body)."""
-    with socket.create_connection((HOST, port), timeout=timeout,
-                                  source_address=(source_ip, 0)) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    if b"transfer-encoding: chunked" in head.lower():
-        out, rest = b"", body
-        while rest:
-            size_line, _, rest = rest.partition(b"\r\n")
-            n = int(size_line, 16)
-            if n == 0:
-                break
-            out, rest = out + rest[:n], rest[n + 2:]
-        body = out
-    return status, body.decode(errors="replace")
+    r = get_from(source_ip, port, path, timeout)
+    return r.status, r.text
 
 
 def server_of(body: str) -> str:
@@ -182,7 +100,7 @@ class RedisAffinityTest(unittest.TestCase):
     def placements(self, t, ips) -> dict:
         out = {}
         for ip in ips:
-            status, body = get_from(ip, t.port)
+            status, body = status_and_body(ip, t.port)
             self.assertEqual(status, 200, body)
             out[ip] = server_of(body)
         return out
@@ -226,7 +144,7 @@ class RedisAffinityTest(unittest.TestCase):
 
             def hit(t, ip, side):
                 barrier.wait(10)
-                results[(ip, side)] = get_from(ip, t.port)
+                results[(ip, side)] = status_and_body(ip, t.port)
 
             threads = [threading.Thread(target=hit, args=(t, ip, side))
                        for ip in ips for side, t in (("a", a), ("b", b))]
@@ -262,7 +180,7 @@ class RedisAffinityTest(unittest.TestCase):
                 t = replicas[i % len(replicas)]
                 i += 1
                 try:
-                    status, body = get_from(ip, t.port, timeout=5)
+                    status, body = status_and_body(ip, t.port, timeout=5)
                 except OSError as e:
                     failures.append((ip, repr(e)))
                     continue
@@ -319,7 +237,7 @@ class RedisAffinityTest(unittest.TestCase):
         slowest = 0.0
         for ip in client_ips(700, 20):  # new clients: each asks Redis first
             t0 = time.monotonic()
-            status, _ = get_from(ip, a.port)
+            status, _ = status_and_body(ip, a.port)
             slowest = max(slowest, time.monotonic() - t0)
             self.assertEqual(status, 200)
         sleeper.join(15)

@@ -20,11 +20,15 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))  # the shared Redis fixture
+from redis_fixture import wait_redis_ready  # noqa: E402
+
 NPM_CI_TIMEOUT = 300
 _npm_ready = None  # None = not tried, else (ok, message)
 
@@ -33,6 +37,29 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def read_listening(name, p, timeout):
+    """The port in the `listening PORT` line that server.js writes first on its stdout;
+    RuntimeError when it writes something else, exits or says nothing within `timeout`."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    fd = p.stdout.fileno()
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.1)
+        if r:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+            if b"\n" in buf:
+                line = buf.split(b"\n", 1)[0].decode()
+                if line.startswith("listening "):
+                    return int(line.split()[1])
+                raise RuntimeError(f"{name}: unexpected output {line!r}")
+        elif p.poll() is not None:
+            break
+    raise RuntimeError(f"{name} (server.js) did not start")
 
 
 def tail(path, n=30):
@@ -135,19 +162,10 @@ class InteropTest(unittest.TestCase):
         self.redis_port = free_port()
         p = self._spawn("redis", [self.redis_bin, "--port", str(self.redis_port),
                                   "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if p.poll() is not None:
-                self.fail("redis-server exited:\n" + tail(os.path.join(self.tmp, "redis.stdout")))
-            try:
-                with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.fail("redis-server did not answer PING within 10 s")
+        try:
+            wait_redis_ready(self.redis_port, p)
+        except (RuntimeError, TimeoutError) as e:
+            self.fail(f"{e}\n" + tail(os.path.join(self.tmp, "redis.stdout")))
 
     def start_servers(self, version, count=3):
         starting = []
@@ -162,24 +180,10 @@ class InteropTest(unittest.TestCase):
             self.servers[name] = (port, p)
 
     def _read_listening(self, name, p, timeout):
-        buf = b""
-        deadline = time.monotonic() + timeout
-        fd = p.stdout.fileno()
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([fd], [], [], 0.1)
-            if r:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                buf += chunk
-                if b"\n" in buf:
-                    line = buf.split(b"\n", 1)[0].decode()
-                    if line.startswith("listening "):
-                        return int(line.split()[1])
-                    self.fail(f"{name}: unexpected output {line!r}")
-            elif p.poll() is not None:
-                break
-        self.fail(f"{name} (server.js) did not start:\n{self._logs()}")
+        try:
+            return read_listening(name, p, timeout)
+        except RuntimeError as e:
+            self.fail(f"{e}:\n{self._logs()}")
 
     def start_tether(self, affinity, health_check=False, extra_upstream=""):
         self.tether_port = free_port()

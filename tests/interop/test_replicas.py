@@ -28,7 +28,6 @@ redis-server (with redis-cli for the slow case). Python stdlib only.
 import json
 import os
 import random
-import select
 import shutil
 import signal
 import socket
@@ -39,7 +38,8 @@ import time
 import unittest
 import urllib.request
 
-import test_interop as base
+import test_interop as base  # puts tests/integration on sys.path
+from redis_fixture import redis_commands, wait_redis_ready
 from eio_client import Browser, Collector, Load, decode_payload
 from l4_proxy import RoundRobinProxy
 
@@ -52,49 +52,6 @@ KEY_PREFIX = "tether:"
 # PING, which marks Redis down until the next PING a second later) can exceed 100 ms. The fault
 # cases keep the 100 ms default.
 TABLE_TIMEOUT = "1s"
-
-
-# ---- Redis over a raw RESP socket ---------------------------------------------------------
-
-class RedisError(Exception):
-    pass
-
-
-def _read_reply(f):
-    line = f.readline()
-    if not line:
-        raise ConnectionError("redis closed the connection")
-    kind, rest = line[:1], line[1:].rstrip(b"\r\n")
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        raise RedisError(rest.decode())
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        if n < 0:
-            return None
-        data = f.read(n + 2)
-        return data[:-2].decode()
-    if kind == b"*":
-        n = int(rest)
-        return None if n < 0 else [_read_reply(f) for _ in range(n)]
-    raise RedisError(f"unexpected reply {line!r}")
-
-
-def redis_commands(port, commands, timeout=5.0):
-    """Sends commands (lists of str) pipelined on one connection; returns their replies."""
-    out = b""
-    for args in commands:
-        out += f"*{len(args)}\r\n".encode()
-        for a in args:
-            b = str(a).encode()
-            out += f"${len(b)}\r\n".encode() + b + b"\r\n"
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(out)
-        f = s.makefile("rb")
-        return [_read_reply(f) for _ in commands]
 
 
 def listen_port():
@@ -189,7 +146,7 @@ class ReplicasTest(unittest.TestCase):
                                stdout=subprocess.PIPE, cwd=HERE)
                 starting.append((v, name, p))
         for v, name, p in starting:
-            cls.servers[v][name] = cls._read_listening(name, p, 40)
+            cls.servers[v][name] = base.read_listening(name, p, 40)
 
     @staticmethod
     def _stop(p, grace=5.0):
@@ -228,38 +185,11 @@ class ReplicasTest(unittest.TestCase):
         p = cls._spawn(tmp, procs, name,
                        [cls.redis_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                         "--appendonly", "no", "--enable-debug-command", "local"])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if p.poll() is not None:
-                raise RuntimeError(f"{name} exited:\n" + base.tail(os.path.join(tmp, f"{name}.stdout")))
-            try:
-                if redis_commands(port, [["PING"]], timeout=1) == ["PONG"]:
-                    return port, p
-            except (OSError, RedisError):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{name} did not answer PING within 10 s")
-
-    @staticmethod
-    def _read_listening(name, p, timeout):
-        buf = b""
-        deadline = time.monotonic() + timeout
-        fd = p.stdout.fileno()
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([fd], [], [], 0.1)
-            if r:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                buf += chunk
-                if b"\n" in buf:
-                    line = buf.split(b"\n", 1)[0].decode()
-                    if line.startswith("listening "):
-                        return int(line.split()[1])
-                    raise RuntimeError(f"{name}: unexpected output {line!r}")
-            elif p.poll() is not None:
-                break
-        raise RuntimeError(f"{name} (server.js) did not start")
+        try:
+            wait_redis_ready(port, p)
+        except RuntimeError as e:
+            raise RuntimeError(f"{name}: {e}\n" + base.tail(os.path.join(tmp, f"{name}.stdout")))
+        return port, p
 
     # ---- per-test rig -------------------------------------------------------------------
 
