@@ -58,8 +58,9 @@ UpstreamPool::connect(std::shared_ptr<upstream::Backend> b, std::chrono::millise
 void UpstreamPool::give_back(std::unique_ptr<UpstreamConnection> c, int keepalive) {
     if (keepalive <= 0 || c->buffer.size() != 0) return;
     auto& v = idle_[c->backend.get()];
-    if (static_cast<int>(v.size()) >= keepalive) v.erase(v.begin());  // drop the oldest
+    if (static_cast<int>(v.size()) >= kSurplusFactor * keepalive) v.erase(v.begin());  // the oldest
     c->idle_since = Clock::now();
+    c->keepalive = keepalive;
     c->stream.expires_never();
     v.push_back(std::move(c));
 }
