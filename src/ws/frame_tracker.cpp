@@ -30,6 +30,9 @@ void FrameTracker::parse_header_byte(unsigned char b) {
     if (payload_left_ == 0) ++frames_;
 }
 
+// A header that lies whole in the input (the common case: a read starts at a
+// frame boundary) is decoded in place; one split across reads goes byte by
+// byte through header_.
 std::size_t FrameTracker::feed(const unsigned char* data, std::size_t n, bool stop_at_boundary) {
     std::size_t i = 0;
     while (i < n) {
@@ -42,6 +45,27 @@ std::size_t FrameTracker::feed(const unsigned char* data, std::size_t n, bool st
                 if (stop_at_boundary) return i;
             }
             continue;
+        }
+        if (header_have_ == 0 && n - i >= 2) {
+            const unsigned char* h = data + i;
+            const unsigned len7 = h[1] & 0x7f;
+            const std::size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+            const std::size_t need = 2 + ext + ((h[1] & 0x80) ? 4 : 0);
+            if (n - i >= need) {
+                opcode_ = h[0] & 0x0f;
+                std::uint64_t len = len7;
+                if (ext != 0) {
+                    len = 0;
+                    for (std::size_t k = 0; k < ext; ++k) len = (len << 8) | h[2 + k];
+                }
+                i += need;
+                payload_left_ = len;
+                if (len == 0) {
+                    ++frames_;
+                    if (stop_at_boundary) return i;
+                }
+                continue;
+            }
         }
         const std::uint64_t before = frames_;
         parse_header_byte(data[i++]);

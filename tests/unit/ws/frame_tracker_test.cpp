@@ -40,7 +40,9 @@ std::vector<unsigned char> stream() {
 
 TEST(FrameTracker, CountsFramesWhateverTheReadSplit) {
     const auto s = stream();
-    for (std::size_t step : {1u, 2u, 3u, 7u, 13u, 4096u, 1000000u}) {
+    std::vector<std::size_t> steps{4096u, 1000000u};
+    for (std::size_t step = 1; step <= 40; ++step) steps.push_back(step);  // every header split
+    for (std::size_t step : steps) {
         FrameTracker t;
         for (std::size_t i = 0; i < s.size(); i += step)
             EXPECT_EQ(t.feed(s.data() + i, std::min(step, s.size() - i)),
@@ -67,6 +69,20 @@ TEST(FrameTracker, StopAtBoundaryConsumesExactlyOneFrame) {
     EXPECT_EQ(t.feed(s.data(), s.size(), true), first);
     EXPECT_EQ(t.frames(), 1u);
     EXPECT_TRUE(t.at_boundary());
+}
+
+TEST(FrameTracker, StopAtBoundaryWalksEveryFrame) {
+    const auto s = stream();
+    FrameTracker t;
+    std::size_t off = 0;
+    std::vector<unsigned> ops;
+    while (off < s.size()) {
+        off += t.feed(s.data() + off, s.size() - off, true);
+        EXPECT_TRUE(t.at_boundary());
+        ops.push_back(t.opcode());
+    }
+    EXPECT_EQ(ops, (std::vector<unsigned>{1, 2, 9, 2, 1, 8}));
+    EXPECT_EQ(t.frames(), 6u);
 }
 
 TEST(FrameTracker, CloseFramesAreWellFormed) {
