@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <iostream>
 #include <mutex>
@@ -197,7 +198,7 @@ public:
         const upstream::Backend* b = rt->find(u, s);
         const auto spread = rt->find(std::string(u))->config->drain.close_spread;
         for (auto& w : workers_)
-            w->drain_server(b->shared_state().get(),
+            w->drain_server(b->shared_state(),
                             drain ? std::optional<std::chrono::milliseconds>(spread) : std::nullopt);
         log::info(std::string(drain ? "draining" : "enabled") + " server '" + std::string(s) +
                   "' of upstream '" + std::string(u) + "'");
@@ -253,6 +254,7 @@ private:
             return;
         }
         std::shared_ptr<const upstream::Runtime> rt;
+        const std::shared_ptr<const upstream::Runtime> before = runtime_;
         ListenerChanges changes;
         try {
             rt = upstream::build_runtime(next, runtime_.get(), runtime_->generation + 1);
@@ -281,8 +283,31 @@ private:
         for (std::size_t i = 0; i < workers_.size(); ++i)
             workers_[i]->install(runtime_, routing_, std::move(changes.added[i]), changes.removed);
         health_->update(runtime_);
+        close_removed_tunnels(*before, *runtime_);
         log::info("reloaded " + path_ + " (generation " + std::to_string(runtime_->generation) +
                   ")");
+    }
+
+    // drain.close_removed: the tunnels to servers that `before` had and `rt`
+    // no longer has (by state: a server kept by name and address is kept; a
+    // re-addressed one is removed) get 1001 spread over the new config's
+    // drain.close_spread, as a drain does. Without it they run until they end.
+    void close_removed_tunnels(const upstream::Runtime& before, const upstream::Runtime& rt) {
+        for (const auto& u : rt.upstreams) {
+            const auto& drain = u.config->drain;
+            const upstream::Upstream* old = drain.close_removed ? before.find(u.config->name)
+                                                                : nullptr;
+            if (!old) continue;
+            for (const auto& b : old->backends) {
+                const auto& state = b->shared_state();
+                if (std::any_of(u.backends.begin(), u.backends.end(),
+                                [&](const auto& n) { return n->shared_state() == state; }))
+                    continue;
+                for (auto& w : workers_) w->drain_server(state, drain.close_spread);
+                log::info("reload: closing the tunnels to removed server '" + b->name() +
+                          "' of upstream '" + u.config->name + "' over drain.close_spread");
+            }
+        }
     }
 
     struct ListenerChanges {

@@ -13,14 +13,11 @@ void Picker::collect_eligible(const BackendList& backends,
         return std::find(exclude.begin(), exclude.end(), b) != exclude.end();
     };
     eligible_.clear();
-    bool primary_up = false;
     for (std::size_t i = 0; i < backends.size(); ++i) {
         const Backend& b = *backends[i];
-        if (b.server().backup) continue;
-        primary_up = primary_up || b.up();
-        if (b.accepts_new() && !excluded(&b)) eligible_.push_back(i);
+        if (!b.server().backup && b.accepts_new() && !excluded(&b)) eligible_.push_back(i);
     }
-    if (primary_up) return;
+    if (!eligible_.empty()) return;
     for (std::size_t i = 0; i < backends.size(); ++i) {
         const Backend& b = *backends[i];
         if (b.server().backup && b.accepts_new() && !excluded(&b)) eligible_.push_back(i);

@@ -767,7 +767,9 @@ private:
         };
         auto cookie = [&](const Node& n, const Path& p) { read_cookie(n, p, out.cookie, marks); };
         auto drain = [&](const Node& n, const Path& p) {
-            walk(n, p, {{"close_spread", duration_into(out.drain.close_spread, true)}});
+            walk(n, p,
+                 {{"close_spread", duration_into(out.drain.close_spread, true)},
+                  {"close_removed", flag_into(out.drain.close_removed)}});
         };
         Seen seen = walk(node, path,
                          {{"affinity", affinity},
@@ -779,6 +781,8 @@ private:
                           {"drain", drain},
                           {"keepalive", int_into(out.keepalive, 0)},
                           {"retries", int_into(out.retries, 0)},
+                          {"fail_on_status",
+                           into(&Loader::read_fail_on_status, out.fail_on_status)},
                           {"servers", into(&Loader::read_servers, out.servers)},
                           {"health_check", into(&Loader::read_health_check, out.health_check)}});
         require(node, path, seen, {"servers"});
@@ -880,17 +884,28 @@ private:
 
     /// "200-399", "200", 200, or a list of those.
     void read_expect_status(const Node& node, const Path& path, std::vector<StatusRange>& out) {
+        read_status_ranges(node, path, out, 100, "200 or 200-399");
+    }
+
+    /// "500-599", "502", 502, or a list of those: answers that count as
+    /// passive failures (error answers only: 400..599).
+    void read_fail_on_status(const Node& node, const Path& path, std::vector<StatusRange>& out) {
+        read_status_ranges(node, path, out, 400, "502 or 500-599");
+    }
+
+    void read_status_ranges(const Node& node, const Path& path, std::vector<StatusRange>& out,
+                            int lowest, std::string_view example) {
         out.clear();
         auto one = [&](const Node& n, const Path& p) {
             const std::string* s = scalar(n, p, "a status code or range");
             auto range = s ? parse_status_range(*s) : std::nullopt;
-            if (range)
+            if (range && range->lo >= lowest)
                 out.push_back(*range);
             else if (s)
-                fail(
-                    n, p,
-                    "invalid status range " + quote(*s) +
-                        " (use a code or an inclusive range within 100..599, e.g. 200 or 200-399)");
+                fail(n, p,
+                     "invalid status range " + quote(*s) +
+                         " (use a code or an inclusive range within " + std::to_string(lowest) +
+                         "..599, e.g. " + std::string(example) + ")");
         };
         if (node.IsSequence())
             for_each_item(node, path, "status range", one);

@@ -85,7 +85,8 @@ struct Exchange {
     Clock::time_point start = Clock::now();
 };
 
-/// Passive health: a connect, send or response-head failure of `b` (a 5xx is not one).
+/// Passive health: a connect, send or response-head failure of `b`, or an
+/// answer with a status in the upstream's fail_on_status (not by default).
 void count_failure(upstream::Backend& b, std::string_view upstream);
 
 class ClientSession final : public TrackedConnection {

@@ -14,7 +14,8 @@ constexpr int kMaxStaleRetries = 3;
 
 }  // namespace
 
-/// Passive health: a connect, send or response-head failure of `b` (a 5xx is not one).
+/// Passive health: a connect, send or response-head failure of `b`, or an
+/// answer with a status in the upstream's fail_on_status.
 void count_failure(upstream::Backend& b, std::string_view upstream) {
     if (b.record_failure(Clock::now()))
         log::warn("upstream '" + std::string(upstream) + "' server '" + b.name() +
@@ -63,7 +64,12 @@ awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d
         std::tie(ec, n) = co_await read_response_head(ex, d.pumped);
     head_read_ended(d);
     if (!ec && !d.stop) {
-        ex.conn->backend->record_success(Clock::now());
+        // The answer is relayed either way; fail_on_status only counts it.
+        const auto& uc = *ex.upstream->config;
+        if (config::status_in(ex.response->get().result_int(), uc.fail_on_status))
+            count_failure(*ex.conn->backend, uc.name);
+        else
+            ex.conn->backend->record_success(Clock::now());
         take_held_body(ex);
         co_return co_await respond(ex, d);
     }

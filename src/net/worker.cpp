@@ -149,11 +149,12 @@ void Worker::install(std::shared_ptr<const upstream::Runtime> runtime,
     });
 }
 
-void Worker::drain_server(const void* key, std::optional<std::chrono::milliseconds> spread) {
-    asio::post(*io_, [this, key, spread] {
+void Worker::drain_server(std::shared_ptr<const void> key,
+                          std::optional<std::chrono::milliseconds> spread) {
+    asio::post(*io_, [this, key = std::move(key), spread] {
         const auto now = Clock::now();
         ctx_.registry.for_each([&](TrackedConnection& c) {
-            if (c.server_key() != key) return;
+            if (c.server_key() != key.get()) return;
             if (!spread) return c.drain(std::nullopt);
             const auto span = std::chrono::duration_cast<Clock::duration>(*spread).count();
             c.drain(now + Clock::duration(static_cast<Clock::rep>(

@@ -155,14 +155,23 @@ class ActiveChecks(HealthTestCase):
 
     def test_initial_down_server_is_usable_once_rise_is_met(self):
         b1, = self.backends("b1")
-        # rise 2 every 1.5 s: up 1.5 s after the first good check at the earliest.
-        checks = FAST_CHECKS.replace("interval: 100ms", "interval: 1500ms") + "  initial: down\n"
-        started = time.monotonic()
+        # b1's /healthz fails until the test says so. Before, this test read the state once
+        # right after start and expected `down` from `initial: down` alone; on a loaded
+        # machine tether could take longer to be seen listening than the first two checks
+        # (rise 2) took to pass, and it read `up`. Now no check can pass before the switch,
+        # so `down` holds however late the test looks; and `initial: up` would still show
+        # `up` here until `fall` failed checks (>= 1 interval of 1 s).
+        http_request(HOST, b1.port, "GET", "/set-health?code=503")
+        checks = FAST_CHECKS.replace("interval: 100ms", "interval: 1s") + "  initial: down\n"
         self.tether([b1], upstream=checks)
         self.assertEqual(self.states()["b1"], "down")
         self.assertEqual(self.admin("GET", "/readyz").status, 503)
+        self.assertEqual(http_request(HOST, self.port, "GET", "/").status, 503)
+        checks_before = b1.stats()["health_checks"]
+        http_request(HOST, b1.port, "GET", "/set-health?code=200")
         self.wait_state("b1", "up", timeout=5)
-        self.assertGreaterEqual(time.monotonic() - started, 1.5)
+        # Usable once `rise` (2) good checks passed: at least two checks since the switch.
+        self.assertGreaterEqual(b1.stats()["health_checks"] - checks_before, 2)
         self.assertEqual(self.admin("GET", "/readyz").status, 200)
         self.assertEqual(self.who(3), {"b1": 3})
 
@@ -209,6 +218,47 @@ class PassiveChecks(HealthTestCase):
         self.tether([("b1", b1.port, {"max_fails": 1}), ("b2", b2.port, {"max_fails": 1})])
         for _ in range(6):
             self.assertEqual(http_request(HOST, self.port, "GET", "/status?code=503").status, 503)
+        self.assertEqual(self.states(), {"b1": "up", "b2": "up"})
+
+    def answers_with_b1_failing(self, upstream: dict) -> list:
+        """12 GETs of /healthz, which b1 answers 500 and b2 200: [(backend, status)]."""
+        b1, b2 = self.backends("b1", "b2")
+        self.b1, self.b2 = b1, b2
+        http_request(HOST, b1.port, "GET", "/set-health?code=500")
+        self.tether([("b1", b1.port, {"max_fails": 3, "fail_timeout": "30s"}), b2], workers=1,
+                    upstream=upstream)
+        answers = []
+        for _ in range(12):
+            r = http_request(HOST, self.port, "GET", "/healthz")
+            answers.append((r.header("X-Backend"), r.status))
+        return answers
+
+    def test_5xx_of_one_server_is_relayed_and_not_counted_by_default(self):
+        answers = self.answers_with_b1_failing({})
+        self.assertEqual(answers.count(("b1", 500)), 6, answers)  # round robin, never out
+        self.assertEqual(self.states(), {"b1": "up", "b2": "up"})
+        self.assertEqual(self.metric("tether_upstream_server_failures_total", upstream="u",
+                                     server="b1"), 0)
+
+    def test_fail_on_status_counts_5xx_toward_max_fails(self):
+        answers = self.answers_with_b1_failing({"fail_on_status": ["500-599"]})
+        # b1's first three 500s reach the client as they are (never retried: they were
+        # sent); the third takes b1 out (max_fails 3) and b2 gets the rest.
+        self.assertEqual(answers.count(("b1", 500)), 3, answers)
+        self.assertEqual(answers.count(("b2", 200)), 9, answers)
+        self.assertEqual(answers[-6:], [("b2", 200)] * 6, answers)
+        self.assertEqual(self.states(), {"b1": "down", "b2": "up"})
+        self.assertEqual(self.metric("tether_upstream_server_failures_total", upstream="u",
+                                     server="b1"), 3)
+        self.assertEqual(self.metric("tether_upstream_server_ejections_total", upstream="u",
+                                     server="b1"), 1)
+        # Each client request reached one backend once: none was re-sent elsewhere.
+        self.assertEqual(self.b1.stats()["health_checks"], 3)
+        self.assertEqual(self.b2.stats()["health_checks"], 9)
+
+    def test_fail_on_status_counts_only_the_listed_statuses(self):
+        answers = self.answers_with_b1_failing({"fail_on_status": [502, "503-504"]})
+        self.assertEqual(answers.count(("b1", 500)), 6, answers)
         self.assertEqual(self.states(), {"b1": "up", "b2": "up"})
 
     def test_response_timeout_is_a_failure(self):
@@ -264,7 +314,7 @@ class Retries(HealthTestCase):
 
 
 class Backups(HealthTestCase):
-    def test_backup_takes_new_clients_only_when_no_primary_is_up(self):
+    def test_backup_takes_new_clients_only_when_no_primary_is_usable(self):
         p1, p2, bk = self.backends("p1", "p2", "bk")
         self.tether([p1, p2, ("bk", bk.port, {"backup": True})], upstream=FAST_CHECKS)
         self.assertEqual(self.who(10), {"p1": 5, "p2": 5})
@@ -288,6 +338,59 @@ class Backups(HealthTestCase):
             ws.close()
         wait_until(lambda: http_request(HOST, self.port, "GET", "/").status == 200, 3,
                    what="b1 free again")
+
+    def tunnel(self) -> tuple:
+        """A WebSocket held open through tether: (socket, backend name)."""
+        ws = WebSocket.connect(HOST, self.port, "/chat")
+        self.addCleanup(ws.abort)
+        ws.send_text("whoami")
+        return ws, ws.recv_text()
+
+    def who_kept(self, n: int) -> dict:
+        """Like who(), on one keep-alive connection: its requests are served one after the
+        other by one worker, so a request's own count is gone before the next one is placed
+        (on separate connections the next one may reach another worker first)."""
+        count = {}
+        for _ in range(n):
+            if getattr(self, "_kept", None) is None:
+                self._kept = HttpConnection(HOST, self.port)
+                self.addCleanup(self._kept.close)
+            r = self._kept.request("GET", "/")
+            if (r.header("Connection") or "").lower() == "close":
+                self._kept.close()
+                self._kept = None
+            key = r.header("X-Backend") if r.status == 200 else r.status
+            count[key] = count.get(key, 0) + 1
+        return count
+
+    def test_backup_takes_new_clients_when_every_primary_is_full_or_drained(self):
+        p1, p2, bk = self.backends("p1", "p2", "bk")
+        # max_conns counts per process: the 2 workers share each server's count.
+        self.tether([("p1", p1.port, {"max_conns": 1}), ("p2", p2.port, {"max_conns": 1}),
+                     ("bk", bk.port, {"backup": True, "max_conns": 1})], workers=2)
+        held = dict(self.tunnel() for _ in range(2))  # one tunnel fills each primary
+        self.assertEqual(sorted(held.values()), ["p1", "p2"])
+        by_server = {name: ws for ws, name in held.items()}
+        # Both primaries up but full: the backup takes new clients (as nginx does).
+        self.assertEqual(self.who_kept(6), {"bk": 6})
+        ws_bk, on = self.tunnel()
+        self.assertEqual(on, "bk")
+        # Primaries and backup all full: 503 with Retry-After, whichever worker answers.
+        for _ in range(6):
+            r = http_request(HOST, self.port, "GET", "/")
+            self.assertEqual((r.status, r.header("Retry-After")), (503, "1"))
+        self.assertEqual(self.states(), {"p1": "up", "p2": "up", "bk": "up"})
+        ws_bk.close()
+        wait_until(lambda: self.who_kept(1) == {"bk": 1}, 3, what="the backup has room again")
+        # A primary with room again gets the new clients, not the backup.
+        by_server["p1"].close()
+        wait_until(lambda: self.who_kept(1) == {"p1": 1}, 3, what="p1 has room again")
+        self.assertEqual(self.who_kept(4), {"p1": 4})
+        # p1 drained, p2 full: the backup again.
+        self.assertEqual(self.admin("POST", "/upstreams/u/servers/p1/drain").status, 200)
+        self.assertEqual(self.who_kept(4), {"bk": 4})
+        self.assertEqual(self.admin("POST", "/upstreams/u/servers/p1/enable").status, 200)
+        self.assertEqual(self.who_kept(4), {"p1": 4})
 
 
 class Drain(HealthTestCase):

@@ -151,5 +151,69 @@ class DrainTunnels(HealthTestCase):
                                 if s["name"] == "s1")["tunnels"] == 0, 3, what="no tunnel left")
 
 
+class ReloadRemovedTunnels(HealthTestCase):
+    """SIGHUP removing a server with tunnels open: they run on by default; with
+    drain.close_removed they get 1001 spread over drain.close_spread."""
+
+    SPREAD = 1.5
+
+    def open_and_remove_s1(self, close_removed: bool):
+        s1, s2, s3 = self.backends("s1", "s2", "s3")
+        drain = {"close_spread": "1500ms", "close_removed": close_removed}
+        self.tether([s1, s2], workers=2, upstream={"drain": drain})
+        tunnels = open_tunnels(self.port, 24)
+        for group in tunnels.values():
+            for ws in group:
+                self.addCleanup(ws.abort)
+        self.assertEqual(set(tunnels), {"s1", "s2"})
+        start = time.monotonic()
+        self.t.reload(self.config(servers=[("s2", s2.port), ("s3", s3.port)]))
+        wait_until(lambda: self.status()["config_generation"] == 2, 5, what="reload")
+        return tunnels, start
+
+    def test_removed_servers_tunnels_survive_a_reload_by_default(self):
+        tunnels, start = self.open_and_remove_s1(close_removed=False)
+        # Past the whole window a close would have used: every tunnel still echoes.
+        time.sleep(max(0.0, start + self.SPREAD + 0.5 - time.monotonic()))
+        for name, group in tunnels.items():
+            for ws in group:
+                ws.send_text("after reload")
+                self.assertEqual(ws.recv_text(), "after reload")
+                ws.send_text("whoami")
+                self.assertEqual(ws.recv_text(), name)
+        self.assertNotIn("closing the tunnels to removed server", self.t.logs())
+
+    def test_close_removed_closes_them_with_1001_spread_and_keeps_the_others(self):
+        closed = {}
+
+        def watch(i, ws):
+            closed[i] = (wait_closed(ws, 6), ws.close_code)
+
+        tunnels, start = self.open_and_remove_s1(close_removed=True)
+        threads = [threading.Thread(target=watch, args=(i, ws), daemon=True)
+                   for i, ws in enumerate(tunnels["s1"])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(8)
+        self.assertEqual(len(closed), len(tunnels["s1"]))
+        self.assertEqual({code for _, code in closed.values()}, {1001})
+        times = sorted(t - start for t, _ in closed.values())
+        self.assertLess(times[-1], self.SPREAD + 1.0)  # within the spread (+ tick and slack)
+        self.assertGreater(times[-1] - times[0], 0.4, f"not spread: {times}")
+        print(f"\n{len(times)} tunnels of a removed server closed over a {self.SPREAD} s "
+              f"spread: first {times[0]:.2f} s, median {times[len(times) // 2]:.2f} s, "
+              f"last {times[-1]:.2f} s after SIGHUP")
+        for ws in tunnels["s2"]:  # the kept server's tunnels are untouched
+            ws.send_text("ping")
+            self.assertEqual(ws.recv_text(), "ping")
+            ws.send_text("whoami")
+            self.assertEqual(ws.recv_text(), "s2")
+        self.assertIn("closing the tunnels to removed server 's1'", self.t.logs())
+        wait_until(lambda: self.metric("tether_websocket_tunnels_active", upstream="u",
+                                       server="s2") == len(tunnels["s2"]), 3,
+                   what="s2's tunnels all counted")
+
+
 if __name__ == "__main__":
     unittest.main()

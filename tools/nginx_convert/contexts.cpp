@@ -267,7 +267,8 @@ void Converter::common(const Directive& d, Scope& scope) {
         else if (d.name == "proxy_next_upstream" || d.name == "proxy_next_upstream_tries")
             f_.ignored(d,
                        "tether retries a request not yet sent on another server "
-                       "(upstreams.*.retries)");
+                       "(upstreams.*.retries); 5xx answers count as passive failures "
+                       "with upstreams.*.fail_on_status");
         else
             f_.differs(d, "not translated (no tether equivalent)");
     }

@@ -4,7 +4,9 @@
 // random choices, the less loaded wins: Mitzenmacher's power of two choices).
 //
 // Eligible: Backend::accepts_new() and not in `exclude` (servers already tried
-// for this request). Backup servers are considered only when no primary is up.
+// for this request). Backup servers are considered only when no primary is
+// eligible: every primary is down, draining, full (max_conns) or was already
+// tried, as nginx passes a request to its backups.
 //
 // Threading: one Picker per worker and upstream, used only on that worker's
 // thread; it reads the backends' atomic state and keeps its own cursor/RNG.

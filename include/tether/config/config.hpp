@@ -81,6 +81,9 @@ struct IpHashConfig {
 
 struct DrainConfig {
     Duration close_spread{30'000};
+    /// On reload: tunnels to servers the new file no longer lists get 1001
+    /// spread over close_spread (false: they run until they end).
+    bool close_removed = false;
 };
 
 struct Server {
@@ -98,6 +101,13 @@ struct StatusRange {
     int lo = 200;
     int hi = 399;
 };
+
+/// True if `status` is in one of `ranges`.
+inline bool status_in(int status, const std::vector<StatusRange>& ranges) {
+    for (const auto& r : ranges)
+        if (status >= r.lo && status <= r.hi) return true;
+    return false;
+}
 
 struct HealthCheck {
     bool initial_up = true;
@@ -120,6 +130,9 @@ struct Upstream {
     DrainConfig drain;
     int keepalive = 32;
     int retries = 1;
+    /// Passive checks also count these answers as failures (nginx's
+    /// proxy_next_upstream http_5xx, HAProxy's observe layer7); empty = none.
+    std::vector<StatusRange> fail_on_status;
     std::vector<Server> servers;
     std::optional<HealthCheck> health_check;
 };

@@ -49,10 +49,12 @@ public:
     void install(std::shared_ptr<const upstream::Runtime> runtime,
                  std::shared_ptr<const affinity::RoutingTables> routing, NewListeners added = {},
                  std::vector<std::size_t> removed = {});
-    /// The server whose state is `key` was drained: its tunnels on this worker
-    /// close at random times within `spread` (nullopt: re-enabled, closes not
-    /// begun are called off).
-    void drain_server(const void* key, std::optional<std::chrono::milliseconds> spread);
+    /// The server whose state is `key` was drained (or removed by a reload with
+    /// drain.close_removed): its tunnels on this worker close at random times
+    /// within `spread` (nullopt: re-enabled, closes not begun are called off).
+    /// `key` is held until then, so its address cannot name another server.
+    void drain_server(std::shared_ptr<const void> key,
+                      std::optional<std::chrono::milliseconds> spread);
     /// Installs the TLS contexts for new connections (start-up and reload;
     /// open connections keep theirs).
     void install_tls(std::shared_ptr<const tls::ServerContexts> contexts);

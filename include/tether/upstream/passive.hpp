@@ -4,7 +4,8 @@
 // max_fails of them take the server out for fail_timeout. When it comes back
 // it is on probation, as in nginx: its first failure takes it out again at
 // once, its first success clears the count. max_fails = 0 turns this off.
-// A 5xx answer is not a failure (nginx's default proxy_next_upstream).
+// An answer is not a failure (nginx's default proxy_next_upstream) unless its
+// status is in the upstream's fail_on_status (the http module decides).
 //
 // Threading: shared by every worker. The request path reads `out(now)`,
 // which is one relaxed atomic load unless the server is out; failures (rare)

@@ -116,8 +116,24 @@ TEST(Picker, BackupOnlyWhenNoPrimaryIsUp) {
     b[1]->set_up(false);
     EXPECT_EQ((*p.pick(b))->name(), "s3");
     b[1]->set_up(true);
-    b[1]->set_draining(true);  // up but draining: still no backup traffic
-    EXPECT_EQ(p.pick(b), nullptr);
+    EXPECT_EQ((*p.pick(b))->name(), "s2");
+}
+
+TEST(Picker, BackupTakesNewClientsWhenEveryPrimaryIsDrainedOrFull) {
+    auto b = make_backends({1, 1, 1}, {false, false, true});
+    config::Server capped;
+    capped.name = "full";
+    capped.max_conns = 1;
+    b[1] = std::make_shared<Backend>(capped, std::vector<boost::asio::ip::tcp::endpoint>{});
+    Picker p(config::Balance::least_conn, 1);
+    b[0]->set_draining(true);  // up but draining
+    EXPECT_EQ((*p.pick(b))->name(), "full");
+    b[1]->add_active(1);  // up but at max_conns: no primary can take a new client
+    for (int i = 0; i < 5; ++i) EXPECT_EQ((*p.pick(b))->name(), "s3");
+    b[1]->add_active(-1);  // room again: the primary, not the backup
+    EXPECT_EQ((*p.pick(b))->name(), "full");
+    const Backend* tried[] = {b[1].get()};  // every primary left was tried: backups
+    EXPECT_EQ((*p.pick(b, tried))->name(), "s3");
 }
 
 TEST(Picker, BackupTakesOverWhenPrimariesArePassivelyOut) {

@@ -223,6 +223,8 @@ TEST_F(LoaderTest, MinimalFileTakesEveryDefault) {
     EXPECT_EQ(u.ip_hash.prefix_v4, 32);
     EXPECT_EQ(u.ip_hash.prefix_v6, 64);
     EXPECT_EQ(u.drain.close_spread, milliseconds(30'000));
+    EXPECT_FALSE(u.drain.close_removed);
+    EXPECT_TRUE(u.fail_on_status.empty());  // a 5xx is not a passive failure by default
     EXPECT_EQ(u.keepalive, 32);
     EXPECT_EQ(u.retries, 1);
     EXPECT_FALSE(u.health_check.has_value());
@@ -344,8 +346,10 @@ upstreams:
       prefix_v6: 48
     drain:
       close_spread: 0
+      close_removed: true
     keepalive: 0
     retries: 3
+    fail_on_status: [500-504, 429]
     servers:
       - name: a
         address: localhost:3001
@@ -429,8 +433,15 @@ TEST_F(LoaderTest, EveryKeyOverridesItsDefault) {
     EXPECT_EQ(u.ip_hash.prefix_v4, 24);
     EXPECT_EQ(u.ip_hash.prefix_v6, 48);
     EXPECT_EQ(u.drain.close_spread, milliseconds(0));
+    EXPECT_TRUE(u.drain.close_removed);
     EXPECT_EQ(u.keepalive, 0);
     EXPECT_EQ(u.retries, 3);
+    ASSERT_EQ(u.fail_on_status.size(), 2u);
+    EXPECT_EQ(u.fail_on_status[0].lo, 500);
+    EXPECT_EQ(u.fail_on_status[0].hi, 504);
+    EXPECT_EQ(u.fail_on_status[1].lo, 429);
+    EXPECT_TRUE(config::status_in(502, u.fail_on_status));
+    EXPECT_FALSE(config::status_in(505, u.fail_on_status));
     ASSERT_EQ(u.servers.size(), 2u);
     const Server& a = u.servers[0];
     EXPECT_EQ(a.name, "a");
@@ -504,7 +515,8 @@ upstreams:
     EXPECT_EQ(texts(result.errors),
               std::vector<std::string>{
                   "t.yaml:6:5: unknown key 'foo' in 'upstreams.app' (valid: affinity, balance, "
-                  "affinity_ttl, cookie, sid, ip_hash, drain, keepalive, retries, servers, "
+                  "affinity_ttl, cookie, sid, ip_hash, drain, keepalive, retries, fail_on_status, "
+                  "servers, "
                   "health_check)"});
 }
 
@@ -858,6 +870,26 @@ TEST_F(LoaderTest, ExpectStatusForms) {
                   "t.yaml:6:28: 'upstreams.app.health_check.expect_status[1]': invalid status "
                   "range '600' (use a code or an inclusive range within 100..599, e.g. 200 or "
                   "200-399)"});
+}
+
+TEST_F(LoaderTest, FailOnStatusTakesErrorStatusesOnly) {
+    auto with = [&](const std::string& value) {
+        return load("listen: [{address: 0.0.0.0:8080, upstream: app}]\nupstreams:\n  app:\n"
+                    "    servers: [{address: 127.0.0.1:3001}]\n    fail_on_status: " +
+                    value + "\n");
+    };
+    auto ok = with("500-599");
+    ASSERT_TRUE(ok.config);
+    EXPECT_EQ(ok.config->upstreams.at("app").fail_on_status.size(), 1u);
+    EXPECT_EQ(texts(with("[502, 200-299]").errors),
+              std::vector<std::string>{
+                  "t.yaml:5:27: 'upstreams.app.fail_on_status[1]': invalid status range "
+                  "'200-299' (use a code or an inclusive range within 400..599, e.g. 502 or "
+                  "500-599)"});
+    EXPECT_EQ(texts(with("{code: 500}").errors),
+              std::vector<std::string>{
+                  "t.yaml:5:21: 'upstreams.app.fail_on_status': expected a status code or range, "
+                  "got a map"});
 }
 
 TEST_F(LoaderTest, AdminAddressMayNotBeAListenAddress) {
