@@ -5,7 +5,12 @@
 // client address; LOCAL (a balancer's own health check), UNKNOWN and other
 // families keep the socket peer. A header is at most kMaxHeader bytes
 // (v1: 107; v2: 16 + its length, TLVs included); anything else is invalid.
-// Pure function, no I/O.
+// Strict where the specification is: v1 fields separated by one space, no CR
+// or LF but the final CRLF, no IPv6 zone; v2 PROXY with a protocol byte the
+// specification names and TLVs that fit the header (their meaning ignored).
+// A prefix of the bytes never decides differently from the whole: need_more
+// until the header is complete, invalid as soon as it cannot be one
+// (tools/fuzz/fuzz_proxy_protocol.cpp checks this). Pure function, no I/O.
 #pragma once
 
 #include <cstddef>

@@ -128,5 +128,66 @@ TEST(ProxyProtocol, V2Malformed) {
     EXPECT_EQ(parse_proxy_header(huge).state, State::invalid);
 }
 
+// Found while writing tools/fuzz/fuzz_proxy_protocol.cpp, whose invariant is that a prefix
+// of the bytes never decides differently from the whole: "PROXY UNKNOWN \n" was refused
+// (bare LF) while "PROXY UNKNOWN \n\r\n", read at once, was accepted. A CR or LF other
+// than the final CRLF is now refused wherever it is, as soon as it is seen.
+TEST(ProxyProtocol, V1StrayCrOrLfIsRefusedWhateverTheReads) {
+    for (std::string h : {"PROXY UNKNOWN \n\r\n", "PROXY UNKNOWN x\ry\r\n",
+                          "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n\r\n", "PROXY \r\r\n"}) {
+        for (std::size_t n = 1; n <= h.size(); ++n) {
+            const auto state = parse_proxy_header(h.substr(0, n)).state;
+            EXPECT_NE(state, State::done) << n << " of " << h;
+            if (n == h.size()) {
+                EXPECT_EQ(state, State::invalid) << h;
+            }
+        }
+    }
+    EXPECT_EQ(parse_proxy_header("PROXY UNKNOWN\r").state, State::need_more);
+}
+
+TEST(ProxyProtocol, V1FieldsAreSeparatedByExactlyOneSpace) {
+    EXPECT_EQ(parse_proxy_header("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n").state, State::invalid);
+    EXPECT_EQ(parse_proxy_header("PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n").state, State::invalid);
+    EXPECT_EQ(parse_proxy_header("PROXY  TCP4 1.2.3.4 5.6.7.8 1 2\r\n").state, State::invalid);
+    EXPECT_EQ(parse_proxy_header("PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n").state, State::invalid);
+    EXPECT_EQ(parse_proxy_header("PROXY UNKNOWNX\r\n").state, State::invalid);
+    const auto unknown = parse_proxy_header("PROXY UNKNOWN ffff::1 ::1 1 2\r\n");
+    EXPECT_EQ(unknown.state, State::done);  // UNKNOWN's fields are ignored
+    EXPECT_FALSE(unknown.source);
+}
+
+TEST(ProxyProtocol, V1Ipv6ZoneIsRefused) {
+    EXPECT_EQ(parse_proxy_header("PROXY TCP6 fe80::1%1 ::1 1 2\r\n").state, State::invalid);
+    EXPECT_EQ(parse_proxy_header("PROXY TCP6 fe80::1%lo ::1 1 2\r\n").state, State::invalid);
+    EXPECT_EQ(parse_proxy_header("PROXY TCP6 ::1 fe80::1%lo 1 2\r\n").state, State::invalid);
+}
+
+TEST(ProxyProtocol, V2UnknownFamilyOrTransportIsRefusedForProxyOnly) {
+    for (unsigned char fam : {0x41, 0x13, 0x01, 0x10, 0xff})
+        EXPECT_EQ(parse_proxy_header(v2(0x21, fam, v4_block(1, 2, 3, 4, 5))).state,
+                  State::invalid)
+            << int(fam);
+    const auto unspec = parse_proxy_header(v2(0x21, 0x00, ""));  // PROXY over UNSPEC
+    EXPECT_EQ(unspec.state, State::done);
+    EXPECT_FALSE(unspec.source);
+    // LOCAL ignores the whole block, whatever it holds.
+    EXPECT_EQ(parse_proxy_header(v2(0x20, 0xff, "xy")).state, State::done);
+    EXPECT_EQ(parse_proxy_header(v2(0x21, 0x12, "short")).state, State::invalid);  // UDP too
+}
+
+TEST(ProxyProtocol, V2TlvsMustFitTheHeader) {
+    const std::string addr = v4_block(1, 2, 3, 4, 5);
+    const auto ok = parse_proxy_header(
+        v2(0x21, 0x11, addr + std::string("\x04\x00\x00" "\xea\x00\x02" "ab", 8)));
+    ASSERT_EQ(ok.state, State::done);  // an empty NOOP, an AWS TLV
+    EXPECT_EQ(ok.source->to_string(), "1.2.3.4");
+    EXPECT_EQ(parse_proxy_header(v2(0x21, 0x11, addr + std::string("\x04\x00", 2))).state,
+              State::invalid);  // truncated type + length
+    EXPECT_EQ(parse_proxy_header(v2(0x21, 0x11, addr + std::string("\x04\x00\x05" "abc", 6)))
+                  .state,
+              State::invalid);  // value longer than the header
+}
+
 }  // namespace
 }  // namespace tether::net
