@@ -111,7 +111,8 @@ public:
                 config_->limits.affinity_entries, redis_.get(),
                 config_->redis ? config_->redis->key_prefix : std::string());
             counters_.rate = rate_limiter_.get();
-            tls_ = tls::build_server_contexts(*config_);
+            ticket_keys_ = std::make_shared<tls::TicketKeys>();
+            tls_ = tls::build_server_contexts(*config_, ticket_keys_);
             log_writer_ = std::make_unique<http::AccessLogWriter>(config_->access_log);
             counters_.max_connections = config_->limits.max_connections;
             const auto endpoints = listen_endpoints(*config_);
@@ -248,7 +249,7 @@ private:
         auto next = std::make_shared<const config::Config>(std::move(*loaded.config));
         std::shared_ptr<const tls::ServerContexts> contexts;
         try {  // certificates first: a bad one refuses the whole reload
-            contexts = tls::build_server_contexts(*next);
+            contexts = tls::build_server_contexts(*next, ticket_keys_);
         } catch (const std::exception& e) {
             log::error(std::string("reload refused, the running certificates stay: ") + e.what());
             return;
@@ -275,6 +276,7 @@ private:
         config_ = next;
         routing_ = affinity::build_routing(*runtime_, process_secret_);
         tls_ = std::move(contexts);  // before the runtime: a new TLS listener finds its context
+        ticket_keys_->rotate();      // tickets of the previous key still resume, once
         for (auto& w : workers_) w->install_tls(tls_);
         for (std::size_t slot : changes.removed)
             log::info("reload: stopped listening on " + runtime_->listener_address[slot]);
@@ -384,6 +386,7 @@ private:
     std::unique_ptr<limits::RateLimiter> rate_limiter_;
     std::unique_ptr<http::AccessLogWriter> log_writer_;
     std::shared_ptr<const tls::ServerContexts> tls_;  // by listener, new on each reload
+    std::shared_ptr<tls::TicketKeys> ticket_keys_;    // shared by all contexts, rotated on reload
     net::ProcessCounters counters_;
     std::vector<std::unique_ptr<net::Worker>> workers_;
     std::unique_ptr<health::HealthChecker> health_;
@@ -397,7 +400,7 @@ int check_config(const std::string& path) {
     print_diagnostics(loaded);
     if (!loaded.config) return 1;
     try {  // the certificates and keys it names load and match
-        tls::build_server_contexts(*loaded.config);
+        tls::build_server_contexts(*loaded.config, std::make_shared<tls::TicketKeys>());
     } catch (const std::exception& e) {
         std::cerr << path << ": " << e.what() << '\n';
         return 1;

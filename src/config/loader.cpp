@@ -562,7 +562,8 @@ private:
         require(node, path, seen, {"address", "upstream"});
     }
 
-    /// certificate + private_key, or certificates: [{certificate, private_key}, ...].
+    /// certificate + private_key (+ ocsp_response), or certificates: [{certificate,
+    /// private_key, ocsp_response}, ...].
     void read_tls(const Node& node, const Path& path, std::optional<TlsConfig>& out) {
         if (node.IsNull()) return;
         TlsConfig tls;
@@ -581,11 +582,13 @@ private:
         Seen seen = walk(node, path,
                          {{"certificate", into(&Loader::read_file_path, single.certificate)},
                           {"private_key", into(&Loader::read_file_path, single.private_key)},
+                          {"ocsp_response", into(&Loader::read_file_path, single.ocsp_response)},
                           {"certificates", pairs},
                           {"protocols", protocols},
                           {"ciphers", text_into(tls.ciphers)}});
         if (!node.IsMap()) return;
-        bool one = seen.contains("certificate") || seen.contains("private_key");
+        bool one = seen.contains("certificate") || seen.contains("private_key") ||
+                   seen.contains("ocsp_response");
         if (one && seen.contains("certificates"))
             fail(node, path, "use either 'certificate' and 'private_key', or 'certificates'");
         else if (!one && !seen.contains("certificates"))
@@ -601,7 +604,8 @@ private:
     void read_cert_key(const Node& node, const Path& path, CertKey& out) {
         Seen seen = walk(node, path,
                          {{"certificate", into(&Loader::read_file_path, out.certificate)},
-                          {"private_key", into(&Loader::read_file_path, out.private_key)}});
+                          {"private_key", into(&Loader::read_file_path, out.private_key)},
+                          {"ocsp_response", into(&Loader::read_file_path, out.ocsp_response)}});
         require(node, path, seen, {"certificate", "private_key"});
     }
 

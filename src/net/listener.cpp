@@ -69,12 +69,14 @@ awaitable<void> Listener::accept_loop() {
             continue;
         }
         std::string counted_ip;
-        if (!admit(socket, counted_ip)) {
+        const bool proxy = proxy_protocol();
+        if (!admit(socket, proxy, counted_ip)) {
             boost::system::error_code ignored;
             socket.close(ignored);
             continue;
         }
-        asio::co_spawn(acceptor_.get_executor(), serve(std::move(socket), std::move(counted_ip)),
+        asio::co_spawn(acceptor_.get_executor(),
+                       serve(std::move(socket), proxy, std::move(counted_ip)),
                        [](std::exception_ptr e) {
                            if (!e) return;
                            try {
@@ -87,25 +89,41 @@ awaitable<void> Listener::accept_loop() {
 }
 
 // Over max_connections, or over max_connections_per_ip for the peer: the
-// connection is closed at once, unanswered (counted by reason).
-bool Listener::admit(const tcp::socket& socket, std::string& counted_ip) {
+// connection is closed at once, unanswered (counted by reason). On a
+// proxy_protocol listener the peer is the L4 balancer: the address is counted
+// once the PROXY header has given the client's (count_client below).
+bool Listener::admit(const tcp::socket& socket, bool proxy, std::string& counted_ip) {
     if (counters_.connections.fetch_add(1, std::memory_order_relaxed) >=
         counters_.max_connections) {
         counters_.connections.fetch_sub(1, std::memory_order_relaxed);
         ++ctx_.stats.refused_connections;
         return false;
     }
-    const int per_ip = ctx_.runtime->config->limits.max_connections_per_ip;
-    if (per_ip <= 0) return true;
+    if (proxy) return true;
     boost::system::error_code ec;
     const auto peer = socket.remote_endpoint(ec);
     if (ec) return true;
-    counted_ip = peer.address().to_string();
-    if (counters_.per_ip.try_add(counted_ip, per_ip)) return true;
+    if (count_client(peer.address().to_string(), counted_ip)) return true;
     counters_.connections.fetch_sub(1, std::memory_order_relaxed);
-    ++ctx_.stats.refused_per_ip;
-    counted_ip.clear();
     return false;
+}
+
+bool Listener::count_client(std::string ip, std::string& counted_ip) {
+    const int per_ip = ctx_.runtime->config->limits.max_connections_per_ip;
+    if (per_ip <= 0 || ip.empty()) return true;
+    if (!counters_.per_ip.try_add(ip, per_ip)) {
+        ++ctx_.stats.refused_per_ip;
+        return false;
+    }
+    counted_ip = std::move(ip);
+    return true;
+}
+
+bool Listener::proxy_protocol() const {
+    const auto& rt = *ctx_.runtime;
+    const std::size_t entry =
+        index_ < rt.listener_config.size() ? rt.listener_config[index_] : upstream::kNoUpstream;
+    return entry != upstream::kNoUpstream && rt.config->listen[entry].proxy_protocol;
 }
 
 // Reads the PROXY protocol header within timeouts.client_header. The bytes
@@ -153,7 +171,7 @@ awaitable<bool> Listener::read_proxy_header(tcp::socket& socket, http::ClientOri
     co_return true;
 }
 
-awaitable<void> Listener::serve(tcp::socket socket, std::string counted_ip) {
+awaitable<void> Listener::serve(tcp::socket socket, bool proxy, std::string counted_ip) {
     struct Release {
         ProcessCounters& c;
         std::string ip;
@@ -166,13 +184,21 @@ awaitable<void> Listener::serve(tcp::socket socket, std::string counted_ip) {
     ++stats.connections_total[index_];
     ++stats.connections_active[index_];
     http::ClientOrigin origin;
-    const auto& rt = *ctx_.runtime;
-    const std::size_t entry =
-        index_ < rt.listener_config.size() ? rt.listener_config[index_] : upstream::kNoUpstream;
-    if (entry != upstream::kNoUpstream && rt.config->listen[entry].proxy_protocol &&
-        !co_await read_proxy_header(socket, origin)) {
-        --stats.connections_active[index_];
-        co_return;
+    if (proxy) {
+        if (!co_await read_proxy_header(socket, origin)) {
+            --stats.connections_active[index_];
+            co_return;
+        }
+        // The client's address (a LOCAL header keeps the peer) counted per IP
+        // now; over the limit the connection closes unanswered, as at accept.
+        std::string ip = origin.address;
+        boost::system::error_code ec;
+        if (ip.empty())
+            if (const auto peer = socket.remote_endpoint(ec); !ec) ip = peer.address().to_string();
+        if (!count_client(std::move(ip), release.ip)) {
+            --stats.connections_active[index_];
+            co_return;
+        }
     }
     co_await http::serve_client(std::move(socket), ctx_, index_, std::move(origin));
     --stats.connections_active[index_];

@@ -2,11 +2,13 @@
 #include "tether/tls/server_context.hpp"
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include <stdexcept>
 
+#include "ocsp_staple.hpp"
 #include "tether/core/log.hpp"
 
 namespace tether::tls {
@@ -15,7 +17,6 @@ namespace ssl = boost::asio::ssl;
 
 namespace {
 
-constexpr unsigned char kSessionIdContext[] = "tether";
 constexpr long kSessionCacheSize = 20'000;  // per listener, shared by the workers
 
 /// OpenSSL's reason for the last failure, and the queue cleared.
@@ -55,10 +56,26 @@ int on_servername(SSL* s, int*, void* arg) {
     return SSL_TLSEXT_ERR_OK;
 }
 
-/// A context holding one certificate chain and its key; its leaf certificate.
-std::pair<std::unique_ptr<ssl::context>, X509*> load_pair(const config::CertKey& ck) {
-    auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
-    SSL_CTX* raw = ctx->native_handle();
+/// The session id context of a listener's sessions: a digest of its address,
+/// the same for all its certificates (a session made under one SNI name is
+/// found under the others) and different between listeners (a ticket of one
+/// does not resume on another although the ticket keys are shared).
+std::array<unsigned char, SSL_MAX_SID_CTX_LENGTH> session_id_context(std::string_view listener) {
+    std::array<unsigned char, SSL_MAX_SID_CTX_LENGTH> out{};
+    static_assert(SSL_MAX_SID_CTX_LENGTH == 32, "a SHA-256 digest fills it");
+    const std::string text = "tether listener " + std::string(listener);
+    if (EVP_Digest(text.data(), text.size(), out.data(), nullptr, EVP_sha256(), nullptr) != 1)
+        throw std::runtime_error("session id context: " + openssl_reason());
+    return out;
+}
+
+}  // namespace
+
+/// A context holding one certificate chain and its key (and OCSP response).
+ServerContext::Loaded ServerContext::load(const config::CertKey& ck) {
+    Loaded out;
+    out.ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+    SSL_CTX* raw = out.ctx->native_handle();
     ERR_clear_error();
     if (SSL_CTX_use_certificate_chain_file(raw, ck.certificate.c_str()) != 1)
         throw std::runtime_error("certificate " + ck.certificate + ": " + openssl_reason());
@@ -77,21 +94,25 @@ std::pair<std::unique_ptr<ssl::context>, X509*> load_pair(const config::CertKey&
         log::warn("certificate " + ck.certificate + " has expired: clients will refuse it");
     else if (leaf && X509_cmp_current_time(X509_get0_notBefore(leaf)) > 0)
         log::warn("certificate " + ck.certificate + " is not valid yet");
-    return {std::move(ctx), leaf};
+    out.leaf = leaf;
+    if (!ck.ocsp_response.empty()) {
+        out.ocsp = std::make_unique<std::string>(
+            load_ocsp_response(ck.ocsp_response, raw, leaf, ck.certificate));
+        staple_ocsp(raw, out.ocsp.get());
+    }
+    SSL_CTX_set_session_id_context(raw, sid_ctx_.data(), sid_ctx_.size());
+    ticket_keys_->install(raw);
+    return out;
 }
 
-}  // namespace
-
-ServerContext::ServerContext(const config::TlsConfig& cfg) {
+ServerContext::ServerContext(const config::TlsConfig& cfg, std::string_view listener,
+                             std::shared_ptr<TicketKeys> ticket_keys)
+    : ticket_keys_(std::move(ticket_keys)), sid_ctx_(session_id_context(listener)) {
     if (cfg.certificates.empty()) throw std::runtime_error("no certificate");
-    auto [main, leaf] = load_pair(cfg.certificates.front());
-    main_ = std::move(main);
-    main_leaf_ = leaf;
-    for (std::size_t i = 1; i < cfg.certificates.size(); ++i) {
-        auto [ctx, l] = load_pair(cfg.certificates[i]);
-        alternates_.push_back({std::move(ctx), l});
-    }
-    SSL_CTX* raw = main_->native_handle();
+    main_ = load(cfg.certificates.front());
+    for (std::size_t i = 1; i < cfg.certificates.size(); ++i)
+        alternates_.push_back(load(cfg.certificates[i]));
+    SSL_CTX* raw = main_.ctx->native_handle();
     int lo = TLS1_3_VERSION, hi = TLS1_2_VERSION;
     for (const auto& p : cfg.protocols) {
         lo = std::min(lo, protocol_version(p));
@@ -108,7 +129,6 @@ ServerContext::ServerContext(const config::TlsConfig& cfg) {
     if (!cfg.ciphers.empty() && SSL_CTX_set_cipher_list(raw, cfg.ciphers.c_str()) != 1)
         throw std::runtime_error("ciphers '" + cfg.ciphers + "': " + openssl_reason());
     SSL_CTX_set_alpn_select_cb(raw, select_alpn, nullptr);
-    SSL_CTX_set_session_id_context(raw, kSessionIdContext, sizeof kSessionIdContext - 1);
     SSL_CTX_set_session_cache_mode(raw, SSL_SESS_CACHE_SERVER);
     SSL_CTX_sess_set_cache_size(raw, kSessionCacheSize);
     if (!alternates_.empty()) {
@@ -118,20 +138,22 @@ ServerContext::ServerContext(const config::TlsConfig& cfg) {
 }
 
 SSL_CTX* ServerContext::pick(const char* servername) const {
-    if (main_leaf_ && X509_check_host(main_leaf_, servername, 0, 0, nullptr) == 1) return nullptr;
+    if (main_.leaf && X509_check_host(main_.leaf, servername, 0, 0, nullptr) == 1) return nullptr;
     for (const auto& a : alternates_)
         if (a.leaf && X509_check_host(a.leaf, servername, 0, 0, nullptr) == 1)
             return a.ctx->native_handle();
     return nullptr;
 }
 
-std::shared_ptr<const ServerContexts> build_server_contexts(const config::Config& cfg) {
+std::shared_ptr<const ServerContexts> build_server_contexts(const config::Config& cfg,
+                                                            std::shared_ptr<TicketKeys> keys) {
     auto out = std::make_shared<ServerContexts>();
     for (std::size_t i = 0; i < cfg.listen.size(); ++i) {
         const auto& l = cfg.listen[i];
         if (!l.tls) continue;
         try {
-            out->by_address[l.address.text()] = std::make_shared<ServerContext>(*l.tls);
+            out->by_address[l.address.text()] =
+                std::make_shared<ServerContext>(*l.tls, l.address.text(), keys);
         } catch (const std::exception& e) {
             throw std::runtime_error("listen[" + std::to_string(i) + "] " + l.address.text() +
                                      " tls: " + e.what());

@@ -144,6 +144,52 @@ class Identity(unittest.TestCase):
         self.assertEqual(header_value(head, "X-Real-IP"), ["203.0.113.78"])
         self.assertEqual(header_value(head, "X-Forwarded-Proto"), ["https"])
 
+    def test_connections_per_ip_count_the_proxy_source_not_the_balancer(self):
+        # Every connection comes from 127.0.0.1 (the "L4 balancer"); the PROXY header's
+        # source is what max_connections_per_ip counts: each source has its own budget.
+        t = self.start(admin=True, listen={"proxy_protocol": True},
+                       limits={"max_connections_per_ip": 2})
+
+        def open_from(src: str, preamble=proxy_v1) -> socket.socket:
+            s = socket.create_connection((HOST, t.port), timeout=5)
+            s.sendall(preamble(src) + b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            return s
+
+        held = []
+        for src, preamble in (("203.0.113.1", proxy_v1), ("203.0.113.1", proxy_v2),
+                              ("203.0.113.2", proxy_v1), ("203.0.113.2", proxy_v2)):
+            s = open_from(src, preamble)
+            self.assertIn(b"200 OK", s.recv(4096), src)  # answered: counted before the next
+            held.append(s)
+        for src in ("203.0.113.1", "203.0.113.2"):  # a third from either source: closed
+            extra = open_from(src)
+            try:
+                self.assertEqual(extra.recv(100), b"", src)
+            except ConnectionResetError:
+                pass
+            extra.close()
+        for s in held:  # the held ones still work, and a new source is served
+            s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            self.assertIn(b"200 OK", s.recv(4096))
+        self.assertEqual(request_via(t.port, proxy_v2("203.0.113.3"))[0] in ("s1", "s2", "s3"),
+                         True)
+        held.pop(0).close()  # one of 203.0.113.1's: its slot comes back
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                with open_from("203.0.113.1") as s:
+                    if b"200 OK" in s.recv(4096):
+                        break
+            except OSError:
+                pass
+            self.assertLess(time.monotonic(), deadline, "the slot did not come back")
+            time.sleep(0.05)
+        for s in held:
+            s.close()
+        metrics = http_request(HOST, self.admin, "GET", "/metrics").body.decode()
+        self.assertRegex(metrics,
+                         r'tether_connections_refused_total\{reason="max_connections_per_ip"\} 2\b')
+
     def test_trusted_peer_xff_used_for_ip_hash(self):
         t = self.start(trusted_proxies=["127.0.0.0/8"])
         by_xff = self.placements(t.port, lambda ip: b"",

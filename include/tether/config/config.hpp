@@ -25,6 +25,7 @@ struct HostPort {
 struct CertKey {
     std::string certificate;  ///< absolute path (resolved against the config dir)
     std::string private_key;
+    std::string ocsp_response;  ///< DER OCSP response stapled with this certificate ("" = none)
 };
 
 struct TlsConfig {

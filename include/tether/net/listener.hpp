@@ -1,8 +1,10 @@
 // One listening socket of one worker. Every worker binds its own acceptor on
 // each listen address with SO_REUSEPORT, so the kernel spreads connections
 // over workers and no accept path is shared. Enforces limits.max_connections
-// (process-wide, accept and close the excess). An accept error such as
-// EMFILE backs off instead of spinning.
+// (process-wide, accept and close the excess) and max_connections_per_ip per
+// client address: the socket peer, or on a proxy_protocol listener the source
+// the PROXY header gives (counted once the header is read). An accept error
+// such as EMFILE backs off instead of spinning.
 // Threading: created on the main thread before the worker starts; after that
 // touched only on the worker's thread.
 #pragma once
@@ -43,9 +45,16 @@ public:
 private:
     boost::asio::awaitable<void> accept_loop();
     /// Refuses a connection over max_connections or max_connections_per_ip;
-    /// returns the address counted per IP ("" when that limit is off).
-    bool admit(const boost::asio::ip::tcp::socket& socket, std::string& counted_ip);
-    boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket, std::string counted_ip);
+    /// returns the address counted per IP ("" when that limit is off, or
+    /// `proxy`: counted by serve after the PROXY header).
+    bool admit(const boost::asio::ip::tcp::socket& socket, bool proxy, std::string& counted_ip);
+    /// Counts `ip` for max_connections_per_ip (into `counted_ip`); false: over
+    /// the limit (counted as refused). True, uncounted, when the limit is off.
+    bool count_client(std::string ip, std::string& counted_ip);
+    /// Whether this listener reads a PROXY protocol header first (current config).
+    bool proxy_protocol() const;
+    boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket, bool proxy,
+                                       std::string counted_ip);
     boost::asio::awaitable<bool> read_proxy_header(boost::asio::ip::tcp::socket& socket,
                                                    http::ClientOrigin& origin);
 

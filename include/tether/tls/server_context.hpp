@@ -4,14 +4,17 @@
 // to create connections from on several threads): the first certificate is
 // the default, the others are chosen by SNI (servername callback, names
 // matched with X509_check_host: SANs and wildcards); protocols min/max,
-// `ciphers` (TLS 1.2 and below), ALPN http/1.1, session tickets and a
-// session cache. A reload builds new contexts: new connections use them,
-// open ones keep the one they started with; the ticket key is new with each
-// context (tickets from before a reload end in a full handshake).
+// `ciphers` (TLS 1.2 and below), ALPN http/1.1, an OCSP response stapled per
+// certificate (ocsp_staple.cpp), session tickets and a session cache. A
+// reload builds new contexts: new connections use them, open ones keep the
+// one they started with. Ticket keys are not the contexts' own but the
+// process's TicketKeys ring, rotated on reload (a ticket resumes across one
+// reload, not two); the session-id cache is per context (lost on reload).
 // Threading: built on the main thread; immutable afterwards (OpenSSL's own
 // locks cover its session cache).
 #pragma once
 
+#include <array>
 #include <map>
 #include <memory>
 #include <string>
@@ -21,6 +24,7 @@
 #include <boost/asio/ssl/context.hpp>
 
 #include "tether/config/config.hpp"
+#include "tether/tls/ticket_keys.hpp"
 
 namespace tether::tls {
 
@@ -31,26 +35,32 @@ std::string_view to_string(Handshake h);
 
 class ServerContext {
 public:
-    /// Loads every certificate chain and key; throws std::runtime_error with
-    /// the file and OpenSSL's reason ("certificate /x.pem: no such file ...").
-    explicit ServerContext(const config::TlsConfig& cfg);
+    /// Loads every certificate chain, key and OCSP response of the listener
+    /// `listener` (its address text); tickets use `ticket_keys`. Throws
+    /// std::runtime_error with the file and the reason ("certificate /x.pem:
+    /// no such file ...").
+    ServerContext(const config::TlsConfig& cfg, std::string_view listener,
+                  std::shared_ptr<TicketKeys> ticket_keys);
     ServerContext(const ServerContext&) = delete;
     ServerContext& operator=(const ServerContext&) = delete;
 
     /// The context new connections start with (the default certificate).
-    boost::asio::ssl::context& context() { return *main_; }
+    boost::asio::ssl::context& context() { return *main_.ctx; }
     /// The context whose certificate serves `servername` (SNI); null: the default.
     SSL_CTX* pick(const char* servername) const;
 
 private:
-    struct Alternate {
+    struct Loaded {
         std::unique_ptr<boost::asio::ssl::context> ctx;
-        X509* leaf = nullptr;  // owned by ctx
+        X509* leaf = nullptr;               // owned by ctx
+        std::unique_ptr<std::string> ocsp;  // DER, stapled; null: none (a stable address)
     };
+    Loaded load(const config::CertKey& ck);
 
-    std::unique_ptr<boost::asio::ssl::context> main_;
-    X509* main_leaf_ = nullptr;
-    std::vector<Alternate> alternates_;
+    std::shared_ptr<TicketKeys> ticket_keys_;
+    std::array<unsigned char, SSL_MAX_SID_CTX_LENGTH> sid_ctx_;
+    Loaded main_;
+    std::vector<Loaded> alternates_;
 };
 
 /// The contexts of a configuration's TLS listeners, by listen address text
@@ -63,8 +73,10 @@ struct ServerContexts {
     }
 };
 
-/// Builds the contexts of every TLS listener of `cfg`; throws
-/// std::runtime_error naming the listener ("listen[1] 0.0.0.0:8443: ...").
-std::shared_ptr<const ServerContexts> build_server_contexts(const config::Config& cfg);
+/// Builds the contexts of every TLS listener of `cfg`, their tickets under
+/// `keys`; throws std::runtime_error naming the listener ("listen[1]
+/// 0.0.0.0:8443: ...").
+std::shared_ptr<const ServerContexts> build_server_contexts(const config::Config& cfg,
+                                                            std::shared_ptr<TicketKeys> keys);
 
 }  // namespace tether::tls
