@@ -1,6 +1,7 @@
 // Rendering of /metrics and /status; see admin_views.hpp.
 #include "app/admin_views.hpp"
 
+#include <algorithm>
 #include <map>
 
 #include "tether/health/rise_fall.hpp"
@@ -363,11 +364,20 @@ void write_health_metrics(const AdminView& v, TextWriter& w) {
                          static_cast<double>(value(b->state().passive)));
     };
     per_server("tether_upstream_server_failures_total",
-               "Failures counted by passive checks (connect, reset or timeout before a response).",
+               "Failures counted by passive checks (connect, reset or timeout before a response; "
+               "answers in fail_on_status).",
                [](const upstream::PassiveHealth& p) { return p.failures(); });
     per_server("tether_upstream_server_ejections_total",
                "Times passive checks took the server out for fail_timeout.",
                [](const upstream::PassiveHealth& p) { return p.trips(); });
+}
+
+// The generation every worker routes with: a reload counts once each worker
+// has installed it (the main thread posts it to them), not when it was built.
+std::uint64_t applied_generation(const AdminView& v) {
+    std::uint64_t g = v.runtime.generation;
+    for (const auto& w : v.workers) g = std::min(g, w.generation);
+    return g;
 }
 
 }  // namespace
@@ -383,8 +393,8 @@ std::string render_metrics(const AdminView& v) {
     write_affinity_metrics(v, w);
     write_redis_metrics(v, w);
     write_limit_metrics(v, w);
-    w.family("tether_config_generation", "gauge", "Configuration generation (+1 per reload).");
-    w.sample("tether_config_generation", {}, static_cast<double>(v.runtime.generation));
+    w.family("tether_config_generation", "gauge", "Configuration generation every worker routes with (+1 per reload).");
+    w.sample("tether_config_generation", {}, static_cast<double>(applied_generation(v)));
     w.family("tether_event_loop_lag_seconds", "gauge",
              "Worst lateness of the worker's 100 ms tick over the last second.");
     for (std::size_t i = 0; i < v.workers.size(); ++i)
@@ -445,7 +455,7 @@ std::string render_status(const AdminView& v) {
         out.append(R"(,"reconnects":)").append(std::to_string(rs.reconnects)).append("}");
     }
     out.append(R"(,"config_generation":)");
-    out.append(std::to_string(v.runtime.generation));
+    out.append(std::to_string(applied_generation(v)));
     out.append(R"(,"workers":)").append(std::to_string(v.workers.size()));
     out.append(R"(,"stopping":)").append(v.stopping ? "true" : "false").append("}\n");
     return out;

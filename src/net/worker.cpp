@@ -178,7 +178,8 @@ std::optional<Worker::Snapshot> Worker::snapshot(std::chrono::milliseconds timeo
     auto promise = std::make_shared<std::promise<Snapshot>>();
     auto future = promise->get_future();
     asio::post(*io_, [this, promise] {
-        Snapshot s{ctx_.stats, ctx_.router.stats(), ctx_.registry.size(), ctx_.stopping};
+        Snapshot s{ctx_.stats, ctx_.router.stats(), ctx_.registry.size(), ctx_.stopping,
+                   ctx_.runtime->generation};
         promise->set_value(std::move(s));
     });
     if (future.wait_for(timeout) != std::future_status::ready) return std::nullopt;

@@ -71,6 +71,7 @@ public:
         std::map<std::string, affinity::RouterStats, std::less<>> routing;
         std::size_t connections = 0;
         bool stopping = false;
+        std::uint64_t generation = 0;  ///< of the routing snapshot it has installed
     };
     /// Copies the worker's counters through post(); empty after `timeout`.
     std::optional<Snapshot> snapshot(std::chrono::milliseconds timeout);
