@@ -1,9 +1,9 @@
 """Health, failover and lifecycle end to end: the real tether binary, real demo backends.
 
 Active checks (a killed backend taken out, back after `rise`; a failing /healthz; `initial:
-down`), passive checks (max_fails within fail_timeout), retries on another server when a
-connect is refused (never twice the same server), backups only when no primary is up,
-max_conns, drain (bound clients stay, new ones avoid it, survives SIGHUP), reloads that add,
+down`), passive checks (max_fails within fail_timeout; 5xx answers only with fail_on_status),
+retries on another server when a connect is refused (never twice the same server), backups
+only when no primary can take a client (down, draining or full), max_conns, drain (bound clients stay, new ones avoid it, survives SIGHUP), reloads that add,
 remove and re-weight servers under an open WebSocket tunnel, and a bad reload refused with the
 messages of `tether -t`.
 

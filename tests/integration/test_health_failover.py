@@ -6,6 +6,9 @@ real demo backends).
   end, new requests avoid it once the checks say so, and it rejoins after `rise`.
 - a drain closes the server's tunnels with 1001, spread over drain.close_spread; the other
   server's tunnels stay.
+- a reload that removes a server (or moves it to another address): its tunnels run on by
+  default; with drain.close_removed they get 1001 spread over close_spread (measured), and
+  the kept server's tunnels stay.
 
 Bounded: 100 tunnels, a few seconds of load; every process is stopped by PID.
 """
@@ -213,6 +216,25 @@ class ReloadRemovedTunnels(HealthTestCase):
         wait_until(lambda: self.metric("tether_websocket_tunnels_active", upstream="u",
                                        server="s2") == len(tunnels["s2"]), 3,
                    what="s2's tunnels all counted")
+
+    def test_close_removed_counts_a_server_moved_to_another_address_as_removed(self):
+        s1, s2, s3 = self.backends("s1", "s2", "s3")
+        self.tether([s1, s2], workers=1,
+                    upstream={"drain": {"close_spread": "300ms", "close_removed": True}})
+        tunnels = open_tunnels(self.port, 6)
+        for group in tunnels.values():
+            for ws in group:
+                self.addCleanup(ws.abort)
+        # The name s1 now stands for the process at s3's address: the tunnels to the old
+        # address end; those to s2 (same name, same address) stay.
+        self.t.reload(self.config(servers=[("s1", s3.port), ("s2", s2.port)]))
+        for ws in tunnels["s1"]:
+            wait_closed(ws, 5)
+            self.assertEqual(ws.close_code, 1001)
+        for ws in tunnels["s2"]:
+            ws.send_text("whoami")
+            self.assertEqual(ws.recv_text(), "s2")
+        self.assertEqual(self.who(4), {"s3": 2, "s2": 2})  # s3's backend answers as s3
 
 
 if __name__ == "__main__":
