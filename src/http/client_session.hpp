@@ -94,7 +94,8 @@ public:
     ClientSession(tcp::socket socket, ProxyContext& ctx, std::size_t listener,
                   ClientOrigin origin)
         : ctx_(ctx), stream_(std::move(socket)), listener_(listener), entry_(ctx.registry, this),
-          peer_ip_(std::move(origin.address)), preread_(std::move(origin.preread)) {
+          peer_ip_(std::move(origin.address)), preread_(std::move(origin.preread)),
+          hold_(std::move(origin.hold)) {
         beast::error_code ec;
         if (peer_ip_.empty()) {
             auto peer = stream_.socket().remote_endpoint(ec);
@@ -134,6 +135,7 @@ private:
     awaitable<void> linger();
     awaitable<Outcome> start_tunnel(Exchange& ex);
     awaitable<void> run_tunnel();
+    void hand_off_tunnel(const ws::TunnelContext& tctx);
     awaitable<void> send_error(Exchange* ex, errc e);
     awaitable<void> send_unknown_sid(Exchange& ex);
     void assign_request_id(const RequestHead& req, bool from_headers);
@@ -147,6 +149,7 @@ private:
     RegistryEntry entry_;
     std::string peer_ip_;    // the socket peer or the PROXY header's source
     std::string preread_;    // read past a PROXY header, not consumed yet
+    ConnectionHold hold_;    // the listener's counts (a plain tunnel takes them over)
     std::string client_ip_;  // of the current request: peer_ip_, or from X-Forwarded-For
     std::string head_;           // scratch for heads written to the client
     std::string upstream_head_;  // the request head, written by the request relay
@@ -159,7 +162,7 @@ private:
     std::optional<ws::TunnelSetup> tunnel_;
     upstream::ActiveGuard tunnel_guard_;
     EioSessionGauge tunnel_eio_;  // an Engine.IO session over this tunnel
-    std::optional<SidLearner> tunnel_learner_;  // a websocket-only handshake's sid
+    std::unique_ptr<SidLearner> tunnel_learner_;  // a websocket-only handshake's sid
     std::string tunnel_upstream_;
 };
 

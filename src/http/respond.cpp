@@ -5,11 +5,14 @@
 // Threading: runs on its worker's executor only.
 #include "http/client_session.hpp"
 
+#include <unistd.h>
+
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/http/read.hpp>
 
 #include "tether/http/headers.hpp"
+#include "tether/ws/plain_tunnel.hpp"
 
 namespace tether::http::detail {
 
@@ -220,9 +223,9 @@ awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
     buffer_.consume(buffer_.size());
     setup.server_key = ex.conn->backend->shared_state().get();  // for drains
     if (ex.learn_sid) {
-        tunnel_learner_.emplace(ctx_.router, ctx_.store, ex.runtime, *ex.upstream,
-                                ex.conn->backend);
-        setup.first_frame_inspector = &*tunnel_learner_;
+        tunnel_learner_ = std::make_unique<SidLearner>(ctx_.router, ctx_.store, ex.runtime,
+                                                       *ex.upstream, ex.conn->backend);
+        setup.first_frame_inspector = tunnel_learner_.get();
     }
     tunnel_.emplace(std::move(setup));
     tunnel_guard_ = upstream::ActiveGuard(ex.active.shared());
@@ -233,6 +236,65 @@ awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
     co_return Outcome::tunnel;
 }
 
+namespace {
+
+// What a plain tunnel keeps of its session: the connection's counts, the
+// server's active count, the Engine.IO gauge, the sid learner; the counters
+// get the tunnel's figures when it ends.
+class SessionTunnelOwner final : public ws::TunnelOwner {
+public:
+    SessionTunnelOwner(ProxyContext& ctx, ConnectionHold hold, upstream::ActiveGuard guard,
+                       EioSessionGauge eio, std::unique_ptr<SidLearner> learner,
+                       std::string upstream)
+        : ctx_(ctx), hold_(std::move(hold)), guard_(std::move(guard)), eio_(std::move(eio)),
+          learner_(std::move(learner)), upstream_(std::move(upstream)) {
+        ++ctx_.stats.server(guard_.shared(), upstream_).tunnels_active;
+    }
+
+    void finished(const ws::TunnelStats& st) override {
+        --ctx_.stats.server(guard_.shared(), upstream_).tunnels_active;
+        ctx_.stats.frames_to_server += st.frames_to_server;
+        ctx_.stats.frames_to_client += st.frames_to_client;
+    }
+
+private:
+    ProxyContext& ctx_;
+    ConnectionHold hold_;
+    upstream::ActiveGuard guard_;
+    EioSessionGauge eio_;
+    std::unique_ptr<SidLearner> learner_;
+    std::string upstream_;
+};
+
+}  // namespace
+
+// A plain tunnel (ws:// client, plain upstream) leaves the session: both
+// descriptors, the counts and guards go to the worker's tunnel reactor, and
+// the session ends, so an idle tunnel keeps no session, coroutine or buffer.
+void ClientSession::hand_off_tunnel(const ws::TunnelContext& tctx) {
+    ws::PlainTunnelSetup setup;
+    setup.to_server = std::move(tunnel_->to_server);
+    setup.to_client = std::move(tunnel_->to_client);
+    setup.first_frame_inspector = tunnel_->first_frame_inspector;
+    setup.server_key = tunnel_->server_key;
+    beast::error_code ec;
+    setup.server_fd = tunnel_->server.release(ec);
+    if (ec) setup.server_fd = -1;
+    setup.client_fd = stream_.socket().release(ec);
+    if (ec) setup.client_fd = -1;
+    tunnel_.reset();
+    auto owner = std::make_unique<SessionTunnelOwner>(
+        ctx_, std::move(hold_), std::move(tunnel_guard_), std::move(tunnel_eio_),
+        std::move(tunnel_learner_), std::move(tunnel_upstream_));
+    if (setup.client_fd < 0 || setup.server_fd < 0) {
+        if (setup.client_fd >= 0) ::close(setup.client_fd);
+        if (setup.server_fd >= 0) ::close(setup.server_fd);
+        owner->finished({});
+        return;
+    }
+    ws::start_plain_tunnel(ctx_.tunnel_reactor(), std::move(setup), tctx, std::move(owner));
+}
+
 awaitable<void> ClientSession::run_tunnel() {
     buffer_.shrink_to_fit();
     std::string().swap(head_);
@@ -241,12 +303,16 @@ awaitable<void> ClientSession::run_tunnel() {
     ws::TunnelContext tctx{ctx_.buffers, ctx_.registry, cfg.timeouts.tunnel,
                            cfg.timeouts.shutdown / 10, ctx_.stopping};
     ++ctx_.stats.tunnels_opened;
+    auto& uc = ctx_.stats.upstream(tunnel_upstream_);  // map node: stable while the tunnel runs
+    tctx.frames_to_server_total = &uc.frames_to_server;
+    tctx.frames_to_client_total = &uc.frames_to_client;
+    if (!stream_.is_tls()) {
+        hand_off_tunnel(tctx);
+        co_return;
+    }
     const std::string upstream = tunnel_upstream_;
     auto backend = tunnel_guard_.shared();
     ++ctx_.stats.server(backend, upstream).tunnels_active;
-    auto& uc = ctx_.stats.upstream(upstream);  // map node: stable while the tunnel runs
-    tctx.frames_to_server_total = &uc.frames_to_server;
-    tctx.frames_to_client_total = &uc.frames_to_client;
     const ws::TunnelStats st = co_await ws::run_tunnel(std::move(*tunnel_), tctx);
     --ctx_.stats.server(backend, upstream).tunnels_active;
     tunnel_.reset();

@@ -172,36 +172,27 @@ awaitable<bool> Listener::read_proxy_header(tcp::socket& socket, http::ClientOri
 }
 
 awaitable<void> Listener::serve(tcp::socket socket, bool proxy, std::string counted_ip) {
-    struct Release {
-        ProcessCounters& c;
-        std::string ip;
-        ~Release() {
-            c.connections.fetch_sub(1, std::memory_order_relaxed);
-            if (!ip.empty()) c.per_ip.remove(ip);
-        }
-    } release{counters_, std::move(counted_ip)};
     auto& stats = ctx_.stats;
     ++stats.connections_total[index_];
     ++stats.connections_active[index_];
     http::ClientOrigin origin;
+    // Given back when the connection closes: here, at the end of the session,
+    // or at the end of a plain WebSocket tunnel that took it over.
+    origin.hold = http::ConnectionHold(&counters_.connections, &counters_.per_ip,
+                                       std::move(counted_ip), &stats.connections_active, index_);
     if (proxy) {
-        if (!co_await read_proxy_header(socket, origin)) {
-            --stats.connections_active[index_];
-            co_return;
-        }
+        if (!co_await read_proxy_header(socket, origin)) co_return;
         // The client's address (a LOCAL header keeps the peer) counted per IP
         // now; over the limit the connection closes unanswered, as at accept.
         std::string ip = origin.address;
         boost::system::error_code ec;
         if (ip.empty())
             if (const auto peer = socket.remote_endpoint(ec); !ec) ip = peer.address().to_string();
-        if (!count_client(std::move(ip), release.ip)) {
-            --stats.connections_active[index_];
-            co_return;
-        }
+        std::string counted;
+        if (!count_client(std::move(ip), counted)) co_return;
+        origin.hold.set_counted_ip(std::move(counted));
     }
     co_await http::serve_client(std::move(socket), ctx_, index_, std::move(origin));
-    --stats.connections_active[index_];
 }
 
 }  // namespace tether::net

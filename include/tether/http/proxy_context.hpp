@@ -29,6 +29,7 @@
 #include "tether/http/upstream_pool.hpp"
 #include "tether/tls/server_context.hpp"
 #include "tether/upstream/backend.hpp"
+#include "tether/ws/tunnel_reactor.hpp"
 
 namespace tether::http {
 
@@ -122,6 +123,13 @@ struct ProxyContext {
         pickers = std::move(next);
     }
 
+    /// The worker's plain WebSocket tunnels (made on first use). Must go
+    /// before the io_context does: Worker::~Worker resets `tunnels` first.
+    ws::TunnelReactor& tunnel_reactor() {
+        if (!tunnels) tunnels = std::make_unique<ws::TunnelReactor>(executor);
+        return *tunnels;
+    }
+
     boost::asio::any_io_executor executor;
     std::shared_ptr<const upstream::Runtime> runtime;
     std::shared_ptr<const affinity::RoutingTables> routing;  ///< built with runtime
@@ -137,6 +145,7 @@ struct ProxyContext {
     AccessLogBuffer access_log;
     Rng rng;
     WorkerStats stats;
+    std::unique_ptr<ws::TunnelReactor> tunnels;  ///< see tunnel_reactor()
     bool stopping = false;
     Clock::time_point stop_deadline{};  ///< when stopping: everything closed by then
 };

@@ -1,0 +1,269 @@
+// The reactor-driven plain tunnel over real TCP sockets on 127.0.0.1: the
+// worker's loop runs on a thread of its own, the test plays client and server
+// with blocking sockets (every read bounded by SO_RCVTIMEO, so a failure
+// cannot hang the test).
+#include <gtest/gtest.h>
+
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <future>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include "tether/ws/frame_tracker.hpp"
+#include "tether/ws/plain_tunnel.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace tether;
+using Bytes = std::string;
+
+Bytes frame(unsigned opcode, std::size_t len, bool masked, char fill = 'x') {
+    Bytes f(1, static_cast<char>(0x80 | opcode));
+    const unsigned char m = masked ? 0x80 : 0;
+    if (len < 126) {
+        f.push_back(static_cast<char>(m | len));
+    } else if (len < 65536) {
+        f.push_back(static_cast<char>(m | 126));
+        f.push_back(static_cast<char>(len >> 8));
+        f.push_back(static_cast<char>(len));
+    } else {
+        f.push_back(static_cast<char>(m | 127));
+        for (int i = 7; i >= 0; --i) f.push_back(static_cast<char>(len >> (8 * i)));
+    }
+    if (masked) f.append("\x01\x02\x03\x04", 4);
+    f.append(len, fill);
+    return f;
+}
+
+// A connected pair of sockets: `app` (blocking, the test's end) and `fd` (the tunnel's).
+struct Pair {
+    tcp::socket app;
+    int fd = -1;
+};
+
+Pair connect_pair(asio::io_context& io) {
+    tcp::acceptor acc(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    tcp::socket app(io);
+    app.connect(acc.local_endpoint());
+    tcp::socket peer = acc.accept();
+    timeval tv{10, 0};  // no read waits longer
+    ::setsockopt(app.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return Pair{std::move(app), peer.release()};
+}
+
+void send_all(tcp::socket& s, const Bytes& b) { asio::write(s, asio::buffer(b)); }
+
+Bytes read_exact(tcp::socket& s, std::size_t n) {
+    Bytes b(n, '\0');
+    boost::system::error_code ec;
+    const std::size_t got = asio::read(s, asio::buffer(b), ec);
+    b.resize(got);
+    return b;
+}
+
+// True when the peer closed (EOF or reset) within the receive timeout, with nothing before it.
+bool sees_end(tcp::socket& s) {
+    char c;
+    boost::system::error_code ec;
+    const std::size_t n = s.read_some(asio::buffer(&c, 1), ec);
+    return n == 0 && (ec == asio::error::eof || ec == asio::error::connection_reset);
+}
+
+struct Result {
+    std::promise<ws::TunnelStats> done;
+};
+
+class Owner final : public ws::TunnelOwner {
+public:
+    explicit Owner(Result& r) : r_(r) {}
+    void finished(const ws::TunnelStats& st) override { r_.done.set_value(st); }
+
+private:
+    Result& r_;
+};
+
+class Inspector final : public StreamInspector {
+public:
+    asio::awaitable<bool> inspect(std::string_view bytes) override {
+        seen.assign(bytes);
+        co_return true;
+    }
+    std::string seen;  // written on the loop thread, read after the tunnel ended
+};
+
+class PlainTunnelTest : public ::testing::Test {
+protected:
+    PlainTunnelTest()
+        : work_(asio::make_work_guard(io_)), buffers_(16 * 1024, 8),
+          client_(connect_pair(io_)), server_(connect_pair(io_)) {}
+
+    ~PlainTunnelTest() override {
+        run([this] { reactor_.reset(); });
+        work_.reset();
+        loop_.join();
+    }
+
+    template <class F>
+    void run(F f) {  // on the loop thread, waited for
+        std::promise<void> p;
+        asio::post(io_, [&] {
+            f();
+            p.set_value();
+        });
+        p.get_future().get();
+    }
+
+    void start(ws::TunnelContext ctx, Bytes to_server = {}, Bytes to_client = {},
+               StreamInspector* inspector = nullptr) {
+        run([&] {
+            reactor_.emplace(io_.get_executor());
+            ws::PlainTunnelSetup s;
+            s.client_fd = client_.fd;
+            s.server_fd = server_.fd;
+            s.to_server = std::move(to_server);
+            s.to_client = std::move(to_client);
+            s.first_frame_inspector = inspector;
+            ws::start_plain_tunnel(*reactor_, std::move(s), ctx, std::make_unique<Owner>(result_));
+        });
+    }
+
+    ws::TunnelContext ctx(std::chrono::milliseconds idle = std::chrono::milliseconds(0)) {
+        return ws::TunnelContext{buffers_, registry_, idle, std::chrono::milliseconds(5000)};
+    }
+
+    void tick(Clock::time_point now) {
+        run([&] { registry_.for_each([&](TrackedConnection& c) { c.tick(now); }); });
+    }
+
+    ws::TunnelStats finished() {
+        auto f = result_.done.get_future();
+        EXPECT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+        return f.get();
+    }
+
+    std::size_t live() {
+        std::size_t n = 0;
+        run([&] { n = registry_.size(); });
+        return n;
+    }
+
+    asio::io_context io_;
+    asio::executor_work_guard<asio::io_context::executor_type> work_;
+    BufferPool buffers_;
+    ConnectionRegistry registry_;
+    std::optional<ws::TunnelReactor> reactor_;
+    Result result_;
+    Pair client_;
+    Pair server_;
+    std::thread loop_{[this] { io_.run(); }};
+};
+
+TEST_F(PlainTunnelTest, RelaysBothWaysCountsFramesAndHalfCloses) {
+    const Bytes early = frame(1, 5, true);  // read by the HTTP layer with the upgrade request
+    start(ctx(), early);
+    EXPECT_EQ(read_exact(server_.app, early.size()), early);
+    const Bytes up = frame(2, 300, true) + frame(9, 0, true);
+    send_all(client_.app, up);
+    EXPECT_EQ(read_exact(server_.app, up.size()), up);
+    const Bytes down = frame(1, 70000, false, 'd');
+    send_all(server_.app, down);
+    EXPECT_EQ(read_exact(client_.app, down.size()), down);
+
+    client_.app.shutdown(tcp::socket::shutdown_send);  // the client's FIN reaches the server
+    EXPECT_TRUE(sees_end(server_.app));
+    const Bytes last = frame(1, 3, false);  // the other way still works
+    send_all(server_.app, last);
+    EXPECT_EQ(read_exact(client_.app, last.size()), last);
+    server_.app.shutdown(tcp::socket::shutdown_send);
+    EXPECT_TRUE(sees_end(client_.app));
+
+    const ws::TunnelStats st = finished();
+    EXPECT_EQ(st.frames_to_server, 3u);
+    EXPECT_EQ(st.frames_to_client, 2u);
+    EXPECT_EQ(st.bytes_to_server, early.size() + up.size());
+    EXPECT_EQ(st.bytes_to_client, down.size() + last.size());
+    EXPECT_FALSE(st.closed_by_tether);
+}
+
+// 8 MiB one way while the reader waits: the tunnel stops reading when the
+// destination is full (backpressure) and delivers every byte in order.
+TEST_F(PlainTunnelTest, BackpressureLosesNothing) {
+    start(ctx());
+    Bytes big;
+    for (int i = 0; i < 8; ++i) big += frame(2, (1 << 20) - 14, true, static_cast<char>('a' + i));
+    std::thread writer([&] { send_all(client_.app, big); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let buffers fill
+    EXPECT_EQ(read_exact(server_.app, big.size()), big);
+    writer.join();
+    client_.app.close();
+    server_.app.close();
+    EXPECT_EQ(finished().frames_to_server, 8u);
+}
+
+// A stop: each side gets a 1001 close frame once the frame in flight is whole.
+TEST_F(PlainTunnelTest, StopSendsCloseFramesAtAFrameBoundary) {
+    start(ctx());
+    const Bytes f = frame(2, 1000, true);
+    send_all(client_.app, f.substr(0, 100));  // a frame half-way through
+    EXPECT_EQ(read_exact(server_.app, 100), f.substr(0, 100));
+    run([&] { registry_.for_each([](TrackedConnection& c) { c.begin_stop(Clock::now()); }); });
+    tick(Clock::now() + std::chrono::milliseconds(1));
+    const Bytes to_client(reinterpret_cast<const char*>(ws::kCloseGoingAwayToClient),
+                          sizeof ws::kCloseGoingAwayToClient);
+    EXPECT_EQ(read_exact(client_.app, to_client.size()), to_client);  // nothing in flight there
+    send_all(client_.app, f.substr(100));  // the frame ends, then the close goes out
+    const Bytes to_server(reinterpret_cast<const char*>(ws::kCloseGoingAwayToServer),
+                          sizeof ws::kCloseGoingAwayToServer);
+    EXPECT_EQ(read_exact(server_.app, f.size() - 100 + to_server.size()),
+              f.substr(100) + to_server);
+    send_all(client_.app, frame(8, 2, true));  // the client's reply ends its side
+    send_all(server_.app, frame(8, 2, false));  // dropped: the client had tether's close
+    server_.app.shutdown(tcp::socket::shutdown_send);
+    EXPECT_TRUE(sees_end(client_.app));
+    EXPECT_TRUE(finished().closed_by_tether);
+}
+
+TEST_F(PlainTunnelTest, IdleLimitClosesBothSockets) {
+    start(ctx(std::chrono::milliseconds(50)));
+    tick(Clock::now());  // not idle yet
+    EXPECT_EQ(live(), 1u);
+    tick(Clock::now() + std::chrono::seconds(1));
+    EXPECT_TRUE(sees_end(client_.app));
+    EXPECT_TRUE(sees_end(server_.app));
+    finished();
+    for (int i = 0; i < 100 && live() != 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ(live(), 0u);  // destroyed, out of the registry
+}
+
+TEST_F(PlainTunnelTest, InspectorSeesTheServersFirstFrameBeforeItGoesOn) {
+    Inspector inspector;
+    const Bytes open = frame(1, 0, false);
+    const Bytes payload = R"(0{"sid":"abc","upgrades":[]})";
+    Bytes first = "\x81";
+    first.push_back(static_cast<char>(payload.size()));
+    first += payload;
+    start(ctx(), {}, first.substr(0, 3), &inspector);  // part of it came with the 101
+    send_all(server_.app, first.substr(3) + open);
+    EXPECT_EQ(read_exact(client_.app, first.size() + open.size()), first + open);
+    client_.app.close();
+    server_.app.close();
+    finished();
+    EXPECT_EQ(inspector.seen, payload);
+}
+
+}  // namespace
