@@ -105,11 +105,19 @@ awaitable<bool> ClientSession::wait_for_bytes(const config::Config& cfg) {
 }
 
 awaitable<Outcome> ClientSession::serve_request() {
-    Exchange ex(ctx_.runtime, ctx_.routing);
+    {
+        const auto rt = ctx_.runtime;  // the wait's settings, kept while it runs
+        if (!co_await wait_for_bytes(*rt->config)) co_return Outcome::close;
+    }
+    // Made once the request began (an idle connection holds none), on the
+    // heap rather than in this coroutine's frame: ~700 bytes there would push
+    // the frame past the 1 KiB Asio recycles frames up to, so each request
+    // would malloc it and evict another cached frame (those of proxy,
+    // open_upstream, respond...) on the way.
+    const auto held = std::make_unique<Exchange>(ctx_.runtime, ctx_.routing);
+    Exchange& ex = *held;
     const auto& cfg = ex.cfg();
-    if (!co_await wait_for_bytes(cfg)) co_return Outcome::close;
     first_ = false;
-    ex.start = Clock::now();
     ex.request.header_limit(static_cast<std::uint32_t>(cfg.limits.max_header_size));
     ex.request.body_limit(cfg.limits.max_body_size);
     stream_.expires_after(cfg.timeouts.client_header);
