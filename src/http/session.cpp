@@ -144,7 +144,10 @@ awaitable<Outcome> ClientSession::serve_request() {
     }
     ex.close = !ex.request.keep_alive() || stopping_ || ctx_.stopping;
     if (cfg.limits.rate && ctx_.rate_limiter) {  // before any byte of a body is invited
-        const auto d = co_await ctx_.rate_limiter->take(client_ip_, *cfg.limits.rate);
+        auto& limiter = *ctx_.rate_limiter;
+        const auto& rate = *cfg.limits.rate;
+        const auto d = limiter.may_use_redis(rate) ? co_await limiter.take(client_ip_, rate)
+                                                   : limiter.take_local(client_ip_, rate, Clock::now());
         if (d.redis_failed) ++ctx_.stats.rate_redis_fallbacks;
         if (!d.allowed) {
             ++ctx_.stats.rate_limited;

@@ -48,6 +48,9 @@ public:
 
     /// Takes one token for `ip` under `rate`.
     boost::asio::awaitable<RateDecision> take(std::string ip, config::RateLimit rate);
+    /// False when take() would only use the local bucket (not shared, or no
+    /// Redis): the caller may call take_local() directly, without a coroutine.
+    bool may_use_redis(const config::RateLimit& rate) const { return rate.shared && redis_; }
     /// The local bucket alone (also the fallback of take()).
     RateDecision take_local(std::string_view ip, const config::RateLimit& rate,
                             Clock::time_point now);
