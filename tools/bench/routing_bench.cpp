@@ -1,7 +1,8 @@
 // tether-routing-bench: Google Benchmark microbenchmarks of the per-request
-// routing path: Router decisions on a local-table hit (sid, ip_hash), cookie
-// token decoding, Maglev lookup, Engine.IO open-packet parsing, WebSocket
-// frame tracking and request-head writing; plus the resident memory one
+// routing path: Router decisions for affinity none, cookie (a returning
+// client, a new one) and on a local-table hit (sid, ip_hash), cookie token
+// decoding, Maglev lookup, Engine.IO open-packet parsing, WebSocket frame
+// tracking, request- and response-head writing; plus the resident memory one
 // LocalTable entry costs (counter bytes_per_entry).
 //
 //   ./tether-routing-bench [--benchmark_filter=REGEX] [--benchmark_repetitions=N]
@@ -116,6 +117,60 @@ BENCHMARK(BM_LocalTableMemoryPerEntry)
     ->Unit(benchmark::kMillisecond);
 
 // --- router -------------------------------------------------------------------
+
+// affinity: none, the balance algorithm alone (round_robin): the baseline the
+// sticky modes are measured against.
+void BM_RouteNone(benchmark::State& state) {
+    Replica r(config::Affinity::none);
+    affinity::LocalTable table(1024);
+    affinity::Router router(table);
+    balance::Picker picker(config::Balance::round_robin, 1);
+    const affinity::RouteInput in{"/api/messages?page=2", "", "203.0.113.7"};
+    for (auto _ : state) {
+        auto d = router.route(r.rt, 0, *r.tables, picker, in, {});
+        benchmark::DoNotOptimize(d);
+    }
+}
+BENCHMARK(BM_RouteNone);
+
+// affinity: cookie with a genuine cookie naming a live server (the steady state).
+void BM_RouteCookieHit(benchmark::State& state) {
+    Replica r(config::Affinity::cookie);
+    affinity::LocalTable table(1024);
+    affinity::Router router(table);
+    balance::Picker picker(config::Balance::round_robin, 1);
+    const std::string cookie = "theme=dark; tether=" +
+        balance::encode_cookie_token(kSecret, "chat", balance::cookie_server_id("chat", "s2")) +
+        "; lang=en";
+    const affinity::RouteInput in{"/api/messages?page=2", cookie, "203.0.113.7"};
+    for (auto _ : state) {
+        auto d = router.route(r.rt, 0, *r.tables, picker, in, {});
+        benchmark::DoNotOptimize(d);
+        if (!d.backend || d.backend->name() != "s2" || !d.set_cookie.empty()) {
+            state.SkipWithError("the cookie did not route to s2");
+            break;
+        }
+    }
+}
+BENCHMARK(BM_RouteCookieHit);
+
+// affinity: cookie, a first request (no cookie): balance, and a Set-Cookie to send.
+void BM_RouteCookieNew(benchmark::State& state) {
+    Replica r(config::Affinity::cookie);
+    affinity::LocalTable table(1024);
+    affinity::Router router(table);
+    balance::Picker picker(config::Balance::round_robin, 1);
+    const affinity::RouteInput in{"/", "theme=dark", "203.0.113.7"};
+    for (auto _ : state) {
+        auto d = router.route(r.rt, 0, *r.tables, picker, in, {});
+        benchmark::DoNotOptimize(d);
+        if (d.set_cookie.empty()) {
+            state.SkipWithError("no Set-Cookie for a new client");
+            break;
+        }
+    }
+}
+BENCHMARK(BM_RouteCookieNew);
 
 void BM_RouteSidLocalHit(benchmark::State& state) {
     Replica r(config::Affinity::sid);
@@ -259,5 +314,30 @@ void BM_WriteRequestHeadSocketIo(benchmark::State& state) {
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * out.size()));
 }
 BENCHMARK(BM_WriteRequestHeadSocketIo);
+
+void BM_WriteResponseHeadTypical(benchmark::State& state) {
+    namespace bhttp = boost::beast::http;
+    http::ResponseHead res;
+    res.result(bhttp::status::ok);
+    res.version(11);
+    res.set(bhttp::field::content_type, "text/plain; charset=UTF-8");
+    res.set(bhttp::field::content_length, "16");
+    res.set(bhttp::field::date, "Mon, 30 Nov 2026 15:00:00 GMT");
+    res.set(bhttp::field::cache_control, "no-cache");
+    res.set(bhttp::field::connection, "keep-alive");
+    res.set("Keep-Alive", "timeout=5");
+    res.set("Access-Control-Allow-Origin", "https://chat.example.com");
+    http::ResponseRewrite rw;
+    rw.body = http::Framing::length;
+    std::string out;
+    out.reserve(4096);
+    for (auto _ : state) {
+        out.clear();
+        http::write_response_head(res, 11, rw, out);
+        benchmark::DoNotOptimize(out.data());
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * out.size()));
+}
+BENCHMARK(BM_WriteResponseHeadTypical);
 
 }  // namespace
