@@ -5,6 +5,7 @@
 #include <yaml-cpp/exceptions.h>
 #include <yaml-cpp/parser.h>
 
+#include <exception>
 #include <sstream>
 #include <unordered_map>
 #include <vector>
@@ -148,6 +149,8 @@ std::optional<YamlProblem> check_yaml(std::string_view yaml, const YamlLimits& l
         return stop.problem;
     } catch (const YAML::Exception& e) {  // syntax errors, with their position
         return YamlProblem{e.mark, "invalid YAML: " + e.msg};
+    } catch (const std::exception& e) {  // bad_alloc: the loader throws nothing
+        return YamlProblem{YAML::Mark::null_mark(), std::string("cannot load: ") + e.what()};
     }
     if (guard.documents() > 1) {
         const YAML::Mark& second = guard.second_document();

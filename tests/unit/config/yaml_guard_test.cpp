@@ -119,8 +119,26 @@ TEST(YamlGuard, BillionLaughsIsRefusedAndModestAliasesWork) {
     const auto refused = errors(laughs);
     ASSERT_EQ(refused.size(), 1u);
     EXPECT_TRUE(refused[0].ends_with(
-        ": YAML with more than 1000000 nodes (an alias counts as all the nodes it repeats)"))
+        ": YAML with more than 250000 nodes (an alias counts as all the nodes it repeats)"))
         << refused[0];
+
+    // Without aliases too: a flat list filling 1 MiB is ~520,000 nodes (~250 MB in yaml-cpp).
+    std::string flat = "x: [";
+    while (flat.size() < (1 << 20) - 8) flat += "1,";
+    const auto too_many = errors(flat + "]\n");
+    ASSERT_EQ(too_many.size(), 1u);
+    EXPECT_EQ(too_many[0].substr(0, 7), "t.yaml:") << too_many[0];
+    EXPECT_TRUE(too_many[0].ends_with("more than 250000 nodes (an alias counts as all the nodes "
+                                      "it repeats)"))
+        << too_many[0];
+    // A large genuine config is far from it: 10,000 servers.
+    std::string servers = std::string(kMinimal);
+    for (int i = 0; i < 10'000; ++i)
+        servers += "      - address: 127.0.0." + std::to_string(i % 250 + 1) + ":" +
+                   std::to_string(1000 + i) + "\n";
+    LoadResult big = load_config_text(servers, "t.yaml", "/nonexistent-dir");
+    ASSERT_TRUE(big.config.has_value()) << big.errors.at(0).text();
+    EXPECT_EQ(big.config->upstreams.at("app").servers.size(), 10'001u);
 
     LoadResult shared = load_config_text(R"(listen:
   - address: 0.0.0.0:8080
