@@ -306,6 +306,9 @@ awaitable<void> ClientSession::run_tunnel() {
     auto& uc = ctx_.stats.upstream(tunnel_upstream_);  // map node: stable while the tunnel runs
     tctx.frames_to_server_total = &uc.frames_to_server;
     tctx.frames_to_client_total = &uc.frames_to_client;
+    // Both sides plain: the reactor's tunnel. A TLS side (the client's today; a
+    // TLS upstream too once there is one) keeps the coroutine tunnel, whose
+    // reads go through the TLS stream.
     if (!stream_.is_tls()) {
         hand_off_tunnel(tctx);
         co_return;
