@@ -133,6 +133,8 @@ void write_request_metrics(const AdminView& v, TextWriter& w) {
             t.duration_sum += uc.duration_sum;
             t.frames_to_server += uc.frames_to_server;
             t.frames_to_client += uc.frames_to_client;
+            for (std::size_t i = 0; i < uc.tls_handshakes.size(); ++i)
+                t.tls_handshakes[i] += uc.tls_handshakes[i];
             for (const auto& [code, n] : uc.local_responses) codes[{name, "", code}] += n;
         }
     }
@@ -155,6 +157,21 @@ void write_request_metrics(const AdminView& v, TextWriter& w) {
                  static_cast<double>(uc.frames_to_server));
         w.sample("tether_websocket_frames_total", {{"upstream", name}, {"direction", "to_client"}},
                  static_cast<double>(uc.frames_to_client));
+    }
+    w.family("tether_upstream_tls_handshakes_total", "counter",
+             "TLS handshakes to the servers of upstreams with tls, by result (full, resumed, "
+             "failed: refused certificate, wrong name, no common protocol...).");
+    for (const auto& u : v.runtime.upstreams) {
+        if (!u.config->tls) continue;
+        const auto it = ups.find(u.config->name);
+        const http::UpstreamCounters none;
+        const auto& uc = it == ups.end() ? none : it->second;
+        for (std::size_t i = 0; i < uc.tls_handshakes.size(); ++i) {
+            static constexpr const char* kResults[] = {"full", "resumed", "failed"};
+            w.sample("tether_upstream_tls_handshakes_total",
+                     {{"upstream", u.config->name}, {"result", kResults[i]}},
+                     static_cast<double>(uc.tls_handshakes[i]));
+        }
     }
 }
 

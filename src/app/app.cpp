@@ -26,6 +26,7 @@
 #include "tether/http/access_log.hpp"
 #include "tether/net/worker.hpp"
 #include "tether/tls/server_context.hpp"
+#include "tether/tls/upstream_context.hpp"
 #include "tether/upstream/backend.hpp"
 
 namespace tether::app {
@@ -122,6 +123,8 @@ public:
                     static_cast<std::size_t>(i), runtime_, routing_, endpoints, log_writer_.get(),
                     *table_, counters_, store_.get()));
             for (auto& w : workers_) w->install_tls(tls_);
+            const auto upstream_tls = tls::build_upstream_contexts(*config_);
+            for (auto& w : workers_) w->install_upstream_tls(upstream_tls);
             health_ = std::make_unique<health::HealthChecker>(
                 static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()));
             health_->update(runtime_);
@@ -248,8 +251,10 @@ private:
         }
         auto next = std::make_shared<const config::Config>(std::move(*loaded.config));
         std::shared_ptr<const tls::ServerContexts> contexts;
+        std::shared_ptr<const tls::UpstreamContexts> upstream_tls;
         try {  // certificates first: a bad one refuses the whole reload
             contexts = tls::build_server_contexts(*next, ticket_keys_);
+            upstream_tls = tls::build_upstream_contexts(*next);
         } catch (const std::exception& e) {
             log::error(std::string("reload refused, the running certificates stay: ") + e.what());
             return;
@@ -278,6 +283,7 @@ private:
         tls_ = std::move(contexts);  // before the runtime: a new TLS listener finds its context
         ticket_keys_->rotate();      // tickets of the previous key still resume, once
         for (auto& w : workers_) w->install_tls(tls_);
+        for (auto& w : workers_) w->install_upstream_tls(upstream_tls);
         for (std::size_t slot : changes.removed)
             log::info("reload: stopped listening on " + runtime_->listener_address[slot]);
         for (const auto& [slot, l] : changes.added.front())
@@ -401,6 +407,7 @@ int check_config(const std::string& path) {
     if (!loaded.config) return 1;
     try {  // the certificates and keys it names load and match
         tls::build_server_contexts(*loaded.config, std::make_shared<tls::TicketKeys>());
+        tls::build_upstream_contexts(*loaded.config);
     } catch (const std::exception& e) {
         std::cerr << path << ": " << e.what() << '\n';
         return 1;

@@ -81,6 +81,8 @@ constexpr Choice<bool> kInitialStates[] = {{"up", true}, {"down", false}};
 constexpr Choice<std::string_view> kHashes[] = {{"maglev", "maglev"}};
 constexpr Choice<std::string_view> kTlsProtocols[] = {{"TLSv1.2", "TLSv1.2"},
                                                       {"TLSv1.3", "TLSv1.3"}};
+constexpr Choice<SendProxy> kSendProxy[] = {
+    {"off", SendProxy::off}, {"v1", SendProxy::v1}, {"v2", SendProxy::v2}};
 
 std::string quote(std::string_view s) { return "'" + std::string(s) + "'"; }
 
@@ -788,9 +790,64 @@ private:
                           {"fail_on_status",
                            into(&Loader::read_fail_on_status, out.fail_on_status)},
                           {"servers", into(&Loader::read_servers, out.servers)},
-                          {"health_check", into(&Loader::read_health_check, out.health_check)}});
+                          {"health_check", into(&Loader::read_health_check, out.health_check)},
+                          {"tls", into(&Loader::read_upstream_tls, out.tls)},
+                          {"send_proxy_protocol", into(&Loader::read_send_proxy, out.send_proxy_protocol)}});
         require(node, path, seen, {"servers"});
         if (out.cookie.secret.empty()) out.cookie.secret = env_or_empty("TETHER_COOKIE_SECRET");
+    }
+
+    /// TLS to the servers: a map, or a YAML boolean (true = every default, false = plain).
+    void read_upstream_tls(const Node& node, const Path& path, std::optional<UpstreamTls>& out) {
+        if (node.IsNull()) return;
+        if (node.IsScalar()) {
+            const auto on = parse_bool(node.Scalar());
+            if (!on)
+                return void(fail(node, path, "expected a map, true or false, got " + describe(node)));
+            if (*on) out.emplace();
+            else out.reset();
+            return;
+        }
+        UpstreamTls tls;
+        auto protocols = [&](const Node& list, const Path& list_path) {
+            tls.protocols.clear();
+            for_each_item(list, list_path, "protocol", [&](const Node& n, const Path& p) {
+                read_enum(n, p, tls.protocols.emplace_back(), kTlsProtocols);
+            });
+        };
+        auto server_name = [&](const Node& n, const Path& p) {
+            if (!read_string(n, p, tls.server_name)) return;
+            const bool ok = !tls.server_name.empty() && tls.server_name.size() <= 253 &&
+                            all_chars(tls.server_name, [](unsigned char c) {
+                                return std::isalnum(c) || c == '-' || c == '.' || c == ':';
+                            });
+            if (!ok)
+                fail(n, p, "invalid server name " + quote_short(tls.server_name) +
+                               " (a DNS name or an IP address)");
+        };
+        Seen seen = walk(node, path,
+                         {{"verify", flag_into(tls.verify)},
+                          {"ca", into(&Loader::read_file_path, tls.ca)},
+                          {"server_name", server_name},
+                          {"certificate", into(&Loader::read_file_path, tls.certificate)},
+                          {"private_key", into(&Loader::read_file_path, tls.private_key)},
+                          {"protocols", protocols},
+                          {"ciphers", text_into(tls.ciphers)}});
+        if (!node.IsMap()) return;
+        if (seen.contains("certificate") != seen.contains("private_key"))
+            fail(node, path,
+                 seen.contains("certificate") ? "missing required key 'private_key' (with 'certificate')"
+                                              : "missing required key 'certificate' (with 'private_key')");
+        out = std::move(tls);
+    }
+
+    /// off (or false), v1 or v2.
+    void read_send_proxy(const Node& node, const Path& path, SendProxy& out) {
+        if (node.IsScalar() && parse_bool(node.Scalar()) == false) {
+            out = SendProxy::off;
+            return;
+        }
+        read_enum(node, path, out, kSendProxy);
     }
 
     void read_cookie(const Node& node, const Path& path, CookieConfig& out, UpstreamMarks& marks) {

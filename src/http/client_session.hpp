@@ -94,12 +94,15 @@ public:
     ClientSession(tcp::socket socket, ProxyContext& ctx, std::size_t listener,
                   ClientOrigin origin)
         : ctx_(ctx), stream_(std::move(socket)), listener_(listener), entry_(ctx.registry, this),
-          peer_ip_(std::move(origin.address)), preread_(std::move(origin.preread)),
-          hold_(std::move(origin.hold)) {
+          peer_ip_(std::move(origin.address)), peer_port_(origin.port),
+          preread_(std::move(origin.preread)), hold_(std::move(origin.hold)) {
         beast::error_code ec;
         if (peer_ip_.empty()) {
             auto peer = stream_.socket().remote_endpoint(ec);
-            if (!ec) peer_ip_ = peer.address().to_string();
+            if (!ec) {
+                peer_ip_ = peer.address().to_string();
+                peer_port_ = peer.port();
+            }
         }
         client_ip_ = peer_ip_;
         stream_.socket().set_option(tcp::no_delay(true), ec);
@@ -123,6 +126,8 @@ private:
     awaitable<Outcome> proxy(Exchange& ex);
     awaitable<std::optional<Outcome>> forward(Exchange& ex, Duplex& d, bool may_retry);
     awaitable<errc> open_upstream(Exchange& ex, bool fresh_only);
+    bool connect_spec(const Exchange& ex, ConnectSpec& spec);
+    std::string proxy_header(config::SendProxy version);
     awaitable<void> fetch_shared(Exchange& ex, affinity::RouteInput& in);
     awaitable<void> share_decision(Exchange& ex, affinity::RouteDecision& d,
                                    std::span<const upstream::Backend* const> exclude);
@@ -148,6 +153,7 @@ private:
     std::size_t listener_;
     RegistryEntry entry_;
     std::string peer_ip_;    // the socket peer or the PROXY header's source
+    std::uint16_t peer_port_ = 0;
     std::string preread_;    // read past a PROXY header, not consumed yet
     ConnectionHold hold_;    // the listener's counts (a plain tunnel takes them over)
     std::string client_ip_;  // of the current request: peer_ip_, or from X-Forwarded-For
@@ -159,6 +165,7 @@ private:
     bool idle_ = false;
     bool stopping_ = false;
     bool linger_ = false;  // a response ended while the client was still sending
+    std::unique_ptr<UpstreamConnection> tunnel_conn_;  // the server side of the tunnel
     std::optional<ws::TunnelSetup> tunnel_;
     upstream::ActiveGuard tunnel_guard_;
     EioSessionGauge tunnel_eio_;  // an Engine.IO session over this tunnel

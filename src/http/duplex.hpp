@@ -57,8 +57,8 @@ struct Duplex {
 };
 
 /// Stops both directions: pending operations on either stream end.
-template <class ClientStream>
-void stop(Duplex& d, ClientStream& client, boost::beast::tcp_stream& upstream) {
+template <class ClientStream, class UpstreamStream>
+void stop(Duplex& d, ClientStream& client, UpstreamStream& upstream) {
     d.stop = true;
     d.deadline.cancel();
     boost::system::error_code ignored;
@@ -73,10 +73,10 @@ inline void head_read_ended(Duplex& d) {
 }
 
 /// The pump: relays the request body, then keeps the response head deadline.
-template <class ClientStream, class Parser>
+template <class ClientStream, class UpstreamStream, class Parser>
 boost::asio::awaitable<void> pump_request(Duplex& d, ClientStream& client,
                                           boost::beast::flat_buffer& client_buf, Parser& p,
-                                          boost::beast::tcp_stream& upstream,
+                                          UpstreamStream& upstream,
                                           std::string_view head, Framing framing, RelayEnv env,
                                           std::chrono::milliseconds response_timeout) {
     namespace asio = boost::asio;

@@ -5,6 +5,7 @@
 #include "http/client_session.hpp"
 
 #include "tether/core/log.hpp"
+#include "tether/http/proxy_header.hpp"
 
 namespace tether::http::detail {
 
@@ -85,6 +86,10 @@ awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d
     const bool timed_out = ec == beast::error::timeout || d.head_timed_out;
     if (!timed_out && n == 0 && may_retry && !d.request.body_taken) co_return std::nullopt;
     count_failure(*ex.conn->backend, ex.upstream->config->name);
+    if (ex.conn->stream.is_tls())  // e.g. TLS 1.3: our client certificate refused after the handshake
+        log::warn("upstream '" + ex.upstream->config->name + "' server '" +
+                  ex.conn->backend->name() + "': no response over TLS: " +
+                  (timed_out ? std::string("timed out") : ec.message()));
     co_await send_error(&ex, timed_out ? errc::upstream_timeout : errc::upstream_broken);
     co_return Outcome::close;
 }
@@ -110,6 +115,8 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
     affinity::RouteInput in{req.target(), {}, client_ip_};
     if (auto c = req.find(bhttp::field::cookie); c != req.end()) in.cookie_header = c->value();
     if (ctx_.store) co_await fetch_shared(ex, in);
+    ConnectSpec spec;
+    if (!connect_spec(ex, spec)) co_return errc::upstream_connect;
     std::array<const upstream::Backend*, 16> tried{};
     std::size_t tried_count = 0;
     errc last = errc::no_server;
@@ -131,25 +138,61 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
         ex.eio = EioSessionGauge(ctx_.stats, backend, ex.upstream->config->name,
                                  eio_transport(*ex.upstream->config, req.method_string(),
                                                req.target(), false));
-        if (!fresh_only) ex.conn = ctx_.pool.take_idle(*backend);
+        if (!fresh_only) ex.conn = ctx_.pool.take_idle(*backend, spec);
         if (ex.conn) {
             ++ctx_.stats.upstream_reuses;
             co_return errc::ok;
         }
-        auto [ec, conn] = co_await ctx_.pool.connect(backend, ex.cfg().timeouts.connect);
+        auto r = co_await ctx_.pool.connect(backend, ex.cfg().timeouts.connect, spec);
         ++ctx_.stats.upstream_connects;
-        if (!ec) {
-            ex.conn = std::move(conn);
+        if (spec.tls && (!r.ec || r.tls_failed)) {
+            auto& counts = ctx_.stats.upstream(ex.upstream->config->name).tls_handshakes;
+            ++counts[r.tls_failed ? 2 : r.conn->stream.tls_resumed() ? 1 : 0];
+        }
+        if (!r.ec) {
+            ex.conn = std::move(r.conn);
             co_return errc::ok;
         }
         ex.active.reset();
         count_failure(*backend, ex.upstream->config->name);
-        last = ec == beast::error::timeout ? errc::upstream_timeout : errc::upstream_connect;
+        last = r.ec == beast::error::timeout ? errc::upstream_timeout : errc::upstream_connect;
         if (tried_count < tried.size()) tried[tried_count++] = backend.get();
         log::warn("upstream '" + ex.upstream->config->name + "' server '" + backend->name() +
-                  "': connect failed: " + ec.message());
+                  (r.tls_failed ? "': TLS handshake failed: " + r.reason
+                                : "': connect failed: " + r.ec.message()));
     }
     co_return last;
+}
+
+// How a connection for this request is made: TLS (the upstream's context,
+// from the worker's set: installed before the runtime that names it) and
+// the PROXY header of this client. False: no TLS context (a reload removed
+// the upstream's `tls` while this request held the old runtime).
+bool ClientSession::connect_spec(const Exchange& ex, ConnectSpec& spec) {
+    const auto& uc = *ex.upstream->config;
+    if (uc.tls) {
+        spec.tls = ctx_.upstream_tls ? ctx_.upstream_tls->at(uc.name) : nullptr;
+        if (!spec.tls) {
+            log::warn("upstream '" + uc.name + "': no TLS context (changed by a reload)");
+            return false;
+        }
+    }
+    if (uc.send_proxy_protocol != config::SendProxy::off)
+        spec.proxy_header = proxy_header(uc.send_proxy_protocol);
+    return true;
+}
+
+// The PROXY header for this client: the address tether believes (its port
+// when it is the connection's peer, else 0) to the address it connected to.
+std::string ClientSession::proxy_header(config::SendProxy version) {
+    beast::error_code ec;
+    auto src = asio::ip::make_address(client_ip_, ec);
+    if (ec) src = asio::ip::address_v4::any();
+    const auto local = stream_.socket().local_endpoint(ec);
+    const auto dst = ec ? asio::ip::address(asio::ip::address_v4::any()) : local.address();
+    const std::uint16_t src_port = client_ip_ == peer_ip_ ? peer_port_ : 0;
+    return make_proxy_header(version == config::SendProxy::v1 ? 1 : 2, src, src_port, dst,
+                             ec ? 0 : local.port());
 }
 
 // On a local miss of the key this request is routed by, asks Redis (within

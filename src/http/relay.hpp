@@ -105,8 +105,8 @@ inline errc source_error(const boost::beast::error_code& ec) {
 
 /// Writes `head` and the body `p` reads from src into dst, keeping
 /// `progress` up to date. `inspector`, if any, sees each piece before it is
-/// written, until it says it is done. Src and Dst: beast::tcp_stream (the
-/// backend) or tls::ClientStream (the client, plain or TLS).
+/// written, until it says it is done. Src and Dst: tls::ClientStream (the
+/// client or the backend, each plain or TLS).
 template <class Src, class Dst, class Parser>
 boost::asio::awaitable<RelayStatus> relay_body(Src& src,
                                                boost::beast::flat_buffer& src_buf, Parser& p,

@@ -217,14 +217,17 @@ awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
     auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(head_), use_tuple);
     if (ec) co_return Outcome::close;
     stream_.expires_never();
-    ws::TunnelSetup setup{stream_, ex.conn->stream.release_socket(),
-                          beast::buffers_to_string(buffer_.data()),
-                          beast::buffers_to_string(ex.conn->buffer.data())};
+    tunnel_conn_ = std::move(ex.conn);  // plain or TLS: the tunnel borrows its stream
+    auto& conn = *tunnel_conn_;
+    ws::TunnelSetup setup{stream_, conn.stream, beast::buffers_to_string(buffer_.data()),
+                          beast::buffers_to_string(conn.buffer.data())};
     buffer_.consume(buffer_.size());
-    setup.server_key = ex.conn->backend->shared_state().get();  // for drains
+    conn.buffer.consume(conn.buffer.size());
+    conn.buffer.shrink_to_fit();
+    setup.server_key = conn.backend->shared_state().get();  // for drains
     if (ex.learn_sid) {
         tunnel_learner_ = std::make_unique<SidLearner>(ctx_.router, ctx_.store, ex.runtime,
-                                                       *ex.upstream, ex.conn->backend);
+                                                       *ex.upstream, conn.backend);
         setup.first_frame_inspector = tunnel_learner_.get();
     }
     tunnel_.emplace(std::move(setup));
@@ -278,11 +281,12 @@ void ClientSession::hand_off_tunnel(const ws::TunnelContext& tctx) {
     setup.first_frame_inspector = tunnel_->first_frame_inspector;
     setup.server_key = tunnel_->server_key;
     beast::error_code ec;
-    setup.server_fd = tunnel_->server.release(ec);
+    setup.server_fd = tunnel_->server.socket().release(ec);
     if (ec) setup.server_fd = -1;
     setup.client_fd = stream_.socket().release(ec);
     if (ec) setup.client_fd = -1;
     tunnel_.reset();
+    tunnel_conn_.reset();  // its socket is released: only the object goes
     auto owner = std::make_unique<SessionTunnelOwner>(
         ctx_, std::move(hold_), std::move(tunnel_guard_), std::move(tunnel_eio_),
         std::move(tunnel_learner_), std::move(tunnel_upstream_));
@@ -306,10 +310,10 @@ awaitable<void> ClientSession::run_tunnel() {
     auto& uc = ctx_.stats.upstream(tunnel_upstream_);  // map node: stable while the tunnel runs
     tctx.frames_to_server_total = &uc.frames_to_server;
     tctx.frames_to_client_total = &uc.frames_to_client;
-    // Both sides plain: the reactor's tunnel. A TLS side (the client's today; a
-    // TLS upstream too once there is one) keeps the coroutine tunnel, whose
-    // reads go through the TLS stream.
-    if (!stream_.is_tls()) {
+    // Both sides plain: the reactor's tunnel. A TLS side (wss from the client,
+    // or an upstream with `tls`) keeps the coroutine tunnel, whose reads go
+    // through the TLS stream.
+    if (!stream_.is_tls() && !tunnel_->server.is_tls()) {
         hand_off_tunnel(tctx);
         co_return;
     }
@@ -319,6 +323,7 @@ awaitable<void> ClientSession::run_tunnel() {
     const ws::TunnelStats st = co_await ws::run_tunnel(std::move(*tunnel_), tctx);
     --ctx_.stats.server(backend, upstream).tunnels_active;
     tunnel_.reset();
+    tunnel_conn_.reset();
     tunnel_guard_.reset();
     tunnel_learner_.reset();
     tunnel_eio_.reset();

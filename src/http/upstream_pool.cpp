@@ -5,6 +5,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 namespace tether::http {
 
@@ -17,7 +18,7 @@ namespace {
 // read: 0 bytes means the backend closed it, data means it sent something
 // unsolicited (never safe to reuse).
 bool still_open(UpstreamConnection& c) {
-    if (c.buffer.size() != 0) return false;
+    if (c.buffer.size() != 0 || c.stream.tls_pending() != 0) return false;
     char byte;
     const ssize_t n = ::recv(c.stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -25,13 +26,15 @@ bool still_open(UpstreamConnection& c) {
 
 }  // namespace
 
-std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle(const upstream::Backend& b) {
+std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle(const upstream::Backend& b,
+                                                           const ConnectSpec& spec) {
     auto it = idle_.find(&b);
     if (it == idle_.end()) return nullptr;
     auto& v = it->second;
-    while (!v.empty()) {
-        auto c = std::move(v.back());
-        v.pop_back();
+    for (std::size_t i = v.size(); i-- > 0;) {  // the most recent first
+        if (v[i]->tls != spec.tls.get() || v[i]->proxy_header != spec.proxy_header) continue;
+        auto c = std::move(v[i]);
+        v.erase(v.begin() + static_cast<std::ptrdiff_t>(i));
         if (still_open(*c)) {
             c->reused = true;
             return c;
@@ -40,19 +43,44 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle(const upstream::Back
     return nullptr;
 }
 
-asio::awaitable<std::pair<boost::system::error_code, std::unique_ptr<UpstreamConnection>>>
-UpstreamPool::connect(std::shared_ptr<upstream::Backend> b, std::chrono::milliseconds timeout) {
-    auto c = std::make_unique<UpstreamConnection>(ex_);
-    c->backend = b;
-    c->stream.expires_after(timeout);
-    auto [ec, ep] = co_await c->stream.async_connect(
-        b->endpoints(), asio::as_tuple(asio::use_awaitable));
-    if (!ec) {
-        boost::system::error_code ignored;
-        c->stream.socket().set_option(tcp::no_delay(true), ignored);
-        c->stream.expires_never();
+asio::awaitable<ConnectResult> UpstreamPool::connect(std::shared_ptr<upstream::Backend> b,
+                                                     std::chrono::milliseconds timeout,
+                                                     ConnectSpec spec) {
+    ConnectResult r;
+    r.conn = std::make_unique<UpstreamConnection>(ex_);
+    auto& c = *r.conn;
+    c.backend = b;
+    c.tls = spec.tls.get();
+    auto& raw = c.stream.tcp();
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    raw.expires_at(until);
+    auto [ec, ep] = co_await raw.async_connect(b->endpoints(), asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+        r.ec = ec;
+        co_return r;
     }
-    co_return std::make_pair(ec, std::move(c));
+    boost::system::error_code ignored;
+    raw.socket().set_option(tcp::no_delay(true), ignored);
+    if (!spec.proxy_header.empty()) {
+        raw.expires_at(until);
+        auto [wec, wn] = co_await asio::async_write(raw, asio::buffer(spec.proxy_header),
+                                                    asio::as_tuple(asio::use_awaitable));
+        if (wec) {
+            r.ec = wec;
+            co_return r;
+        }
+        c.proxy_header = std::move(spec.proxy_header);
+    }
+    if (spec.tls) {
+        raw.expires_at(until);
+        const auto& address = b->server().address;
+        r.ec = co_await c.stream.connect_tls(spec.tls, address.text(),
+                                             spec.tls->name_for(address.host), r.reason);
+        r.tls_failed = r.ec.failed();
+        if (r.ec) co_return r;
+    }
+    raw.expires_never();
+    co_return r;
 }
 
 void UpstreamPool::give_back(std::unique_ptr<UpstreamConnection> c, int keepalive) {

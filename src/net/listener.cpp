@@ -166,7 +166,10 @@ awaitable<bool> Listener::read_proxy_header(tcp::socket& socket, http::ClientOri
         log::info("PROXY protocol header from " + peer + " refused: " + h.error);
         co_return false;
     }
-    if (h.source) origin.address = h.source->to_string();
+    if (h.source) {
+        origin.address = h.source->to_string();
+        origin.port = h.source_port;
+    }
     origin.preread = bytes.substr(h.length);
     co_return true;
 }

@@ -168,6 +168,10 @@ void Worker::install_tls(std::shared_ptr<const tls::ServerContexts> contexts) {
     asio::post(*io_, [this, c = std::move(contexts)]() mutable { ctx_.tls = std::move(c); });
 }
 
+void Worker::install_upstream_tls(std::shared_ptr<const tls::UpstreamContexts> contexts) {
+    asio::post(*io_, [this, c = std::move(contexts)]() mutable { ctx_.upstream_tls = std::move(c); });
+}
+
 void Worker::halt() {
     if (!thread_.joinable()) return;
     io_->stop();

@@ -14,6 +14,13 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "tether/tls/upstream_context.hpp"
+
+// GCC 12 reports a false -Wmismatched-new-delete on the coroutine frames of
+// this file (asio's awaitable_frame has a matching operator new/delete pair;
+// the warning appears depending on how the frames get inlined).
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
 namespace tether::tls {
 
 namespace asio = boost::asio;
@@ -35,9 +42,13 @@ constexpr std::string_view kPlainHttpAnswer =
 }  // namespace
 
 struct ClientStream::Tls {
-    Tls(beast::tcp_stream& tcp, std::shared_ptr<ServerContext> c)
-        : ctx(std::move(c)), stream(tcp, ctx->context()) {}
-    std::shared_ptr<ServerContext> ctx;  // outlives the SSL object (SNI callback argument)
+    template <class Context>  // ServerContext or UpstreamContext
+    Tls(beast::tcp_stream& tcp, std::shared_ptr<Context> c)
+        : ctx(c), stream(tcp, c->context()) {}
+    // The ServerContext or UpstreamContext: outlives the SSL object (the SNI
+    // and new-session callbacks' argument).
+    std::shared_ptr<void> ctx;
+    std::string session_key;  // upstream: the server, for the new-session callback
     asio::ssl::stream<beast::tcp_stream&> stream;
     std::unique_ptr<char[]> gather;  // kGatherLimit bytes, made on the first gathered write
 };
@@ -55,6 +66,7 @@ std::string_view to_string(Handshake h) {
 }
 
 ClientStream::ClientStream(asio::ip::tcp::socket socket) : tcp_(std::move(socket)) {}
+ClientStream::ClientStream(const executor_type& ex) : tcp_(ex) {}
 ClientStream::~ClientStream() = default;
 
 std::size_t ClientStream::tls_pending() const {
@@ -116,6 +128,30 @@ awaitable<Handshake> ClientStream::handshake(std::shared_ptr<ServerContext> ctx,
     }
     reason = ec.message();
     co_return Handshake::failed;
+}
+
+awaitable<boost::system::error_code> ClientStream::connect_tls(std::shared_ptr<UpstreamContext> ctx,
+                                                              std::string key,
+                                                              std::string_view name,
+                                                              std::string& reason) {
+    UpstreamContext& uc = *ctx;
+    tls_ = std::make_unique<Tls>(tcp_, std::move(ctx));
+    tls_->session_key = std::move(key);
+    SSL* ssl = tls_->stream.native_handle();
+    uc.prepare(ssl, tls_->session_key, name);
+    auto [ec] = co_await tls_->stream.async_handshake(asio::ssl::stream_base::client, use_tuple);
+    if (ec) {
+        const long verify = SSL_get_verify_result(ssl);
+        reason = ec.message();
+        if (ec == beast::error::timeout) reason = "timed out";
+        else if (verify != X509_V_OK)
+            reason += std::string(": ") + X509_verify_cert_error_string(verify);
+    }
+    co_return ec;
+}
+
+bool ClientStream::tls_resumed() const {
+    return tls_ && SSL_session_reused(const_cast<Tls&>(*tls_).stream.native_handle()) == 1;
 }
 
 // The erased handler runs on the stream's executor (the worker's, as the

@@ -28,12 +28,16 @@ public:
     Tunnel(TunnelSetup& s, TunnelContext& ctx)
         : setup_(s), ctx_(ctx), entry_(ctx.registry, this) {
         to_server_.src = &s.client.socket();
-        to_server_.dst = &s.server;
-        to_client_.src = &s.server;
+        to_server_.dst = &s.server.socket();
+        to_client_.src = &s.server.socket();
         to_client_.dst = &s.client.socket();
         if (s.client.is_tls()) {
             to_server_.src_tls = &s.client;
             to_client_.dst_tls = &s.client;
+        }
+        if (s.server.is_tls()) {
+            to_client_.src_tls = &s.server;
+            to_server_.dst_tls = &s.server;
         }
         to_client_.to_client = true;
         last_activity_ = Clock::now();
@@ -43,7 +47,7 @@ public:
         using namespace asio::experimental::awaitable_operators;
         boost::system::error_code ec;
         if (!setup_.client.is_tls()) setup_.client.socket().non_blocking(true, ec);
-        setup_.server.non_blocking(true, ec);
+        if (!setup_.server.is_tls()) setup_.server.socket().non_blocking(true, ec);
         if (ctx_.stopping) begin_stop(Clock::now());
         co_await (pump(to_server_, setup_.to_server) && pump(to_client_, setup_.to_client));
         stats_.frames_to_server = to_server_.tracker.frames();
@@ -106,7 +110,7 @@ private:
     void abort() {
         boost::system::error_code ec;
         setup_.client.socket().close(ec);
-        setup_.server.close(ec);
+        setup_.server.socket().close(ec);
     }
 
     /// Writes what the socket takes at once, without suspending (the common
@@ -169,12 +173,17 @@ private:
                 co_return true;
             }
             if (held.size() >= kMaxFirstFrame) co_return true;
-            auto [wec] = co_await d.src->async_wait(tcp::socket::wait_read, use_tuple);
-            if (wec) co_return false;
             char tmp[kMaxFirstFrame];
             boost::system::error_code ec;
-            const std::size_t n =
-                d.src->read_some(asio::buffer(tmp, kMaxFirstFrame - held.size()), ec);
+            std::size_t n = 0;
+            if (d.src_tls) {  // a TLS server: the read waits for a whole record
+                std::tie(ec, n) = co_await d.src_tls->async_read_some(
+                    asio::buffer(tmp, kMaxFirstFrame - held.size()), use_tuple);
+            } else {
+                auto [wec] = co_await d.src->async_wait(tcp::socket::wait_read, use_tuple);
+                if (wec) co_return false;
+                n = d.src->read_some(asio::buffer(tmp, kMaxFirstFrame - held.size()), ec);
+            }
             if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
             if (ec) co_return !held.empty();  // forward what came, then the pump sees the end
             held.append(tmp, n);

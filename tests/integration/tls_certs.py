@@ -23,14 +23,17 @@ def make_ca(d: str, name: str = "ca", cn: str = "tether test CA") -> None:
              "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
 
 
-def make_leaf(d: str, name: str, dns: list[str], ca: str = "ca", serial: int = 1) -> str:
-    """Signs a leaf for `dns` names; writes NAME.key and NAME.pem (leaf then CA)."""
+def make_leaf(d: str, name: str, dns: list[str], ca: str = "ca", serial: int = 1,
+              ips: list[str] = (), usage: str = "serverAuth") -> str:
+    """Signs a leaf for `dns` names (and `ips` addresses); writes NAME.key and NAME.pem (leaf
+    then CA). usage: the extendedKeyUsage (clientAuth for a client certificate)."""
     _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
              "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={dns[0]}", cwd=d)
     ext = os.path.join(d, f"{name}.ext")
     with open(ext, "w") as f:
-        f.write("subjectAltName=" + ",".join(f"DNS:{n}" for n in dns) + "\n")
-        f.write("extendedKeyUsage=serverAuth\n")
+        f.write("subjectAltName=" + ",".join([f"DNS:{n}" for n in dns] +
+                                             [f"IP:{a}" for a in ips]) + "\n")
+        f.write(f"extendedKeyUsage={usage}\n")
     _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
              "-set_serial", str(serial), "-days", "1", "-extfile", ext, "-out", f"{name}.crt",
              cwd=d)

@@ -120,6 +120,20 @@ struct HealthCheck {
     std::vector<StatusRange> expect_status{StatusRange{}};
 };
 
+/// TLS to the servers of an upstream (nginx proxy_ssl_*, HAProxy `server ... ssl`).
+struct UpstreamTls {
+    bool verify = true;        ///< check the server's chain and name (HAProxy's default)
+    std::string ca;            ///< PEM CA file ("" = the system's trust store)
+    std::string server_name;   ///< SNI and name checked ("" = each server's host)
+    std::string certificate;   ///< client certificate chain for mTLS ("" = none)
+    std::string private_key;   ///< its key
+    std::vector<std::string> protocols{"TLSv1.2", "TLSv1.3"};
+    std::string ciphers;       ///< OpenSSL cipher list for TLS 1.2 ("" = OpenSSL's default)
+};
+
+/// PROXY protocol header sent first on each new connection to a server.
+enum class SendProxy { off, v1, v2 };
+
 struct Upstream {
     std::string name;
     Affinity affinity = Affinity::none;
@@ -136,6 +150,8 @@ struct Upstream {
     std::vector<StatusRange> fail_on_status;
     std::vector<Server> servers;
     std::optional<HealthCheck> health_check;
+    std::optional<UpstreamTls> tls;  ///< absent: plain TCP to the servers
+    SendProxy send_proxy_protocol = SendProxy::off;
 };
 
 struct Timeouts {

@@ -28,6 +28,7 @@
 #include "tether/http/client_ip.hpp"
 #include "tether/http/upstream_pool.hpp"
 #include "tether/tls/server_context.hpp"
+#include "tether/tls/upstream_context.hpp"
 #include "tether/upstream/backend.hpp"
 #include "tether/ws/tunnel_reactor.hpp"
 
@@ -44,6 +45,8 @@ struct UpstreamCounters {
     std::uint64_t frames_to_server = 0;
     std::uint64_t frames_to_client = 0;
     std::map<int, std::uint64_t> local_responses;  // answered by tether itself (no server)
+    /// TLS handshakes to the servers (upstream `tls`): full, resumed, failed.
+    std::array<std::uint64_t, 3> tls_handshakes{};
     void observe(double seconds) {
         std::size_t i = 0;
         while (i < kDurationBuckets.size() && seconds > kDurationBuckets[i]) ++i;
@@ -136,6 +139,8 @@ struct ProxyContext {
     std::shared_ptr<std::vector<balance::Picker>> pickers;  ///< by upstream index in runtime
     TrustedProxies trusted;  ///< from runtime->config->trusted_proxies
     std::shared_ptr<const tls::ServerContexts> tls;  ///< by listener; replaced on reload
+    /// TLS to the servers, by upstream name; replaced on reload (before the runtime).
+    std::shared_ptr<const tls::UpstreamContexts> upstream_tls;
     BufferPool buffers;
     UpstreamPool pool;
     affinity::Router router;

@@ -12,6 +12,14 @@
 // requests (with 64 clients and keepalive 32: ~0.3 connect + close per
 // request, a third of the proxy's CPU); HAProxy likewise purges surplus
 // idle connections gradually (pool-purge-delay) rather than at once.
+//
+// A connection may be TLS (upstream `tls`: the handshake is part of
+// connect(), within timeouts.connect) and may start with a PROXY protocol
+// header (`send_proxy_protocol`). A kept-alive connection is reused only for
+// a request that would open the same one: the same TLS context (a reload
+// that changes or renews it leaves the old connections unused until swept)
+// and the same PROXY header bytes, i.e. the same client address and port
+// (HAProxy 2.4+ keys its idle connections the same way).
 // Threading: owned by one worker; used only on its thread.
 #pragma once
 
@@ -28,18 +36,36 @@
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include "tether/core/connection_registry.hpp"
+#include "tether/tls/client_stream.hpp"
+#include "tether/tls/upstream_context.hpp"
 #include "tether/upstream/backend.hpp"
 
 namespace tether::http {
 
 struct UpstreamConnection {
-    explicit UpstreamConnection(boost::asio::any_io_executor ex) : stream(std::move(ex)) {}
-    boost::beast::tcp_stream stream;
+    explicit UpstreamConnection(const boost::asio::any_io_executor& ex) : stream(ex) {}
+    tls::ClientStream stream;  ///< plain or TLS
     boost::beast::flat_buffer buffer;  ///< bytes read past the last response (normally none)
     std::shared_ptr<upstream::Backend> backend;
+    const tls::UpstreamContext* tls = nullptr;  ///< the context it was made with (reuse key)
+    std::string proxy_header;                   ///< sent first (reuse key); "" = none
     bool reused = false;
     Clock::time_point idle_since;
     int keepalive = 0;  ///< its upstream's `keepalive` when it was given back
+};
+
+/// How to open (and which idle connection may serve) a connection.
+struct ConnectSpec {
+    std::shared_ptr<tls::UpstreamContext> tls;  ///< null: plain TCP
+    std::string proxy_header;                   ///< "" = no PROXY header
+};
+
+/// What connect() gives.
+struct ConnectResult {
+    boost::system::error_code ec;
+    std::unique_ptr<UpstreamConnection> conn;
+    bool tls_failed = false;  ///< the TLS handshake failed (after the TCP connect)
+    std::string reason;       ///< why the TLS handshake failed
 };
 
 class UpstreamPool {
@@ -51,12 +77,15 @@ public:
 
     explicit UpstreamPool(boost::asio::any_io_executor ex) : ex_(std::move(ex)) {}
 
-    /// A live idle connection to `b`, or nullptr.
-    std::unique_ptr<UpstreamConnection> take_idle(const upstream::Backend& b);
+    /// A live idle connection to `b` made as `spec` says, or nullptr.
+    std::unique_ptr<UpstreamConnection> take_idle(const upstream::Backend& b,
+                                                  const ConnectSpec& spec);
 
-    /// Opens a new connection to `b` within `timeout`.
-    boost::asio::awaitable<std::pair<boost::system::error_code, std::unique_ptr<UpstreamConnection>>>
-    connect(std::shared_ptr<upstream::Backend> b, std::chrono::milliseconds timeout);
+    /// Opens a new connection to `b` within `timeout`: TCP, the PROXY header,
+    /// the TLS handshake.
+    boost::asio::awaitable<ConnectResult> connect(std::shared_ptr<upstream::Backend> b,
+                                                  std::chrono::milliseconds timeout,
+                                                  ConnectSpec spec);
 
     /// Keeps `c` for reuse (`keepalive` > 0), dropping the oldest idle one
     /// when the backend's pool holds kSurplusFactor x keepalive already.

@@ -58,6 +58,8 @@ public:
     /// Installs the TLS contexts for new connections (start-up and reload;
     /// open connections keep theirs).
     void install_tls(std::shared_ptr<const tls::ServerContexts> contexts);
+    /// Posts the TLS contexts of the upstreams (start-up and reload, before the runtime).
+    void install_upstream_tls(std::shared_ptr<const tls::UpstreamContexts> contexts);
     /// True once stopping and no connection is left.
     bool drained() const { return drained_.load(std::memory_order_acquire); }
     /// Stops the event loop at once and joins the thread.

@@ -1,6 +1,8 @@
-// The client side of a connection, plain or TLS, behind one type so that the
+// One side of a proxied connection, plain or TLS, behind one type so that the
 // session, the body relay and the WebSocket tunnel are written once
-// (ENGINEERING.md: no copy of the proxy logic). Underneath is always a
+// (ENGINEERING.md: no copy of the proxy logic). The client side (TLS server
+// role: handshake()) and the upstream side (TLS client role to a server of
+// an upstream with `tls`: connect_tls()) are both this type. Underneath is always a
 // beast::tcp_stream, whose per-operation deadlines (expires_after) also bound
 // the TLS operations running over it.
 //
@@ -30,6 +32,8 @@
 
 namespace tether::tls {
 
+class UpstreamContext;
+
 class ClientStream {
 public:
     using executor_type = boost::asio::any_io_executor;
@@ -37,6 +41,7 @@ public:
     static constexpr std::size_t kMaxGather = 8;
 
     explicit ClientStream(boost::asio::ip::tcp::socket socket);
+    explicit ClientStream(const executor_type& ex);
     ~ClientStream();
     ClientStream(const ClientStream&) = delete;
     ClientStream& operator=(const ClientStream&) = delete;
@@ -48,6 +53,17 @@ public:
     boost::asio::awaitable<Handshake> handshake(std::shared_ptr<ServerContext> ctx,
                                                 std::chrono::milliseconds deadline,
                                                 std::string_view preread, std::string& reason);
+
+    /// Client-side TLS handshake to a server (an upstream connection), within
+    /// the deadline already set on the stream (expires_at). `key` names the
+    /// server for session resumption, `name` is checked and sent as SNI
+    /// (UpstreamContext::prepare). On failure `reason` says why (for a
+    /// refused certificate, the verification error: "hostname mismatch").
+    boost::asio::awaitable<boost::system::error_code> connect_tls(
+        std::shared_ptr<UpstreamContext> ctx, std::string key, std::string_view name,
+        std::string& reason);
+    /// The last handshake resumed a session.
+    bool tls_resumed() const;
 
     bool is_tls() const { return tls_ != nullptr; }
     executor_type get_executor() { return tcp_.get_executor(); }

@@ -11,12 +11,12 @@
 // (unmasked) and to the server (masked), then the tunnel waits, bounded, for
 // both peers to finish the close handshake.
 //
-// The client side may be TLS (wss): the client->server pump then waits
-// inside a TLS read into a borrowed buffer (a record is decrypted whole, so
-// socket readiness says nothing), holding it while it waits; the
-// server->client pump writes through the TLS stream. The server side is
-// always a plain socket. Cancellation for the close at a frame boundary works
-// the same on both.
+// Either side may be TLS (wss from the client; an upstream with `tls` on
+// the server side): a pump reading from a TLS side waits inside a TLS read
+// into a borrowed buffer (a record is decrypted whole, so socket readiness
+// says nothing), holding it while it waits; a pump writing to a TLS side
+// writes through the TLS stream. Cancellation for the close at a frame
+// boundary works the same on both.
 //
 // Idle limit (timeouts.tunnel) and the close schedule are driven by the
 // worker's tick (TrackedConnection), not by a timer per tunnel.
@@ -39,7 +39,7 @@ namespace tether::ws {
 
 struct TunnelSetup {
     tls::ClientStream& client;  ///< owned by the session, which outlives the tunnel
-    boost::asio::ip::tcp::socket server;
+    tls::ClientStream& server;  ///< the upstream connection, owned by the session too
     std::string to_server;  ///< bytes the client sent after the upgrade request
     std::string to_client;  ///< bytes the server sent after its 101 head
     /// Sees the payload of the server's first frame before it is forwarded

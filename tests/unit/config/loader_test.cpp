@@ -745,6 +745,86 @@ upstreams:
                   "0 or more)"}));
 }
 
+// ---- upstream TLS and PROXY protocol to the servers -----------------------------------
+
+TEST_F(LoaderTest, UpstreamTlsAndSendProxyDefaultToOff) {
+    Config c = load_ok(kMinimal);
+    const Upstream& u = c.upstreams.at("app");
+    EXPECT_FALSE(u.tls.has_value());
+    EXPECT_EQ(u.send_proxy_protocol, SendProxy::off);
+}
+
+TEST_F(LoaderTest, UpstreamTlsEveryKey) {
+    Config c = load_ok(std::string(kMinimal) +
+                       "    send_proxy_protocol: v2\n"
+                       "    tls:\n"
+                       "      verify: false\n"
+                       "      ca: conf/tls/cert.pem\n"
+                       "      server_name: api.internal\n"
+                       "      certificate: conf/tls/cert.pem\n"
+                       "      private_key: conf/tls/key.pem\n"
+                       "      protocols: [TLSv1.3]\n"
+                       "      ciphers: ECDHE+AESGCM\n");
+    const Upstream& u = c.upstreams.at("app");
+    EXPECT_EQ(u.send_proxy_protocol, SendProxy::v2);
+    ASSERT_TRUE(u.tls.has_value());
+    EXPECT_FALSE(u.tls->verify);
+    EXPECT_EQ(u.tls->ca, path("conf/tls/cert.pem"));
+    EXPECT_EQ(u.tls->server_name, "api.internal");
+    EXPECT_EQ(u.tls->certificate, path("conf/tls/cert.pem"));
+    EXPECT_EQ(u.tls->private_key, path("conf/tls/key.pem"));
+    EXPECT_EQ(u.tls->protocols, std::vector<std::string>{"TLSv1.3"});
+    EXPECT_EQ(u.tls->ciphers, "ECDHE+AESGCM");
+}
+
+TEST_F(LoaderTest, UpstreamTlsShortForms) {
+    Config on = load_ok(std::string(kMinimal) + "    tls: true\n    send_proxy_protocol: v1\n");
+    ASSERT_TRUE(on.upstreams.at("app").tls.has_value());
+    const UpstreamTls& d = *on.upstreams.at("app").tls;
+    EXPECT_TRUE(d.verify);  // secure by default, with the system's trust store
+    EXPECT_EQ(d.ca, "");
+    EXPECT_EQ(d.server_name, "");
+    EXPECT_EQ(d.protocols, (std::vector<std::string>{"TLSv1.2", "TLSv1.3"}));
+    EXPECT_EQ(on.upstreams.at("app").send_proxy_protocol, SendProxy::v1);
+    Config off = load_ok(std::string(kMinimal) + "    tls: off\n    send_proxy_protocol: off\n");
+    EXPECT_FALSE(off.upstreams.at("app").tls.has_value());
+    EXPECT_EQ(off.upstreams.at("app").send_proxy_protocol, SendProxy::off);
+    Config empty = load_ok(std::string(kMinimal) + "    tls:\n    send_proxy_protocol: false\n");
+    EXPECT_FALSE(empty.upstreams.at("app").tls.has_value());
+}
+
+TEST_F(LoaderTest, UpstreamTlsErrorsNameTheKey) {
+    EXPECT_EQ(errors_with("    send_proxy_protocol: v3\n"),
+              std::vector<std::string>{"t.yaml:8:26: 'upstreams.app.send_proxy_protocol': "
+                                       "invalid value 'v3' (valid: off, v1, v2)"});
+    EXPECT_EQ(errors_with("    send_proxy_protocol: true\n"),
+              std::vector<std::string>{"t.yaml:8:26: 'upstreams.app.send_proxy_protocol': "
+                                       "invalid value 'true' (valid: off, v1, v2)"});
+    EXPECT_EQ(errors_with("    tls: maybe\n"),
+              std::vector<std::string>{
+                  "t.yaml:8:10: 'upstreams.app.tls': expected a map, true or false, got 'maybe'"});
+    EXPECT_EQ(errors_with("    tls:\n      certificate: conf/tls/cert.pem\n"),
+              std::vector<std::string>{"t.yaml:9:7: 'upstreams.app.tls': missing required key "
+                                       "'private_key' (with 'certificate')"});
+    EXPECT_EQ(errors_with("    tls:\n      private_key: conf/tls/key.pem\n"),
+              std::vector<std::string>{"t.yaml:9:7: 'upstreams.app.tls': missing required key "
+                                       "'certificate' (with 'private_key')"});
+    EXPECT_EQ(errors_with("    tls:\n      server_name: a b\n"),
+              std::vector<std::string>{"t.yaml:9:20: 'upstreams.app.tls.server_name': invalid "
+                                       "server name 'a b' (a DNS name or an IP address)"});
+    EXPECT_EQ(errors_with("    tls:\n      protocols: [TLSv1.1]\n"),
+              std::vector<std::string>{"t.yaml:9:19: 'upstreams.app.tls.protocols[0]': invalid "
+                                       "value 'TLSv1.1' (valid: TLSv1.2, TLSv1.3)"});
+    EXPECT_EQ(errors_with("    tls:\n      ca: conf/tls/none.pem\n"),
+              std::vector<std::string>{"t.yaml:9:11: 'upstreams.app.tls.ca': cannot read '" +
+                                       path("conf/tls/none.pem") +
+                                       "': No such file or directory"});
+    EXPECT_EQ(errors_with("    tls:\n      verfy: false\n"),
+              std::vector<std::string>{
+                  "t.yaml:9:7: unknown key 'verfy' in 'upstreams.app.tls' (valid: verify, ca, "
+                  "server_name, certificate, private_key, protocols, ciphers)"});
+}
+
 TEST_F(LoaderTest, TlsFilesMustBeReadable) {
     LoadResult result = load(R"(upstreams:
   app:
