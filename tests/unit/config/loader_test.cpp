@@ -517,7 +517,7 @@ upstreams:
                   "t.yaml:6:5: unknown key 'foo' in 'upstreams.app' (valid: affinity, balance, "
                   "affinity_ttl, cookie, sid, ip_hash, drain, keepalive, retries, fail_on_status, "
                   "servers, "
-                  "health_check)"});
+                  "health_check, tls, send_proxy_protocol)"});
 }
 
 TEST_F(LoaderTest, UnknownTopLevelKey) {

@@ -32,7 +32,7 @@ TEST(ProxySend, V2Tcp4ExactBytes) {
     const std::string h = make_proxy_header(2, ip::make_address("203.0.113.7"), 0x1234,
                                             ip::make_address("10.0.0.1"), 443);
     const std::string want = std::string("\r\n\r\n\0\r\nQUIT\n", 12) + "\x21\x11" +
-                             std::string("\0\x0c", 2) + "\xcb\x00\x71\x07" +
+                             std::string("\0\x0c", 2) + std::string("\xcb\x00\x71\x07", 4) +
                              std::string("\x0a\0\0\x01", 4) + "\x12\x34" + "\x01\xbb";
     EXPECT_EQ(h, want);
 }
