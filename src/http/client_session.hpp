@@ -73,6 +73,7 @@ struct Exchange {
     StrictRequestParser<bhttp::buffer_body> request;
     std::optional<bhttp::response_parser<bhttp::buffer_body>> response;
     std::unique_ptr<UpstreamConnection> conn;
+    ConnectSpec spec;  ///< how conn is (to be) made: TLS context, PROXY header
     upstream::ActiveGuard active;
     EioSessionGauge eio;  // a pending Engine.IO long-poll
     RequestVerdict verdict;
@@ -127,6 +128,7 @@ private:
     awaitable<std::optional<Outcome>> forward(Exchange& ex, Duplex& d, bool may_retry);
     awaitable<errc> open_upstream(Exchange& ex, bool fresh_only);
     bool connect_spec(const Exchange& ex, ConnectSpec& spec);
+    awaitable<errc> connect_new(Exchange& ex, std::shared_ptr<upstream::Backend> backend);
     std::string proxy_header(config::SendProxy version);
     awaitable<void> fetch_shared(Exchange& ex, affinity::RouteInput& in);
     awaitable<void> share_decision(Exchange& ex, affinity::RouteDecision& d,

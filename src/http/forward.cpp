@@ -115,7 +115,8 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
     affinity::RouteInput in{req.target(), {}, client_ip_};
     if (auto c = req.find(bhttp::field::cookie); c != req.end()) in.cookie_header = c->value();
     if (ctx_.store) co_await fetch_shared(ex, in);
-    ConnectSpec spec;
+    ConnectSpec& spec = ex.spec;  // in the Exchange: keeps this coroutine's frame small
+    spec = ConnectSpec{};
     if (!connect_spec(ex, spec)) co_return errc::upstream_connect;
     std::array<const upstream::Backend*, 16> tried{};
     std::size_t tried_count = 0;
@@ -143,25 +144,34 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
             ++ctx_.stats.upstream_reuses;
             co_return errc::ok;
         }
-        auto r = co_await ctx_.pool.connect(backend, ex.cfg().timeouts.connect, spec);
-        ++ctx_.stats.upstream_connects;
-        if (spec.tls && (!r.ec || r.tls_failed)) {
-            auto& counts = ctx_.stats.upstream(ex.upstream->config->name).tls_handshakes;
-            ++counts[r.tls_failed ? 2 : r.conn->stream.tls_resumed() ? 1 : 0];
-        }
-        if (!r.ec) {
-            ex.conn = std::move(r.conn);
-            co_return errc::ok;
-        }
-        ex.active.reset();
-        count_failure(*backend, ex.upstream->config->name);
-        last = r.ec == beast::error::timeout ? errc::upstream_timeout : errc::upstream_connect;
+        const errc e = co_await connect_new(ex, backend);
+        if (e == errc::ok) co_return errc::ok;
+        last = e;
         if (tried_count < tried.size()) tried[tried_count++] = backend.get();
-        log::warn("upstream '" + ex.upstream->config->name + "' server '" + backend->name() +
-                  (r.tls_failed ? "': TLS handshake failed: " + r.reason
-                                : "': connect failed: " + r.ec.message()));
     }
     co_return last;
+}
+
+// A new connection to `backend` (its own coroutine, so that what a connect
+// needs is not in open_upstream's frame on the kept-alive path): counted,
+// and on failure logged and counted as a failure of the server.
+awaitable<errc> ClientSession::connect_new(Exchange& ex, std::shared_ptr<upstream::Backend> backend) {
+    auto r = co_await ctx_.pool.connect(backend, ex.cfg().timeouts.connect, ex.spec);
+    ++ctx_.stats.upstream_connects;
+    if (ex.spec.tls && (!r.ec || r.tls_failed)) {
+        auto& counts = ctx_.stats.upstream(ex.upstream->config->name).tls_handshakes;
+        ++counts[r.tls_failed ? 2 : r.conn->stream.tls_resumed() ? 1 : 0];
+    }
+    if (!r.ec) {
+        ex.conn = std::move(r.conn);
+        co_return errc::ok;
+    }
+    ex.active.reset();
+    count_failure(*backend, ex.upstream->config->name);
+    log::warn("upstream '" + ex.upstream->config->name + "' server '" + backend->name() +
+              (r.tls_failed ? "': TLS handshake failed: " + r.reason
+                            : "': connect failed: " + r.ec.message()));
+    co_return r.ec == beast::error::timeout ? errc::upstream_timeout : errc::upstream_connect;
 }
 
 // How a connection for this request is made: TLS (the upstream's context,
