@@ -259,7 +259,7 @@ private:
             FrameTracker probe;
             const std::size_t end = probe.feed(
                 reinterpret_cast<const unsigned char*>(d.spill.data()), d.spill.size(), true);
-            if (probe.frames() > 0) return inspect(d, frame_payload(d.spill, end));
+            if (probe.frames() > 0) return inspect(d, text_frame_payload(std::string_view(d.spill).substr(0, end)));
             if (d.spill.size() >= kMaxFirstFrame) {
                 release_hold(d);
                 return true;
@@ -305,16 +305,6 @@ private:
         d.tracker.feed(reinterpret_cast<const unsigned char*>(d.spill.data()), d.spill.size());
         d.out = d.spill.data();
         d.out_len = d.spill.size();
-    }
-
-    /// The payload of the unmasked text frame held[0, end), or empty.
-    static std::string_view frame_payload(const std::string& held, std::size_t end) {
-        const auto* b = reinterpret_cast<const unsigned char*>(held.data());
-        const unsigned len7 = b[1] & 0x7f;
-        std::size_t header = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
-        if (b[1] & 0x80) header += 4;  // a masked server frame is a protocol error; skip it
-        if ((b[0] & 0x0f) != 0x1 || (b[1] & 0x80) || header > end) return {};
-        return std::string_view(held.data() + header, end - header);
     }
 
     void start_close(Clock::time_point now) {

@@ -169,7 +169,7 @@ private:
             const std::size_t end = probe.feed(
                 reinterpret_cast<const unsigned char*>(held.data()), held.size(), true);
             if (probe.frames() > 0) {
-                co_await setup_.first_frame_inspector->inspect(frame_payload(held, end));
+                co_await setup_.first_frame_inspector->inspect(text_frame_payload(std::string_view(held).substr(0, end)));
                 co_return true;
             }
             if (held.size() >= kMaxFirstFrame) co_return true;
@@ -188,16 +188,6 @@ private:
             if (ec) co_return !held.empty();  // forward what came, then the pump sees the end
             held.append(tmp, n);
         }
-    }
-
-    /// The payload of the unmasked frame held[0, end).
-    static std::string_view frame_payload(const std::string& held, std::size_t end) {
-        const auto* b = reinterpret_cast<const unsigned char*>(held.data());
-        const unsigned len7 = b[1] & 0x7f;
-        std::size_t header = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
-        if (b[1] & 0x80) header += 4;  // a masked server frame is a protocol error; skip it
-        if ((b[0] & 0x0f) != 0x1 || (b[1] & 0x80) || header > end) return {};
-        return std::string_view(held.data() + header, end - header);
     }
 
     /// One step per readiness: read what is there into a borrowed buffer and

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 namespace tether::ws {
 
@@ -45,5 +46,16 @@ inline constexpr unsigned char kCloseGoingAwayToClient[4] = {0x88, 0x02, 0x03, 0
 /// fixed (the payload is public) and applied at compile time.
 inline constexpr unsigned char kCloseGoingAwayToServer[8] = {
     0x88, 0x82, 0x5a, 0x17, 0xc3, 0x8e, 0x03 ^ 0x5a, 0xE9 ^ 0x17};
+
+/// The payload of the unmasked text frame that `frame` holds whole (a frame
+/// the tracker has just counted), or empty for any other frame.
+inline std::string_view text_frame_payload(std::string_view frame) {
+    if (frame.size() < 2) return {};
+    const auto* b = reinterpret_cast<const unsigned char*>(frame.data());
+    const unsigned len7 = b[1] & 0x7f;
+    const std::size_t header = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
+    if ((b[0] & 0x0f) != 0x1 || (b[1] & 0x80) || header > frame.size()) return {};
+    return frame.substr(header);
+}
 
 }  // namespace tether::ws
