@@ -10,6 +10,7 @@
 
 #include "ocsp_staple.hpp"
 #include "tether/core/log.hpp"
+#include "tether/tls/context_setup.hpp"
 
 namespace tether::tls {
 
@@ -18,21 +19,6 @@ namespace ssl = boost::asio::ssl;
 namespace {
 
 constexpr long kSessionCacheSize = 20'000;  // per listener, shared by the workers
-
-/// OpenSSL's reason for the last failure, and the queue cleared.
-std::string openssl_reason() {
-    std::string out;
-    while (unsigned long e = ERR_get_error()) {
-        if (!out.empty()) out += "; ";
-        const char* r = ERR_reason_error_string(e);
-        out += r ? r : ("error " + std::to_string(e));
-    }
-    return out.empty() ? "unknown error" : out;
-}
-
-int protocol_version(const std::string& name) {
-    return name == "TLSv1.3" ? TLS1_3_VERSION : TLS1_2_VERSION;
-}
 
 // ALPN: http/1.1 when the client offers it; otherwise no ALPN at all (a
 // client offering only h2 then speaks HTTP/1.1 or leaves, as with nginx
@@ -77,18 +63,7 @@ ServerContext::Loaded ServerContext::load(const config::CertKey& ck) {
     out.ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
     SSL_CTX* raw = out.ctx->native_handle();
     ERR_clear_error();
-    if (SSL_CTX_use_certificate_chain_file(raw, ck.certificate.c_str()) != 1)
-        throw std::runtime_error("certificate " + ck.certificate + ": " + openssl_reason());
-    if (SSL_CTX_use_PrivateKey_file(raw, ck.private_key.c_str(), SSL_FILETYPE_PEM) != 1) {
-        const std::string why = openssl_reason();
-        if (why.find("mismatch") != std::string::npos)
-            throw std::runtime_error("private key " + ck.private_key + " does not match certificate " +
-                                     ck.certificate + " (" + why + ")");
-        throw std::runtime_error("private key " + ck.private_key + ": " + why);
-    }
-    if (SSL_CTX_check_private_key(raw) != 1)
-        throw std::runtime_error("private key " + ck.private_key + " does not match certificate " +
-                                 ck.certificate + ": " + openssl_reason());
+    use_certificate_and_key(raw, ck.certificate, ck.private_key);
     X509* leaf = SSL_CTX_get0_certificate(raw);
     if (leaf && X509_cmp_current_time(X509_get0_notAfter(leaf)) < 0)
         log::warn("certificate " + ck.certificate + " has expired: clients will refuse it");
@@ -113,21 +88,13 @@ ServerContext::ServerContext(const config::TlsConfig& cfg, std::string_view list
     for (std::size_t i = 1; i < cfg.certificates.size(); ++i)
         alternates_.push_back(load(cfg.certificates[i]));
     SSL_CTX* raw = main_.ctx->native_handle();
-    int lo = TLS1_3_VERSION, hi = TLS1_2_VERSION;
-    for (const auto& p : cfg.protocols) {
-        lo = std::min(lo, protocol_version(p));
-        hi = std::max(hi, protocol_version(p));
-    }
-    if (cfg.protocols.empty()) lo = TLS1_2_VERSION, hi = TLS1_3_VERSION;
-    SSL_CTX_set_min_proto_version(raw, lo);
-    SSL_CTX_set_max_proto_version(raw, hi);
+    set_protocol_range(raw, cfg.protocols);
     SSL_CTX_set_options(raw, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     // OpenSSL's read and write buffers are freed while a connection is idle
     // (a quiet wss tunnel keeps none).
     SSL_CTX_set_mode(raw, SSL_MODE_RELEASE_BUFFERS);
-    if (!cfg.ciphers.empty() && SSL_CTX_set_cipher_list(raw, cfg.ciphers.c_str()) != 1)
-        throw std::runtime_error("ciphers '" + cfg.ciphers + "': " + openssl_reason());
+    set_ciphers(raw, cfg.ciphers);
     SSL_CTX_set_alpn_select_cb(raw, select_alpn, nullptr);
     SSL_CTX_set_session_cache_mode(raw, SSL_SESS_CACHE_SERVER);
     SSL_CTX_sess_set_cache_size(raw, kSessionCacheSize);

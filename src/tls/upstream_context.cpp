@@ -9,6 +9,8 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include "tether/tls/context_setup.hpp"
+
 namespace tether::tls {
 
 namespace ssl = boost::asio::ssl;
@@ -18,10 +20,6 @@ namespace {
 // ALPN offered to the servers: HTTP/1.1 only (a server that would pick h2
 // when offered stays on HTTP/1.1; WebSocket upgrades need it).
 constexpr unsigned char kAlpnHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-
-int protocol_version(const std::string& name) {
-    return name == "TLSv1.3" ? TLS1_3_VERSION : TLS1_2_VERSION;
-}
 
 // Two SSL ex_data slots (not the app data: asio::ssl uses it): the context
 // and the session key of a connection, for the new-session callback.
@@ -36,55 +34,22 @@ int key_index() {
 
 }  // namespace
 
-std::string last_openssl_error() {
-    std::string out;
-    while (unsigned long e = ERR_get_error()) {
-        if (!out.empty()) out += "; ";
-        const char* r = ERR_reason_error_string(e);
-        out += r ? r : ("error " + std::to_string(e));
-    }
-    return out;
-}
-
 UpstreamContext::UpstreamContext(const config::UpstreamTls& cfg)
     : ctx_(ssl::context::tls_client), verify_(cfg.verify), server_name_(cfg.server_name) {
     SSL_CTX* raw = ctx_.native_handle();
     ERR_clear_error();
-    int lo = TLS1_3_VERSION, hi = TLS1_2_VERSION;
-    for (const auto& p : cfg.protocols) {
-        lo = std::min(lo, protocol_version(p));
-        hi = std::max(hi, protocol_version(p));
-    }
-    if (cfg.protocols.empty()) lo = TLS1_2_VERSION, hi = TLS1_3_VERSION;
-    SSL_CTX_set_min_proto_version(raw, lo);
-    SSL_CTX_set_max_proto_version(raw, hi);
+    set_protocol_range(raw, cfg.protocols);
     SSL_CTX_set_options(raw, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(raw, SSL_MODE_RELEASE_BUFFERS);  // idle kept-alive connections hold none
-    if (!cfg.ciphers.empty() && SSL_CTX_set_cipher_list(raw, cfg.ciphers.c_str()) != 1)
-        throw std::runtime_error("ciphers '" + cfg.ciphers + "': " + last_openssl_error());
+    set_ciphers(raw, cfg.ciphers);
     if (!cfg.ca.empty()) {
         if (SSL_CTX_load_verify_locations(raw, cfg.ca.c_str(), nullptr) != 1)
-            throw std::runtime_error("ca " + cfg.ca + ": " + last_openssl_error());
+            throw std::runtime_error("ca " + cfg.ca + ": " + openssl_reason());
     } else if (cfg.verify && SSL_CTX_set_default_verify_paths(raw) != 1) {
-        throw std::runtime_error("the system's trust store: " + last_openssl_error());
+        throw std::runtime_error("the system's trust store: " + openssl_reason());
     }
     SSL_CTX_set_verify(raw, cfg.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
-    if (!cfg.certificate.empty()) {
-        if (SSL_CTX_use_certificate_chain_file(raw, cfg.certificate.c_str()) != 1)
-            throw std::runtime_error("certificate " + cfg.certificate + ": " + last_openssl_error());
-        if (SSL_CTX_use_PrivateKey_file(raw, cfg.private_key.c_str(), SSL_FILETYPE_PEM) != 1) {
-            const std::string why = last_openssl_error();
-            if (why.find("mismatch") != std::string::npos)
-                throw std::runtime_error("private key " + cfg.private_key +
-                                         " does not match certificate " + cfg.certificate +
-                                         " (" + why + ")");
-            throw std::runtime_error("private key " + cfg.private_key + ": " + why);
-        }
-        if (SSL_CTX_check_private_key(raw) != 1)
-            throw std::runtime_error("private key " + cfg.private_key +
-                                     " does not match certificate " + cfg.certificate + ": " +
-                                     last_openssl_error());
-    }
+    if (!cfg.certificate.empty()) use_certificate_and_key(raw, cfg.certificate, cfg.private_key);
     SSL_CTX_set_alpn_protos(raw, kAlpnHttp11, sizeof kAlpnHttp11);
     SSL_CTX_set_session_cache_mode(raw, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(raw, &UpstreamContext::on_new_session);

@@ -75,7 +75,4 @@ struct UpstreamContexts {
 /// std::runtime_error naming the upstream ("upstreams.api.tls: ca /x.pem: ...").
 std::shared_ptr<const UpstreamContexts> build_upstream_contexts(const config::Config& cfg);
 
-/// OpenSSL's reason for the last failure ("" when none), and the queue cleared.
-std::string last_openssl_error();
-
 }  // namespace tether::tls
