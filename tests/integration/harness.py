@@ -86,6 +86,28 @@ def _stop_process(proc: subprocess.Popen, grace: float) -> int | None:
     return proc.returncode
 
 
+def sanitizer_report(pid: int) -> str:
+    """What ThreadSanitizer reported in process `pid`, when TSAN_OPTIONS sends its reports to
+    files (`log_path=PREFIX`: tools/dev.sh test --tsan does), else "". A TSan report does not
+    stop the process, so without this a race in a tether a test started would go unnoticed."""
+    match = re.search(r"(?:^|[\s:,])log_path=([^\s:,]+)", os.environ.get("TSAN_OPTIONS", ""))
+    if not match:
+        return ""
+    try:
+        with open(f"{match.group(1)}.{pid}", "rb") as f:
+            return f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _check_sanitizer(pid: int, what: str) -> None:
+    """Raises AssertionError (failing the test that stops the process) with the report of
+    sanitizer_report(pid), if there is one."""
+    report = sanitizer_report(pid)
+    if report:
+        raise AssertionError(f"{what} (pid {pid}): ThreadSanitizer reported:\n{report[:20000]}")
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (bound to 0, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -238,9 +260,11 @@ class Backend:
         return self._tmp.read().decode(errors="replace")
 
     def stop(self, grace: float = 3.0) -> int | None:
-        """SIGTERM, SIGKILL after `grace` seconds; returns the exit code."""
+        """SIGTERM, SIGKILL after `grace` seconds; returns the exit code. Raises
+        AssertionError if a sanitizer reported in it (see sanitizer_report)."""
         code = _stop_process(self.proc, grace)
         self.proc.stdout.close()
+        _check_sanitizer(self.proc.pid, f"backend {self.name}")
         return code
 
     def kill(self) -> int | None:
@@ -253,8 +277,10 @@ class Backend:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop()
-        self._tmp.close()
+        try:
+            self.stop()
+        finally:
+            self._tmp.close()
 
 
 def _listen_ports(config_text: str) -> list[int]:
@@ -373,10 +399,13 @@ class Tether:
         return self._read("stdout.log")
 
     def close(self) -> None:
+        """Stops it and removes its dir; then raises AssertionError if a sanitizer reported
+        in it (see sanitizer_report)."""
         self.stop()
         self._out.close()
         self._err.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+        _check_sanitizer(self.proc.pid, "tether")
 
     def __enter__(self) -> Tether:
         return self
