@@ -5,8 +5,9 @@ redis-server).
 
 What each thread does meanwhile:
 - workers: HTTP requests on new and kept-alive connections from several client IPs
-  (ip_hash affinity kept in Redis, a shared rate limit through Redis, the access log), and
-  WebSocket echo tunnels;
+  (ip_hash affinity kept in Redis, a shared rate limit through Redis, the access log),
+  HTTPS requests on a TLS listener resuming the last session (TLS 1.2 tickets, whose keys
+  every reload rotates), and WebSocket echo tunnels;
 - admin: /metrics and /status scraped in a loop (each a snapshot posted to every worker),
   and s1 drained and re-enabled through the drain API (which closes s1's tunnels on every
   worker and is published to the replicas through Redis);
@@ -22,14 +23,21 @@ the test that puts the cross-thread paths side by side for ThreadSanitizer (the 
 fails it on any report). Label: integration (skipped without redis-server).
 """
 
+import os
+import shutil
 import signal
+import socket
+import ssl
+import tempfile
 import threading
 import time
 import unittest
+from types import SimpleNamespace
 
-from harness import (HOST, Backend, HttpConnection, Tether, WebSocket, free_port,
-                     get_from, http_request, tether_config, wait_port)
+from harness import (HOST, Backend, HttpConnection, Tether, WebSocket, _Reader, build_request,
+                     free_port, get_from, http_request, read_response, wait_port)
 from redis_fixture import REDIS, RedisServer
+from tls_certs import make_ca, make_leaf
 
 LOAD_SECONDS = 4.0
 SHUTDOWN_SECONDS = 5
@@ -38,26 +46,70 @@ CLIENT_IPS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 
 @unittest.skipUnless(REDIS, "redis-server not installed")
 class CrossThreadTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = tempfile.mkdtemp(prefix="tether-xt-pki-")
+        make_ca(cls.pki)
+        make_leaf(cls.pki, "localhost", ["localhost"])
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.pki, ignore_errors=True)
+
     def setUp(self):
         self.redis = RedisServer()
         self.addCleanup(self.redis.close)
         self.backends = [Backend(n) for n in ("s1", "s2")]
         for b in self.backends:
             self.addCleanup(b.__exit__)
-        self.port, self.admin_port = free_port(), free_port()
+        self.port, self.tls_port, self.admin_port = free_port(), free_port(), free_port()
 
     def config(self, generation: int) -> str:
+        """Generation g: s1 weighs 1 + g % 2, the checks run every 100 or 150 ms."""
         s1, s2 = self.backends
-        return tether_config(
-            [("s1", s1.port, {"weight": 1 + generation % 2}), ("s2", s2.port)], self.port,
-            workers=2, admin={"address": f"{HOST}:{self.admin_port}"},
-            redis={"address": f"{HOST}:{self.redis.port}", "key_prefix": "xt:"},
-            timeouts={"shutdown": f"{SHUTDOWN_SECONDS}s"},
-            limits={"rate": {"requests_per_second": 100000, "burst": 100000, "shared": True}},
-            upstream={"affinity": "ip_hash", "drain": {"close_spread": "200ms"},
-                      "health_check": {"path": "/healthz",
-                                       "interval": "100ms" if generation % 2 else "150ms",
-                                       "timeout": "1s", "rise": 1, "fall": 3}})
+        pki = self.pki
+        return f"""workers: 2
+admin:
+  address: {HOST}:{self.admin_port}
+redis:
+  address: {HOST}:{self.redis.port}
+  key_prefix: "xt:"
+listen:
+  - address: {HOST}:{self.port}
+    upstream: u
+  - address: {HOST}:{self.tls_port}
+    upstream: u
+    tls:
+      certificate: {pki}/localhost.pem
+      private_key: {pki}/localhost.key
+upstreams:
+  u:
+    affinity: ip_hash
+    balance: round_robin
+    drain:
+      close_spread: 200ms
+    servers:
+      - name: s1
+        address: {HOST}:{s1.port}
+        weight: {1 + generation % 2}
+      - name: s2
+        address: {HOST}:{s2.port}
+    health_check:
+      path: /healthz
+      interval: {"100ms" if generation % 2 else "150ms"}
+      timeout: 1s
+      rise: 1
+      fall: 3
+timeouts:
+  shutdown: {SHUTDOWN_SECONDS}s
+limits:
+  rate:
+    requests_per_second: 100000
+    burst: 100000
+    shared: true
+access_log:
+  path: stdout
+"""
 
     def admin(self, method: str, path: str):
         return http_request(HOST, self.admin_port, method, path, timeout=10)
@@ -73,12 +125,13 @@ class CrossThreadTest(unittest.TestCase):
         return t
 
     def load(self):
-        """Starts one thread per kind of work, each looping until the returned event is set;
-        returns (event, threads, errors, done): errors collects the first failure of each
-        thread (which then stops), done counts the loops each kind completed."""
+        """Starts one thread per kind of work, each looping until `.stop` is set; returns
+        .stop (an Event), .threads, .errors (the first failure of each thread, which then
+        ends), .done (loops completed by kind, filled as threads end) and .resumed (one item
+        per resumed TLS session)."""
         names = {b.name for b in self.backends}
         stop = threading.Event()
-        errors, done = [], {}
+        errors, done, resumed = [], {}, []
         lock = threading.Lock()
 
         def loop(kind, step):
@@ -109,6 +162,24 @@ class CrossThreadTest(unittest.TestCase):
                     if r.status != 200:
                         raise AssertionError(f"{r.status} {r.text()[:200]}")
 
+        tls_ctx = ssl.create_default_context(cafile=os.path.join(self.pki, "ca.pem"))
+        tls_ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # the session is known after the
+        last_session = []                                 # handshake: resumed by ticket
+
+        def https():
+            raw = socket.create_connection((HOST, self.tls_port), timeout=10)
+            with tls_ctx.wrap_socket(raw, server_hostname="localhost",
+                                     session=last_session[-1] if last_session else None) as s:
+                s.sendall(build_request("GET", "/", [("Host", "localhost"),
+                                                     ("Connection", "close")]))
+                r = read_response(_Reader(s), "GET", 10)
+                if r.status != 200 or r.header("X-Backend") not in names:
+                    raise AssertionError(f"https: {r.status} {r.text()[:200]}")
+                if s.session_reused:
+                    with lock:
+                        resumed.append(1)
+                last_session[:] = [s.session]
+
         def echo():
             with WebSocket.connect(HOST, self.port, "/ws") as ws:
                 for i in range(5):
@@ -134,11 +205,13 @@ class CrossThreadTest(unittest.TestCase):
 
         threads = [loop(f"http {ip}", new_connection(ip)) for ip in CLIENT_IPS]
         threads += [loop("keep-alive", kept_alive), loop("websocket", echo),
-                    loop("scrape", scrape), loop("drain", drain_and_enable)]
+                    loop("https", https), loop("scrape", scrape),
+                    loop("drain", drain_and_enable)]
         for th in threads:
             th.start()
         self.addCleanup(lambda: (stop.set(), [th.join(30) for th in threads]))
-        return stop, threads, errors, done
+        return SimpleNamespace(stop=stop, threads=threads, errors=errors, done=done,
+                               resumed=resumed)
 
     def reload_for(self, t: Tether, seconds: float) -> int:
         """SIGHUP every 0.3 s for `seconds` (alternate weights and check intervals); the
@@ -152,17 +225,22 @@ class CrossThreadTest(unittest.TestCase):
 
     def test_requests_tunnels_scrapes_drains_and_reloads_at_once(self):
         t = self.start()
-        stop, threads, errors, done = self.load()
+        load = self.load()
         reloads = self.reload_for(t, LOAD_SECONDS)
-        stop.set()
-        for th in threads:
+        load.stop.set()
+        for th in load.threads:
             th.join(30)
-        self.assertFalse([th.name for th in threads if th.is_alive()], "threads still running")
-        self.assertEqual(errors, [], t.logs()[-3000:])
-        self.assertEqual(sorted(done), sorted(th.name for th in threads))
-        self.assertTrue(all(n > 0 for n in done.values()), done)
-        print(f"\nloops done in {LOAD_SECONDS:.0f} s with {reloads} reloads: {done}")
-        self.assertIn(f"(generation {reloads})", t.logs())
+        self.assertFalse([th.name for th in load.threads if th.is_alive()], "still running")
+        self.assertEqual(load.errors, [], t.logs()[-3000:])
+        self.assertEqual(sorted(load.done), sorted(th.name for th in load.threads))
+        self.assertTrue(all(n > 0 for n in load.done.values()), load.done)
+        self.assertGreater(len(load.resumed), 0, "no TLS session resumed")
+        print(f"\nloops done in {LOAD_SECONDS:.0f} s with {reloads} reloads: {load.done}, "
+              f"{len(load.resumed)} TLS sessions resumed")
+        deadline = time.monotonic() + 10  # the last SIGHUP is handled: the start was 1
+        while f"(generation {reloads + 1})" not in t.logs():
+            self.assertLess(time.monotonic(), deadline, t.logs()[-3000:])
+            time.sleep(0.02)
         self.assertEqual(t.stop(), 0, t.logs()[-3000:])
 
     def test_sigterm_while_everything_runs_exits_0_in_time(self):
@@ -170,15 +248,15 @@ class CrossThreadTest(unittest.TestCase):
         the Redis client and health checker stop with completions still pending. The
         clients' errors after SIGTERM are expected (refused, closed) and not checked."""
         t = self.start()
-        stop, threads, _, done = self.load()
+        load = self.load()
         self.reload_for(t, 1.5)
-        self.assertEqual(len(done), 0, "a load thread ended early")
+        self.assertEqual(load.errors, [], "before SIGTERM")
         started = time.monotonic()
         t.signal(signal.SIGTERM)
         self.assertEqual(t.wait(SHUTDOWN_SECONDS + 5), 0, t.logs()[-3000:])
         self.assertLess(time.monotonic() - started, SHUTDOWN_SECONDS + 2)
         self.assertIn("stopped", t.logs())
-        stop.set()
+        load.stop.set()
 
 
 if __name__ == "__main__":
