@@ -6,6 +6,8 @@ redis-server).
 What each thread does meanwhile:
 - workers: HTTP requests on new and kept-alive connections from several client IPs
   (ip_hash affinity kept in Redis, a shared rate limit through Redis, the access log),
+  requests to a second upstream whose server `dead` refuses connections (passive failures
+  from both workers take it out for 100 ms at a time; the retry goes to s2),
   HTTPS requests on a TLS listener resuming the last session (TLS 1.2 tickets, whose keys
   every reload rotates), and WebSocket echo tunnels;
 - admin: /metrics and /status scraped in a loop (each a snapshot posted to every worker),
@@ -24,6 +26,7 @@ fails it on any report). Label: integration (skipped without redis-server).
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -63,6 +66,7 @@ class CrossThreadTest(unittest.TestCase):
         for b in self.backends:
             self.addCleanup(b.__exit__)
         self.port, self.tls_port, self.admin_port = free_port(), free_port(), free_port()
+        self.passive_port, self.dead = free_port(), f"{HOST}:{free_port()}"
 
     def config(self, generation: int) -> str:
         """Generation g: s1 weighs 1 + g % 2, the checks run every 100 or 150 ms."""
@@ -82,7 +86,18 @@ listen:
     tls:
       certificate: {pki}/localhost.pem
       private_key: {pki}/localhost.key
+  - address: {HOST}:{self.passive_port}
+    upstream: v
 upstreams:
+  v:
+    retries: 1
+    servers:
+      - name: dead
+        address: {self.dead}
+        max_fails: 1
+        fail_timeout: 100ms
+      - name: s2
+        address: {HOST}:{s2.port}
   u:
     affinity: ip_hash
     balance: round_robin
@@ -152,15 +167,20 @@ access_log:
             def step():
                 r = get_from(ip, self.port, "/")
                 if r.status != 200 or r.header("X-Backend") not in names:
-                    raise AssertionError(f"{r.status} {r.header('X-Backend')} {r.text()[:200]}")
+                    raise AssertionError(f"{r.status} {r.header('X-Backend')} {r.text[:200]}")
             return step
+
+        def passive():
+            r = http_request(HOST, self.passive_port, "GET", "/")
+            if r.status != 200 or r.header("X-Backend") != "s2":
+                raise AssertionError(f"passive: {r.status} {r.text[:200]}")
 
         def kept_alive():
             with HttpConnection(HOST, self.port) as c:
                 for _ in range(5):
                     r = c.request("GET", "/")
                     if r.status != 200:
-                        raise AssertionError(f"{r.status} {r.text()[:200]}")
+                        raise AssertionError(f"{r.status} {r.text[:200]}")
 
         tls_ctx = ssl.create_default_context(cafile=os.path.join(self.pki, "ca.pem"))
         tls_ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # the session is known after the
@@ -174,7 +194,7 @@ access_log:
                                                      ("Connection", "close")]))
                 r = read_response(_Reader(s), "GET", 10)
                 if r.status != 200 or r.header("X-Backend") not in names:
-                    raise AssertionError(f"https: {r.status} {r.text()[:200]}")
+                    raise AssertionError(f"https: {r.status} {r.text[:200]}")
                 if s.session_reused:
                     with lock:
                         resumed.append(1)
@@ -200,12 +220,13 @@ access_log:
             for action in ("drain", "enable"):
                 r = self.admin("POST", f"/upstreams/u/servers/s1/{action}")
                 if r.status != 200:
-                    raise AssertionError(f"{action}: {r.status} {r.text()}")
+                    raise AssertionError(f"{action}: {r.status} {r.text}")
                 time.sleep(0.05)
 
         threads = [loop(f"http {ip}", new_connection(ip)) for ip in CLIENT_IPS]
         threads += [loop("keep-alive", kept_alive), loop("websocket", echo),
-                    loop("https", https), loop("scrape", scrape),
+                    loop("https", https), loop("dead server", passive),
+                    loop("dead server", passive), loop("scrape", scrape),
                     loop("drain", drain_and_enable)]
         for th in threads:
             th.start()
@@ -232,7 +253,7 @@ access_log:
             th.join(30)
         self.assertFalse([th.name for th in load.threads if th.is_alive()], "still running")
         self.assertEqual(load.errors, [], t.logs()[-3000:])
-        self.assertEqual(sorted(load.done), sorted(th.name for th in load.threads))
+        self.assertEqual(set(load.done), {th.name for th in load.threads})
         self.assertTrue(all(n > 0 for n in load.done.values()), load.done)
         self.assertGreater(len(load.resumed), 0, "no TLS session resumed")
         print(f"\nloops done in {LOAD_SECONDS:.0f} s with {reloads} reloads: {load.done}, "
@@ -241,6 +262,12 @@ access_log:
         while f"(generation {reloads + 1})" not in t.logs():
             self.assertLess(time.monotonic(), deadline, t.logs()[-3000:])
             time.sleep(0.02)
+        metrics = self.admin("GET", "/metrics").text
+        ejections = re.search(r'^tether_upstream_server_ejections_total\{upstream="v",'
+                              r'server="dead"\} (\S+)$', metrics, re.M)
+        self.assertIsNotNone(ejections, metrics[:3000])
+        self.assertGreater(float(ejections.group(1)), 1)  # out, back on probation, out again
+        print(f"server dead taken out {float(ejections.group(1)):.0f} times")
         self.assertEqual(t.stop(), 0, t.logs()[-3000:])
 
     def test_sigterm_while_everything_runs_exits_0_in_time(self):
