@@ -65,30 +65,42 @@ TXT
   wait "${pids[3]}"
 }
 
+# ctest on a sanitizer build ($1: asan or tsan). Every instrumented process
+# (unit tests, tether, the demo backend, in integration and interop tests)
+# writes its reports to $build/$1-reports/$1.PID (log_path); the harness fails
+# the test whose tether or backend has one, and any report at all fails the run.
+run_sanitized() {
+  local san=$1 reports=$root/$build/$1-reports rc=0
+  rm -rf "$reports" && mkdir -p "$reports"
+  case $san in
+    # A TSan report does not stop the process. tools/tsan.supp: the few
+    # third-party false positives, each explained.
+    tsan) export TSAN_OPTIONS="log_path=$reports/tsan suppressions=$root/tools/tsan.supp ${TSAN_OPTIONS:-}" ;;
+    # ASan's and LSan's (leaks at exit) go there; UBSan writes to the process's
+    # stderr whatever log_path says (the harness looks there too) and stops it
+    # (-fno-sanitize-recover).
+    asan) export ASAN_OPTIONS="log_path=$reports/asan ${ASAN_OPTIONS:-}"
+          export UBSAN_OPTIONS="print_stacktrace=1 ${UBSAN_OPTIONS:-}" ;;
+  esac
+  ctest --output-on-failure --timeout 900 -LE 'slow|bench' || rc=$?
+  if compgen -G "$reports/$san.*" >/dev/null; then
+    for f in "$reports/$san".*; do echo "== $f"; head -c 20000 "$f"; done
+    echo "$san: reports from $(ls "$reports" | wc -l) process(es): see $reports" >&2
+    rc=1
+  fi
+  return $rc
+}
+
 case $cmd in
   demo) install_packages; build_tether; run_demo ;;
   test)
     install_packages
     build_tether
     cd "$build"
-    if [[ $build == build-tsan ]]; then
-      # A TSan report does not stop the process: every instrumented process
-      # (unit tests, tether, the demo backend, in integration and interop tests)
-      # writes its reports to tsan-reports/tsan.PID; the harness fails the test
-      # whose tether or backend has one, and any report at all fails the run.
-      # tools/tsan.supp: the few third-party false positives, each explained.
-      reports=$root/$build/tsan-reports
-      rm -rf "$reports" && mkdir -p "$reports"
-      export TSAN_OPTIONS="log_path=$reports/tsan suppressions=$root/tools/tsan.supp ${TSAN_OPTIONS:-}"
-      rc=0
-      ctest --output-on-failure --timeout 900 -LE 'slow|bench' || rc=$?
-      if compgen -G "$reports/tsan.*" >/dev/null; then
-        for f in "$reports"/tsan.*; do echo "== $f"; head -c 20000 "$f"; done
-        echo "ThreadSanitizer reported in $(ls "$reports" | wc -l) process(es): see $reports" >&2
-        rc=1
-      fi
-      exit $rc
-    fi
-    ctest --output-on-failure --timeout 900 -LE 'slow|bench' ;;
+    case $build in
+      build-asan) run_sanitized asan ;;
+      build-tsan) run_sanitized tsan ;;
+      *) ctest --output-on-failure --timeout 900 -LE 'slow|bench' ;;
+    esac ;;
   *) echo "usage: bash tools/dev.sh demo|test [--asan|--tsan]" >&2; exit 2 ;;
 esac

@@ -86,26 +86,41 @@ def _stop_process(proc: subprocess.Popen, grace: float) -> int | None:
     return proc.returncode
 
 
-def sanitizer_report(pid: int) -> str:
-    """What ThreadSanitizer reported in process `pid`, when TSAN_OPTIONS sends its reports to
-    files (`log_path=PREFIX`: tools/dev.sh test --tsan does), else "". A TSan report does not
-    stop the process, so without this a race in a tether a test started would go unnoticed."""
-    match = re.search(r"(?:^|[\s:,])log_path=([^\s:,]+)", os.environ.get("TSAN_OPTIONS", ""))
-    if not match:
-        return ""
-    try:
-        with open(f"{match.group(1)}.{pid}", "rb") as f:
-            return f.read().decode(errors="replace")
-    except FileNotFoundError:
-        return ""
+# The first line of a sanitizer report in a process's stderr: UBSan's "FILE:LINE:COL: runtime
+# error: ..." (in an ASan build UBSan writes to stderr whatever log_path says), and ASan, LSan
+# and TSan reports when no log_path sends them to files.
+_SANITIZER_LINE = re.compile(
+    r"^.*(?:: runtime error: |ERROR: (?:Address|Leak)Sanitizer|WARNING: ThreadSanitizer)",
+    re.MULTILINE)
 
 
-def _check_sanitizer(pid: int, what: str) -> None:
+def sanitizer_report(pid: int, stderr: str = "") -> str:
+    """What a sanitizer reported in process `pid`, else "": the report files of ASan (with
+    LSan) and TSan when ASAN_OPTIONS / TSAN_OPTIONS send reports to files (`log_path=PREFIX`:
+    tools/dev.sh test --asan / --tsan do), and the report in its `stderr` text, if any. A TSan
+    report does not stop the process and an ASan or UBSan one may end it when no check of the
+    test looks, so without this an error in a tether a test started could go unnoticed."""
+    found = []
+    for var in ("ASAN_OPTIONS", "TSAN_OPTIONS"):
+        match = re.search(r"(?:^|[\s:,])log_path=([^\s:,]+)", os.environ.get(var, ""))
+        if not match:
+            continue
+        try:
+            with open(f"{match.group(1)}.{pid}", "rb") as f:
+                found.append(f.read().decode(errors="replace"))
+        except FileNotFoundError:
+            pass
+    if match := _SANITIZER_LINE.search(stderr):
+        found.append(stderr[match.start():])
+    return "\n".join(found)
+
+
+def _check_sanitizer(pid: int, what: str, stderr: str = "") -> None:
     """Raises AssertionError (failing the test that stops the process) with the report of
-    sanitizer_report(pid), if there is one."""
-    report = sanitizer_report(pid)
+    sanitizer_report(pid, stderr), if there is one."""
+    report = sanitizer_report(pid, stderr)
     if report:
-        raise AssertionError(f"{what} (pid {pid}): ThreadSanitizer reported:\n{report[:20000]}")
+        raise AssertionError(f"{what} (pid {pid}): a sanitizer reported:\n{report[:20000]}")
 
 
 def free_port() -> int:
@@ -264,7 +279,8 @@ class Backend:
         AssertionError if a sanitizer reported in it (see sanitizer_report)."""
         code = _stop_process(self.proc, grace)
         self.proc.stdout.close()
-        _check_sanitizer(self.proc.pid, f"backend {self.name}")
+        _check_sanitizer(self.proc.pid, f"backend {self.name}",
+                         "" if self._tmp.closed else self.logs())
         return code
 
     def kill(self) -> int | None:
@@ -404,8 +420,12 @@ class Tether:
         self.stop()
         self._out.close()
         self._err.close()
+        try:
+            stderr = self.logs()
+        except FileNotFoundError:  # closed before
+            stderr = ""
         shutil.rmtree(self.dir, ignore_errors=True)
-        _check_sanitizer(self.proc.pid, "tether")
+        _check_sanitizer(self.proc.pid, "tether", stderr)
 
     def __enter__(self) -> Tether:
         return self
