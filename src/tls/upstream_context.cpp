@@ -72,8 +72,15 @@ void UpstreamContext::prepare(SSL* ssl, const std::string& key, std::string_view
         else
             SSL_set1_host(ssl, n.c_str());
     }
-    std::lock_guard lock(mutex_);
-    if (auto it = sessions_.find(key); it != sessions_.end()) SSL_set_session(ssl, it->second);
+    SSL_SESSION* copy = nullptr;
+    {
+        std::lock_guard lock(mutex_);
+        if (auto it = sessions_.find(key); it != sessions_.end())
+            copy = SSL_SESSION_dup(it->second);  // this connection's own (see the header)
+    }
+    if (!copy) return;
+    SSL_set_session(ssl, copy);  // takes its own reference
+    SSL_SESSION_free(copy);
 }
 
 int UpstreamContext::on_new_session(SSL* ssl, SSL_SESSION* session) {

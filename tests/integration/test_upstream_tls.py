@@ -5,7 +5,7 @@ given), failing (another CA, a wrong name: 502, a log line naming the reason, th
 counted, tether unharmed), verify off, mTLS (a backend that requires a client certificate:
 refused without one, accepted with one), kept-alive TLS connections reused, sessions resumed
 on new connections, a WebSocket echo through a TLS backend from ws:// and wss:// clients,
-`tether -t` and SIGHUP with bad files."""
+`tether -t` and SIGHUP with bad files; 2 workers resuming from the one session cache at once."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import os
 import shutil
 import ssl
 import tempfile
+import threading
 import time
 import unittest
 
@@ -103,6 +104,38 @@ class Verification(UpstreamTlsCase):
         self.assertFalse(answers[0]["resumed"])
         self.assertTrue(answers[2]["resumed"], answers)
         self.assertGreaterEqual(self.handshakes("resumed"), 1.0)
+
+    def test_both_workers_resume_from_one_session_cache(self):
+        # workers: 2 and clients in parallel, each request on a new upstream connection: the
+        # process-wide session cache is read and written by both workers at once (under
+        # `tools/dev.sh test --tsan`, ThreadSanitizer watches that).
+        t = self.start({"ca": self.path("ca.pem"), "server_name": "backend.test"},
+                       upstream={"keepalive": 0}, workers=2)
+        self.assertFalse(http_request(HOST, t.port, "GET", "/").json()["resumed"])
+        answers, lock = [], threading.Lock()
+
+        def client():
+            for _ in range(10):
+                a = http_request(HOST, t.port, "GET", "/").json()
+                with lock:
+                    answers.append(a)
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        self.assertEqual(len(answers), 40)
+        self.assertEqual(len({a["conn"] for a in answers}), 40)  # no connection reused
+        # The first answer came after tether read the backend's ticket (sent before it), so
+        # every later connection finds a session; each resumes with a copy of its own, so a
+        # connection ended without close_notify spoils nobody else's (OpenSSL then marks its
+        # session not resumable: with the cached object shared, 2-5 of 40 made a full
+        # handshake).
+        flags = [a["resumed"] for a in answers]
+        self.assertEqual(sum(flags), 40, flags)
+        self.assertEqual(self.handshakes("failed"), 0.0)
+        self.assertEqual(self.handshakes("resumed"), 40.0)
 
     def test_without_server_name_the_ip_address_is_checked_and_no_sni_sent(self):
         t = self.start({"ca": self.path("ca.pem")})

@@ -12,6 +12,14 @@
 // server gave is kept here, by server address and name, and offered on the
 // next new connection to that server, whichever worker opens it. The cache
 // is behind a mutex held for one map operation, on new connections only.
+// A cached session is never given to a connection: each gets a copy
+// (SSL_SESSION_dup, made under the mutex; ~0.3 us, the certificates shared
+// by reference), because OpenSSL changes the session of a handshake in
+// progress, so one SSL_SESSION must not serve two workers' handshakes at once
+// (ThreadSanitizer showed it: one worker's handshake read a session that
+// another worker's store() freed); and a connection freed without a
+// close_notify exchange (how kept-alive ones end) marks only its copy not
+// resumable, not the cached one.
 // A reload builds new contexts (files read again); the caches start empty.
 // Threading: built on the main thread; afterwards only the session cache
 // changes (locked), and OpenSSL's SSL_CTX is safe to share.
@@ -59,7 +67,7 @@ private:
     bool verify_ = true;
     std::string server_name_;
     std::mutex mutex_;
-    std::unordered_map<std::string, SSL_SESSION*> sessions_;  // owned references
+    std::unordered_map<std::string, SSL_SESSION*> sessions_;  // owned; only touched locked
 };
 
 /// The contexts of a configuration's TLS upstreams, by upstream name.
