@@ -15,84 +15,16 @@ Every process is started here and stopped by its PID in tearDown; everything is 
 
 import json
 import os
-import select
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "integration"))  # the shared Redis fixture
-from redis_fixture import wait_redis_ready  # noqa: E402
-
-NPM_CI_TIMEOUT = 300
-_npm_ready = None  # None = not tried, else (ok, message)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def read_listening(name, p, timeout):
-    """The port in the `listening PORT` line that server.js writes first on its stdout;
-    RuntimeError when it writes something else, exits or says nothing within `timeout`."""
-    buf = b""
-    deadline = time.monotonic() + timeout
-    fd = p.stdout.fileno()
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([fd], [], [], 0.1)
-        if r:
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                break
-            buf += chunk
-            if b"\n" in buf:
-                line = buf.split(b"\n", 1)[0].decode()
-                if line.startswith("listening "):
-                    return int(line.split()[1])
-                raise RuntimeError(f"{name}: unexpected output {line!r}")
-        elif p.poll() is not None:
-            break
-    raise RuntimeError(f"{name} (server.js) did not start")
-
-
-def tail(path, n=30):
-    try:
-        with open(path, "r", errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
-
-
-def ensure_node_modules():
-    """Runs `npm ci` once (bounded) when node_modules is missing; returns (ok, message)."""
-    global _npm_ready
-    if _npm_ready is not None:
-        return _npm_ready
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        _npm_ready = (False, "node/npm not installed")
-        return _npm_ready
-    marker = os.path.join(HERE, "node_modules", "socket.io", "package.json")
-    if not os.path.exists(marker):
-        try:
-            p = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=HERE,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               timeout=NPM_CI_TIMEOUT, text=True)
-        except subprocess.TimeoutExpired:
-            _npm_ready = (False, f"npm ci took more than {NPM_CI_TIMEOUT} s")
-            return _npm_ready
-        if p.returncode != 0:
-            _npm_ready = (False, "npm ci failed:\n" + p.stdout[-3000:])
-            return _npm_ready
-    _npm_ready = (True, "")
-    return _npm_ready
+import rig  # puts tests/integration on sys.path
+from rig import HERE, free_port, read_listening, tail
 
 
 class InteropTest(unittest.TestCase):
@@ -100,17 +32,7 @@ class InteropTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tether_bin = os.environ.get("TETHER_BIN")
-        if not cls.tether_bin or not os.access(cls.tether_bin, os.X_OK):
-            raise unittest.SkipTest("TETHER_BIN is not set to an executable")
-        cls.tether_bin = os.path.abspath(cls.tether_bin)
-        cls.redis_bin = shutil.which("redis-server")
-        if not cls.redis_bin:
-            raise unittest.SkipTest("redis-server not installed")
-        cls.node = shutil.which("node")
-        ok, msg = ensure_node_modules()
-        if not ok:
-            raise unittest.SkipTest(msg)
+        rig.require_tools(cls)
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="tether-interop-")
@@ -121,51 +43,22 @@ class InteropTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
 
     def tearDown(self):
-        for name, p in reversed(self.procs):
-            self._stop(p)
+        rig.stop_all(self.procs)
 
     # ---- processes -----------------------------------------------------------------------
 
-    @staticmethod
-    def _stop(p, grace=5.0):
-        if p.poll() is not None:
-            return
-        try:
-            p.send_signal(signal.SIGTERM)
-            p.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=5)
-        except ProcessLookupError:
-            pass
-
     def _spawn(self, name, argv, stdout=None, cwd=None):
-        err = open(os.path.join(self.tmp, f"{name}.stderr"), "wb")
-        out = stdout if stdout is not None else open(os.path.join(self.tmp, f"{name}.stdout"), "wb")
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                             cwd=cwd or self.tmp)
-        err.close()
-        if stdout is None:
-            out.close()
-        self.procs.append((name, p))
-        return p
+        return rig.spawn(self.tmp, self.procs, name, argv, stdout, cwd)
 
     def _logs(self):
-        parts = []
-        for name, _ in self.procs:
-            t = tail(os.path.join(self.tmp, f"{name}.stderr"))
-            if t.strip():
-                parts.append(f"--- {name} stderr ---\n{t}")
-        return "\n".join(parts)
+        return rig.stderr_tails([(self.tmp, self.procs)])
 
     def start_redis(self):
         self.redis_port = free_port()
-        p = self._spawn("redis", [self.redis_bin, "--port", str(self.redis_port),
-                                  "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         try:
-            wait_redis_ready(self.redis_port, p)
-        except (RuntimeError, TimeoutError) as e:
-            self.fail(f"{e}\n" + tail(os.path.join(self.tmp, "redis.stdout")))
+            rig.start_redis(self.redis_bin, self.tmp, self.procs, "redis", self.redis_port)
+        except RuntimeError as e:
+            self.fail(str(e))
 
     def start_servers(self, version, count=3):
         starting = []
@@ -249,16 +142,8 @@ class InteropTest(unittest.TestCase):
 
     def assert_clean(self, r, clients, broadcasts, spread=True, upgraded=None):
         msg = f"\nresult: {json.dumps(r, sort_keys=True)}\n{self._logs()}"
-        self.assertNotIn("aborted", r, msg)
+        rig.assert_client_clean(self, r, clients, msg)
         self.assertEqual(r["clients"], clients, msg)
-        self.assertEqual(r["connected"], clients, msg)
-        self.assertEqual(r["connect_errors"], 0, msg)
-        self.assertEqual(r["errors_total"], 0, msg)
-        self.assertEqual(r["session_unknown"], 0, msg)
-        self.assertEqual(r["disconnects"], 0, msg)
-        self.assertEqual(r["sticky_violations"], 0, msg)
-        self.assertEqual(r["whoami_unanswered"], 0, msg)
-        self.assertGreater(r["whoami_ok"], 0, msg)
         self.assertEqual(sum(r["per_server"].values()), clients, msg)
         if spread:
             self.assertGreater(len(r["per_server"]), 1, "all clients on one server" + msg)

@@ -38,12 +38,12 @@ import time
 import unittest
 import urllib.request
 
-import test_interop as base  # puts tests/integration on sys.path
-from redis_fixture import redis_commands, wait_redis_ready
+import rig  # puts tests/integration on sys.path
+from redis_fixture import redis_commands
 from eio_client import Browser, Collector, Load, decode_payload
 from l4_proxy import RoundRobinProxy
 
-HERE = base.HERE
+HERE = rig.HERE
 VERSIONS = (4, 2)  # upstream v4 = socket.io 4.8.1 (EIO=4), v2 = socket.io 2.5.0 (EIO=3)
 EIO = {4: 4, 2: 3}
 KEY_PREFIX = "tether:"
@@ -71,7 +71,7 @@ def listen_port():
                     return port
                 except OSError:
                     continue
-    return base.free_port()
+    return rig.free_port()
 
 
 def sid_key(upstream, sid):
@@ -118,78 +118,30 @@ class ReplicasTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tether_bin = os.environ.get("TETHER_BIN")
-        if not cls.tether_bin or not os.access(cls.tether_bin, os.X_OK):
-            raise unittest.SkipTest("TETHER_BIN is not set to an executable")
-        cls.tether_bin = os.path.abspath(cls.tether_bin)
-        cls.redis_bin = shutil.which("redis-server")
-        if not cls.redis_bin:
-            raise unittest.SkipTest("redis-server not installed")
+        rig.require_tools(cls)
         cls.redis_cli = shutil.which("redis-cli")
-        cls.node = shutil.which("node")
-        ok, msg = base.ensure_node_modules()
-        if not ok:
-            raise unittest.SkipTest(msg)
         cls.class_tmp = tempfile.mkdtemp(prefix="tether-replicas-")
         cls.addClassCleanup(shutil.rmtree, cls.class_tmp, True)
         cls.class_procs = []
-        cls.addClassCleanup(cls._stop_all, cls.class_procs)
+        cls.addClassCleanup(rig.stop_all, cls.class_procs)
         cls.adapter_port, _ = cls._start_redis(cls.class_tmp, cls.class_procs, "redis-adapter")
         cls.servers = {4: {}, 2: {}}  # version -> name -> port
         starting = []
         for v in VERSIONS:
             for i in (1, 2, 3):
                 name = f"v{v}s{i}"
-                p = cls._spawn(cls.class_tmp, cls.class_procs, name,
-                               [cls.node, os.path.join(HERE, "server.js"), "--version", str(v),
-                                "--name", name, "--port", "0", "--redis-port", str(cls.adapter_port)],
-                               stdout=subprocess.PIPE, cwd=HERE)
+                p = rig.spawn(cls.class_tmp, cls.class_procs, name,
+                              [cls.node, os.path.join(HERE, "server.js"), "--version", str(v),
+                               "--name", name, "--port", "0", "--redis-port", str(cls.adapter_port)],
+                              stdout=subprocess.PIPE, cwd=HERE)
                 starting.append((v, name, p))
         for v, name, p in starting:
-            cls.servers[v][name] = base.read_listening(name, p, 40)
-
-    @staticmethod
-    def _stop(p, grace=5.0):
-        if p.poll() is not None:
-            return
-        try:
-            p.send_signal(signal.SIGTERM)
-            p.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=5)
-        except ProcessLookupError:
-            pass
-
-    @classmethod
-    def _stop_all(cls, procs):
-        for _, p in reversed(procs):
-            cls._stop(p)
-            if p.stdout:
-                p.stdout.close()
-
-    @staticmethod
-    def _spawn(tmp, procs, name, argv, stdout=None, cwd=None):
-        err = open(os.path.join(tmp, f"{name}.stderr"), "ab")
-        out = stdout if stdout is not None else open(os.path.join(tmp, f"{name}.stdout"), "ab")
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd or tmp)
-        err.close()
-        if stdout is None:
-            out.close()
-        procs.append((name, p))
-        return p
+            cls.servers[v][name] = rig.read_listening(name, p, 40)
 
     @classmethod
     def _start_redis(cls, tmp, procs, name, port=None):
         port = port or listen_port()
-        p = cls._spawn(tmp, procs, name,
-                       [cls.redis_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                        "--appendonly", "no", "--enable-debug-command", "local"])
-        try:
-            wait_redis_ready(port, p)
-        except RuntimeError as e:
-            raise RuntimeError(f"{name}: {e}\n" + base.tail(os.path.join(tmp, f"{name}.stdout")))
-        return port, p
+        return port, rig.start_redis(cls.redis_bin, tmp, procs, name, port, debug=True)
 
     # ---- per-test rig -------------------------------------------------------------------
 
@@ -197,7 +149,7 @@ class ReplicasTest(unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="tether-replicas-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.procs = []
-        self.addCleanup(self._stop_all, self.procs)
+        self.addCleanup(rig.stop_all, self.procs)
         self.replicas = []  # [{"name", "ports": {version: port}, "admin", "proc"}]
         self.table_port = None
         self.table_proc = None
@@ -253,7 +205,7 @@ class ReplicasTest(unittest.TestCase):
             f.write("\n".join(lines) + "\n")
         log = os.path.join(self.tmp, f"tether-{r}.stderr")
         log_at = os.path.getsize(log) if os.path.exists(log) else 0  # an earlier attempt's lines
-        p = self._spawn(self.tmp, self.procs, f"tether-{r}", [self.tether_bin, "-c", cfg])
+        p = rig.spawn(self.tmp, self.procs, f"tether-{r}", [self.tether_bin, "-c", cfg])
         return {"name": r, "ports": ports, "admin": admin, "proc": p, "log": log, "log_at": log_at}
 
     def _wait_listening(self, rep, retry_bind):
@@ -298,13 +250,7 @@ class ReplicasTest(unittest.TestCase):
             time.sleep(0.2)
 
     def _logs(self):
-        parts = []
-        for tmp, procs in ((self.tmp, self.procs), (self.class_tmp, self.class_procs)):
-            for name, _ in procs:
-                t = base.tail(os.path.join(tmp, f"{name}.stderr"), 15)
-                if t.strip():
-                    parts.append(f"--- {name} stderr ---\n{t}")
-        return "\n".join(parts)
+        return rig.stderr_tails([(self.tmp, self.procs), (self.class_tmp, self.class_procs)], 15)
 
     def plan(self):
         return [(f"v{v}", self.ports(v), EIO[v]) for v in VERSIONS]
@@ -435,15 +381,7 @@ class ReplicasTest(unittest.TestCase):
         self.report(f"client.js v{version} {transports} via L4 round robin", r)
         msg = f"\nresult: {json.dumps(r, sort_keys=True)}\n{self._logs()}"
         self.assert_replicas_alive()
-        self.assertNotIn("aborted", r, msg)
-        self.assertEqual(r["connected"], clients, msg)
-        self.assertEqual(r["connect_errors"], 0, msg)
-        self.assertEqual(r["errors_total"], 0, msg)
-        self.assertEqual(r["session_unknown"], 0, msg)
-        self.assertEqual(r["disconnects"], 0, msg)
-        self.assertEqual(r["sticky_violations"], 0, msg)
-        self.assertEqual(r["whoami_unanswered"], 0, msg)
-        self.assertGreater(r["whoami_ok"], 0, msg)
+        rig.assert_client_clean(self, r, clients, msg)
         self.assertEqual(r["broadcasts_received_min"], 10, msg)
         self.assertEqual(r["duplicates"], 0, msg)
         self.assertGreater(len(r["per_server"]), 1, msg)
