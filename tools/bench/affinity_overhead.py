@@ -32,7 +32,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 MODES = ["none", "sid", "cookie", "ip_hash"]
 
 
@@ -109,8 +108,7 @@ def handshake_latency(url: str, n: int) -> tuple[float, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--tether", default=str(ROOT / "build/tether"))
-    ap.add_argument("--backend", default=str(ROOT / "build/tools/tether-demo-backend"))
+    compare.add_tool_args(ap, "tether", "backend")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--workers", type=int, default=1)

@@ -440,12 +440,14 @@ def cpu_use(pid: int, cpu0: float, t0: float, ops: int) -> dict[str, float]:
 
 
 def run_wrk(s: Setup, port: int, pid: int | None, d: int, path: str = "/",
-            conns: int = WRK_CONNS, close: bool = False, body: int = 0) -> dict[str, float]:
-    """close: every request on a new connection; body: response body size, for MB/s."""
+            conns: int = WRK_CONNS, close: bool = False, body: int = 0,
+            scheme: str = "http") -> dict[str, float]:
+    """close: every request on a new connection; body: response body size, for MB/s;
+    scheme: https for a TLS listener (tls_compare.py)."""
     argv = [s.args.wrk, "-t1", f"-c{conns}", f"-d{d}s", "--latency"]
     if close:
         argv += ["-H", "Connection: close"]
-    argv.append(f"http://127.0.0.1:{port}{path}")
+    argv.append(f"{scheme}://127.0.0.1:{port}{path}")
     cpu0, t0 = (cpu_seconds(pid), time.monotonic()) if pid else (0.0, 0.0)
     r = subprocess.run(argv, capture_output=True, text=True, timeout=d + 60)
     out = r.stdout
@@ -646,6 +648,18 @@ def best_of(values: list[float | None], better: str | None) -> float | None:
     return max(vals) if better == "hi" else min(vals)
 
 
+def per_round(results: dict, key: str, metric: str, targets) -> tuple[dict, dict]:
+    """({target: the metric's value in each round}, {target: their summary}) for one scenario."""
+    per = {t: [r[metric] for r in results[key].get(t, []) if metric in r] for t in targets}
+    return per, {t: summarize(per[t], metric) for t in targets}
+
+
+def raw_line(scenario: str, label: str, per: dict, targets) -> str:
+    """The per-round values of one metric, target after target, for a report's raw section."""
+    return f"- {scenario}, {label}: " + " / ".join(
+        ", ".join(fmt(v) for v in per[t]) or "—" for t in targets)
+
+
 def medians(results: dict, key: str, metric: str) -> dict[str, float | None]:
     per = results.get(key, {})
     return {t: summarize([r[metric] for r in per.get(t, []) if metric in r], metric) for t in per}
@@ -757,15 +771,13 @@ def report(s: Setup, results: dict, info: dict[str, str], started: str) -> str:
     for key, metric, label, better in METRICS:
         if key not in results:
             continue
-        per = {t: [r[metric] for r in results[key].get(t, []) if metric in r] for t in TARGETS}
-        med = {t: summarize(per[t], metric) for t in TARGETS}
+        per, med = per_round(results, key, metric, TARGETS)
         best = best_of([med["nginx"], med["haproxy"]], better)
         lines.append(f"| {SCENARIOS[key]} | {label} | {fmt(med['tether'])} | {fmt(med['nginx'])} | "
                      f"{fmt(med['haproxy'])} | {fmt(med['direct'])} | "
                      f"{ratio(med['tether'], med['nginx'])} | {ratio(med['tether'], med['haproxy'])} | "
                      f"{ratio(med['tether'], best)} | {ratio(med['tether'], med['direct'])} |")
-        raw.append(f"- {SCENARIOS[key]}, {label}: " + " / ".join(
-            ", ".join(fmt(v) for v in per[t]) or "—" for t in TARGETS))
+        raw.append(raw_line(SCENARIOS[key], label, per, TARGETS))
     if "w" in results:
         lines += scaling_table(results)
         for t, runs in results["w"].items():
@@ -809,14 +821,35 @@ def raise_nofile() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def tool_defaults() -> dict[str, str]:
+    """The programs the benchmark scripts run, by option name, and where they are by default."""
+    return {"tether": str(BUILD / "tether"),
+            "backend": str(BUILD / "tools" / "tether-demo-backend"),
+            "ws-bench": str(BUILD / "tools" / "bench" / "tether-ws-bench"),
+            "nginx": shutil.which("nginx") or "/usr/sbin/nginx",
+            "haproxy": shutil.which("haproxy") or "/usr/sbin/haproxy",
+            "wrk": shutil.which("wrk") or "wrk"}
+
+
+def add_tool_args(p: argparse.ArgumentParser, *names: str) -> None:
+    """--tether, --backend, --ws-bench, --nginx, --haproxy, --wrk (those named), with defaults."""
+    defaults = tool_defaults()
+    for name in names:
+        p.add_argument(f"--{name}", default=defaults[name])
+
+
+def check_tool_args(p: argparse.ArgumentParser, a: argparse.Namespace, *names: str) -> None:
+    """Exits through p.error when one of the named programs is not there."""
+    for name in names:
+        path = getattr(a, name.replace("-", "_"))
+        if not (Path(path).is_file() or shutil.which(path)):
+            p.error(f"--{name}: {path} not found (build it first)")
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tether", default=str(BUILD / "tether"))
-    p.add_argument("--backend", default=str(BUILD / "tools" / "tether-demo-backend"))
-    p.add_argument("--ws-bench", default=str(BUILD / "tools" / "bench" / "tether-ws-bench"))
-    p.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
-    p.add_argument("--haproxy", default=shutil.which("haproxy") or "/usr/sbin/haproxy")
-    p.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
+    tools = ("tether", "backend", "ws-bench", "nginx", "haproxy", "wrk")
+    add_tool_args(p, *tools)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=int, default=5, help="seconds per wrk / echo run")
@@ -834,10 +867,7 @@ def parse_args() -> argparse.Namespace:
         p.error(f"--only: unknown scenario {bad}; valid: {', '.join(SCENARIOS)}")
     if a.workers < 1 or a.rounds < 1 or a.duration < 1 or a.idle_conns < 1:
         p.error("--workers, --rounds, --duration and --idle-conns must be >= 1")
-    for opt in ("tether", "backend", "ws_bench", "nginx", "haproxy", "wrk"):
-        path = getattr(a, opt)
-        if not (Path(path).is_file() or shutil.which(path)):
-            p.error(f"--{opt.replace('_', '-')}: {path} not found (build it first)")
+    check_tool_args(p, a, *tools)
     return a
 
 
@@ -876,13 +906,8 @@ def check_logs(s: Setup) -> list[str]:
 def main() -> int:
     a = parse_args()
     nofile = raise_nofile()
-    started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    info = machine_info() | {
-        "command": "python3 tools/bench/compare.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]),
-        "commit": git_commit(), "load_start": load_average(),
-        "tether": tool_version([a.tether, "--version"]), "nginx": tool_version([a.nginx, "-v"]),
-        "haproxy": tool_version([a.haproxy, "-v"]).split(" - ")[0],
-        "wrk": tool_version([a.wrk, "-v"]).split(" [")[0]}
+    started = now_text()
+    info = run_info("compare.py", a) | {"haproxy": tool_version([a.haproxy, "-v"]).split(" - ")[0]}
     notes: list[str] = []
     if "c" in a.only and nofile < 2 * a.idle_conns + FD_MARGIN:
         notes.append(f"RLIMIT_NOFILE hard limit is {nofile} (raising it needs CAP_SYS_RESOURCE): a "
@@ -920,27 +945,66 @@ def main() -> int:
                     results[key][t].append(r)
                     log(f"{SCENARIOS[key]} round {rnd + 1}/{a.rounds} {t}: "
                         + ", ".join(f"{k}={fmt(v)}" for k, v in r.items()))
-        for name in PROXIES:
-            if not s.procs[name].alive():
-                notes.append(f"{name} exited during the run with code {s.procs[name].p.returncode}")
+        notes += exited_notes(s, PROXIES)
     finally:
         stop_all()
     for name, proc in s.procs.items():
         if proc.p.returncode not in (0, None, -signal.SIGTERM):
             notes.append(f"{name} stopped with exit code {proc.p.returncode}")
+    finish(s, info, notes, lambda: report(s, results, info, started), write_out)
+    return 0
+
+
+# ------------------------------------------------------------------------------ a run's frame
+# Shared by compare.py and tls_compare.py (and the other scripts where they fit).
+def now_text() -> str:
+    return datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def run_info(script: str, a: argparse.Namespace) -> dict:
+    """The machine, the command line, the commit, the load and the versions of tether, nginx
+    and wrk, for a report's header (load_end is added by finish())."""
+    return machine_info() | {
+        "command": f"python3 tools/bench/{script} " + " ".join(shlex.quote(x) for x in sys.argv[1:]),
+        "commit": git_commit(), "load_start": load_average(),
+        "tether": tool_version([a.tether, "--version"]), "nginx": tool_version([a.nginx, "-v"]),
+        "wrk": tool_version([a.wrk, "-v"]).split(" [")[0]}
+
+
+def exited_notes(s: Setup, names) -> list[str]:
+    """A note for each of the named proxies that is no longer running."""
+    return [f"{name} exited during the run with code {s.procs[name].p.returncode}"
+            for name in names if not s.procs[name].alive()]
+
+
+def finish(s: Setup, info: dict, notes: list[str], make_report, write) -> None:
+    """After the processes are stopped: notes from their logs, the report printed (and written
+    to --out with write(path, text, workers)), the temporary directory removed unless --keep."""
+    a = s.args
     notes += check_logs(s)
     info["load_end"] = load_average()
     info["notes"] = notes
-    text = report(s, results, info, started)
+    text = make_report()
     print(text)
     if a.out:
-        write_out(Path(a.out), text, a.workers)
+        write(Path(a.out), text, a.workers)
         log(f"wrote {a.out}")
     if a.keep:
-        log(f"kept {tmp}")
+        log(f"kept {s.tmp}")
     else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+        shutil.rmtree(s.tmp, ignore_errors=True)
+
+
+def run_main(main) -> None:
+    """Runs main() as the script's body: every process it started is stopped however it ends."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        stop_all()
+        sys.exit(130)
+    except BaseException:
+        stop_all()
+        raise
 
 
 def run_scaling(s: Setup) -> dict[str, list[dict]]:
@@ -969,11 +1033,4 @@ def run_scaling(s: Setup) -> dict[str, list[dict]]:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        stop_all()
-        sys.exit(130)
-    except BaseException:
-        stop_all()
-        raise
+    run_main(main)

@@ -37,14 +37,10 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare import REPO, cpu_seconds, free_port  # noqa: E402  (one definition of each)
+
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 15.0) -> None:
@@ -121,13 +117,6 @@ class Scraper(threading.Thread):
             c.getresponse().read()
             c.close()
             self.count += 1
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process `pid` (all its threads), from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_wrk(port: int, duration: int, pid: int | None = None) -> tuple[float, float]:

@@ -32,11 +32,7 @@ replaces its own block in the file. Everything started is stopped by PID. Python
 from __future__ import annotations
 
 import argparse
-import datetime
-import re
 import resource
-import shlex
-import shutil
 import signal
 import socket
 import ssl
@@ -220,27 +216,11 @@ def run_handshakes(s: cmp.Setup, port: int, pid: int | None, d: int, reuse: bool
 
 
 def run_keepalive(s: cmp.Setup, port: int, pid: int | None, d: int) -> dict[str, float]:
-    argv = [s.args.wrk, "-t1", f"-c{cmp.WRK_CONNS}", f"-d{d}s", "--latency",
-            f"https://127.0.0.1:{port}/"]
-    cpu0, t0 = (cmp.cpu_seconds(pid), time.monotonic()) if pid else (0.0, 0.0)
-    c0 = children_cpu()
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=d + 60)
-    out = r.stdout
-    if r.returncode != 0 or "Requests/sec" not in out:
-        raise RuntimeError(f"wrk failed ({r.returncode}): {out}{r.stderr}")
+    """wrk on https://: compare.py's run_wrk, and the share of a core wrk used."""
+    t0, c0 = time.monotonic(), children_cpu()
+    res = cmp.run_wrk(s, port, pid, d, scheme="https")
     wall = time.monotonic() - t0 if pid else float(d)
-    res = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-           "p99_ms": cmp.to_us(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)) / 1e3,
-           "client_cpu_pct": 100 * (children_cpu() - c0) / wall}
-    errors = 0
-    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
-        errors += sum(int(x) for x in m.groups())
-    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
-        errors += int(m.group(1))
-    res["errors"] = errors
-    if pid:
-        res |= cmp.cpu_use(pid, cpu0, t0, int(re.search(r"(\d+) requests in", out).group(1)))
-    return res
+    return res | {"client_cpu_pct": 100 * (children_cpu() - c0) / wall}
 
 
 def run_load(s: cmp.Setup, key: str, port: int, pid: int | None, d: int) -> dict[str, float]:
@@ -296,12 +276,10 @@ def report(s: cmp.Setup, results: dict, info: dict, started: str) -> str:
     for key, metric, label, _ in METRICS:
         if key not in results:
             continue
-        per = {t: [r[metric] for r in results[key].get(t, []) if metric in r] for t in PROXIES}
-        med = {t: cmp.summarize(per[t], metric) for t in PROXIES}
+        per, med = cmp.per_round(results, key, metric, PROXIES)
         lines.append(f"| {SCENARIOS[key]} | {label} | {cmp.fmt(med['tether'])} | "
                      f"{cmp.fmt(med['nginx'])} | {cmp.ratio(med['tether'], med['nginx'])} |")
-        raw.append(f"- {SCENARIOS[key]}, {label}: " + " / ".join(
-            ", ".join(cmp.fmt(v) for v in per[t]) or "—" for t in PROXIES))
+        raw.append(cmp.raw_line(SCENARIOS[key], label, per, PROXIES))
     notes = info.get("notes", [])
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
@@ -323,10 +301,8 @@ def write_out(path: Path, block: str, workers: int) -> None:
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tether", default=str(cmp.BUILD / "tether"))
-    p.add_argument("--backend", default=str(cmp.BUILD / "tools" / "tether-demo-backend"))
-    p.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
-    p.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
+    tools = ("tether", "backend", "nginx", "wrk")
+    cmp.add_tool_args(p, *tools)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=int, default=5, help="seconds per client run")
@@ -342,9 +318,7 @@ def parse_args() -> argparse.Namespace:
         p.error(f"--only: unknown scenario {bad}; valid: {', '.join(SCENARIOS)}")
     if min(a.workers, a.rounds, a.duration, a.clients) < 1:
         p.error("--workers, --rounds, --duration and --clients must be >= 1")
-    for opt in ("tether", "backend", "nginx", "wrk"):
-        if not (Path(getattr(a, opt)).is_file() or shutil.which(getattr(a, opt))):
-            p.error(f"--{opt}: {getattr(a, opt)} not found (build it first)")
+    cmp.check_tool_args(p, a, *tools)
     return a
 
 
@@ -354,13 +328,8 @@ def main() -> int:
         return 0
     a = parse_args()
     nofile = cmp.raise_nofile()
-    started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    info = cmp.machine_info() | {
-        "command": "python3 tools/bench/tls_compare.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]),
-        "commit": cmp.git_commit(), "load_start": cmp.load_average(),
-        "tether": cmp.tool_version([a.tether, "--version"]), "nginx": cmp.tool_version([a.nginx, "-v"]),
-        "openssl": cmp.tool_version(["openssl", "version"]),
-        "wrk": cmp.tool_version([a.wrk, "-v"]).split(" [")[0]}
+    started = cmp.now_text()
+    info = cmp.run_info("tls_compare.py", a) | {"openssl": cmp.tool_version(["openssl", "version"])}
     tmp = Path(tempfile.mkdtemp(prefix="tether-tls-bench-"))
     tmp.chmod(0o755)  # nginx workers run as an unprivileged user when we are root
     s = cmp.Setup(a, tmp, nofile)
@@ -390,32 +359,12 @@ def main() -> int:
                     results[key_][t].append(r)
                     log(f"{SCENARIOS[key_]} round {rnd + 1}/{a.rounds} {t}: "
                         + ", ".join(f"{k}={cmp.fmt(v)}" for k, v in r.items()))
-        for name in PROXIES:
-            if not s.procs[name].alive():
-                notes.append(f"{name} exited during the run with code {s.procs[name].p.returncode}")
+        notes += cmp.exited_notes(s, PROXIES)
     finally:
         cmp.stop_all()
-    notes += cmp.check_logs(s)
-    info["load_end"] = cmp.load_average()
-    info["notes"] = notes
-    text = report(s, results, info, started)
-    print(text)
-    if a.out:
-        write_out(Path(a.out), text, a.workers)
-        log(f"wrote {a.out}")
-    if a.keep:
-        log(f"kept {tmp}")
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
+    cmp.finish(s, info, notes, lambda: report(s, results, info, started), write_out)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        cmp.stop_all()
-        sys.exit(130)
-    except BaseException:
-        cmp.stop_all()
-        raise
+    cmp.run_main(main)

@@ -21,17 +21,14 @@ started, by PID. Python 3.11 standard library only.
 from __future__ import annotations
 
 import argparse
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare  # noqa: E402  (Proc, configs: one definition of the setups)
-import per_request  # noqa: E402  (callgrind dump parsing)
+import costs  # noqa: E402  (perf stat and callgrind counts)
 
 
 def echo(s: compare.Setup, port: int, d: int) -> int:
@@ -45,64 +42,9 @@ def echo(s: compare.Setup, port: int, d: int) -> int:
     return int(j["messages"])
 
 
-def syscalls(s: compare.Setup, name: str, proc: compare.Proc, port: int) -> dict:
-    pids = ",".join(str(p) for p in compare.process_tree(proc.pid))
-    echo(s, port, 1)  # warm-up
-    out = s.tmp / f"perf-{name}.txt"
-    perf = subprocess.Popen(["perf", "stat", "-x", ",", "-o", str(out), "-e",
-                             "raw_syscalls:sys_enter,syscalls:sys_enter_*,context-switches",
-                             "-p", pids], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)  # perf attaches
-    try:
-        msgs = echo(s, port, s.args.duration)
-    finally:
-        perf.send_signal(signal.SIGINT)
-        perf.wait(timeout=30)
-    counts: dict[str, int] = {}
-    for line in out.read_text().splitlines():
-        f = line.split(",")
-        if len(f) > 2 and f[0].isdigit():
-            counts[f[2].replace("syscalls:sys_enter_", "")] = int(f[0])
-    total = counts.pop("raw_syscalls:sys_enter", 0)
-    switches = counts.pop("context-switches", 0)
-    per = {k: v / msgs for k, v in counts.items() if v}
-    return {"msgs": msgs, "total": total / msgs, "switches": switches / msgs,
-            "top": sorted(per.items(), key=lambda kv: -kv[1])[:6]}
-
-
-def start_tether(s: compare.Setup, tag: str, servers: list[int], wrap: list[str]) -> tuple:
-    port = compare.free_port()
-    d = s.tmp / tag
-    d.mkdir()
-    cfg = d / "tether.yaml"
-    cfg.write_text(compare.tether_config(s, port, servers, 1))
-    proc = compare.Proc(tag, wrap + [s.args.tether, "-c", str(cfg)], s.tmp)
-    compare.wait_http_ready(port, proc, timeout=60)
-    return proc, port, d
-
-
-def callgrind(s: compare.Setup) -> dict:
-    out = s.tmp / "callgrind.out"
-    proc, port, d = start_tether(s, "callgrind", [s.backend_port],
-                                 ["valgrind", "--tool=callgrind", "--dump-instr=no",
-                                  f"--callgrind-out-file={out}"])
-    try:
-        echo(s, port, 2)  # warm-up
-        ctl = ["callgrind_control", "-z", str(proc.pid)]
-        subprocess.run(ctl, capture_output=True, timeout=60, check=True)
-        msgs = echo(s, port, s.args.duration)
-        ctl[1] = "-d"
-        subprocess.run(ctl, capture_output=True, timeout=60, check=True)
-    finally:
-        proc.stop()
-    dumps = sorted(s.tmp.glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime)
-    ir, mallocs = per_request.callgrind_counts(dumps[0]) if dumps else (0, 0)
-    return {"msgs": msgs, "ir": ir / msgs, "mallocs": mallocs / msgs}
-
-
 def idle(s: compare.Setup) -> dict:
     n = s.args.idle_conns
-    proc, port, _ = start_tether(s, "idle", compare.idle_servers(s), [])
+    proc, port, _ = costs.start_tether(s, "idle", compare.idle_servers(s))
     try:
         time.sleep(compare.IDLE_SETTLE)
         before = compare.rss_bytes(proc.pid)
@@ -131,51 +73,36 @@ def idle(s: compare.Setup) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tether", default=str(compare.BUILD / "tether"))
-    p.add_argument("--backend", default=str(compare.BUILD / "tools" / "tether-demo-backend"))
-    p.add_argument("--ws-bench", default=str(compare.BUILD / "tools" / "bench" / "tether-ws-bench"))
-    p.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
-    p.add_argument("--haproxy", default=shutil.which("haproxy") or "/usr/sbin/haproxy")
-    p.add_argument("--proxies", default="tether,nginx,haproxy", help="for the syscall counts")
-    p.add_argument("--duration", type=int, default=3, help="seconds of each measured echo run")
+    costs.add_args(p, "tether", "backend", "ws-bench", "nginx", "haproxy")
     p.add_argument("--idle-conns", type=int, default=5000)
-    p.add_argument("--no-callgrind", action="store_true")
-    p.add_argument("--no-syscalls", action="store_true")
     p.add_argument("--no-idle", action="store_true")
     a = p.parse_args()
-    a.workers = 1
     proxies = [x for x in a.proxies.split(",") if x]
     if bad := [x for x in proxies if x not in compare.PROXIES]:
         p.error(f"unknown proxy: {bad}")
-    tmp = Path(tempfile.mkdtemp(prefix="tether-tunnelcost-"))
-    tmp.chmod(0o755)
-    s = compare.Setup(a, tmp, compare.raise_nofile())
-    a.idle_conns = min(a.idle_conns, (s.nofile - compare.FD_MARGIN) // 2)
-    print(f"# tunnel_cost.py, commit {compare.git_commit()}, load average {compare.load_average()}")
-    try:
-        s.backend_port = compare.start_backend(s)
+    with costs.session(a, "tunnel_cost.py") as s:
+        a.idle_conns = min(a.idle_conns, (s.nofile - compare.FD_MARGIN) // 2)
+
+        def load(port: int, d: int) -> int:
+            return echo(s, port, d)
+
         if not a.no_syscalls:
             for name in proxies:
                 proc, port = compare.start_proxy(s, name)
-                r = syscalls(s, name, proc, port)
+                r = costs.perf_syscalls(s, name, proc.pid, port, load, 6)
                 proc.stop()
                 top = ", ".join(f"{k} {v:.3f}" for k, v in r["top"])
                 print(f"ws echo  {name:8} syscalls/msg {r['total']:6.3f}  ctx switches/msg "
-                      f"{r['switches']:5.3f}  ({r['msgs']} msgs; {top})", flush=True)
+                      f"{r['switches']:5.3f}  ({r['units']} msgs; {top})", flush=True)
         if not a.no_callgrind:
-            r = callgrind(s)
+            r = costs.callgrind(s, "callgrind", load)
             print(f"ws echo  tether   instructions/msg {r['ir']:8,.0f}  mallocs/msg "
-                  f"{r['mallocs']:6.3f}  ({r['msgs']} msgs under callgrind)", flush=True)
+                  f"{r['mallocs']:6.3f}  ({r['units']} msgs under callgrind)", flush=True)
         if not a.no_idle:
             r = idle(s)
             print(f"idle     tether   bytes/tunnel {r['per_tunnel']:8,.0f}  ({r['tunnels']} tunnels; "
                   f"RSS {r['before'] / 2**20:.1f} -> {r['after'] / 2**20:.1f} MiB)", flush=True)
-    finally:
-        compare.stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"# load average at the end {compare.load_average()}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
