@@ -49,7 +49,7 @@ const std::set<std::string_view> kHarmless = {
     "reset_timedout_connection", "resolver", "resolver_timeout", "keepalive_requests",
     "keepalive_time", "map", "ssl_ciphers",
     "ssl_prefer_server_ciphers", "ssl_session_cache", "ssl_session_timeout", "ssl_session_tickets",
-    "ssl_dhparam", "ssl_ecdh_curve", "ssl_stapling", "ssl_stapling_verify",
+    "ssl_dhparam", "ssl_ecdh_curve", "ssl_stapling_verify",
     "ssl_trusted_certificate", "ssl_buffer_size", "ssl_conf_command", "proxy_buffering",
     "proxy_buffers", "proxy_buffer_size", "proxy_busy_buffers_size", "proxy_request_buffering",
     "proxy_max_temp_file_size", "proxy_temp_file_write_size", "proxy_redirect",
@@ -74,6 +74,11 @@ const std::set<std::string_view> kContent = {
     "sub_filter"};
 // clang-format on
 
+/// What tether does instead of nginx's retries on errors and timeouts.
+constexpr const char* kRetries =
+    "tether retries a request on another server only while nothing of it was sent (a refused "
+    "or timed-out connect; upstreams.*.retries), never after a backend received it";
+
 }  // namespace
 
 Conversion Converter::run(const std::vector<Directive>& top, const std::string& source) {
@@ -81,6 +86,7 @@ Conversion Converter::run(const std::vector<Directive>& top, const std::string& 
     Scope scope;
     settings_then_blocks(top, [&](const Directive& d) { main_directive(d, scope); });
     build_listeners();
+    fail_statuses();
     check_headers();
     suggest_sid();
     if (out_.listen.empty())
@@ -240,7 +246,23 @@ void Converter::location_block(const Directive& block, const Scope& parent, Serv
     for (const Directive* d : content)
         f_.differs(*d, "tether proxies every request; '" + d->name + "' is not applied");
     auto upstream = proxy_target(*pass, path);
-    if (upstream) server.proxies.push_back({path, *upstream, &block, scope.headers});
+    if (upstream)
+        server.proxies.push_back({path, *upstream, &block, scope.headers, scope.next_upstream});
+}
+
+/// proxy_next_upstream: the http_* statuses that nginx counts as failures become the
+/// upstream's fail_on_status where a location under it proxies (fail_statuses()); the rest
+/// (error, timeout, off, ...) has no setting of its own.
+void Converter::next_upstream(const Directive& d, Scope& scope) {
+    scope.next_upstream = nullptr;
+    for (const std::string& a : d.args)
+        if (a == "http_500" || a == "http_502" || a == "http_503" || a == "http_504" ||
+            a == "http_429")
+            scope.next_upstream = &d;
+    if (scope.next_upstream)
+        next_upstreams_.push_back(&d);
+    else
+        f_.ignored(d, kRetries);
 }
 
 /// Directives valid in http, server and location.
@@ -257,6 +279,17 @@ void Converter::common(const Directive& d, Scope& scope) {
         scope.protocols = &d;
     } else if (d.name == "ssl") {
         scope.ssl_on = d.arg(0) == "on";
+    } else if (d.name == "ssl_stapling_file") {
+        scope.stapling_file = &d;  // settled with the listener's certificate (settle.cpp)
+    } else if (d.name == "ssl_stapling") {
+        scope.stapling_on = d.arg(0) == "on";
+        if (scope.stapling_on)
+            f_.ignored(d,
+                       "tether never asks the OCSP responder itself; an ssl_stapling_file "
+                       "becomes the certificate's ocsp_response, without one nothing is "
+                       "stapled (clients that need stapling fall back to their own check)");
+    } else if (d.name == "proxy_next_upstream") {
+        next_upstream(d, scope);
     } else if (d.name == "proxy_http_version") {
         if (d.arg(0) != "1.1") f_.ignored(d, "tether always speaks HTTP/1.1 to backends");
     } else if (d.name == "access_log") {
@@ -264,11 +297,8 @@ void Converter::common(const Directive& d, Scope& scope) {
     } else if (!timeouts_and_limits(d) && !rate_limits(d)) {
         if (contains(kHarmless, d.name))
             f_.ignored(d, "no tether equivalent; harmless for proxying");
-        else if (d.name == "proxy_next_upstream" || d.name == "proxy_next_upstream_tries")
-            f_.ignored(d,
-                       "tether retries a request not yet sent on another server "
-                       "(upstreams.*.retries); 5xx answers count as passive failures "
-                       "with upstreams.*.fail_on_status");
+        else if (d.name == "proxy_next_upstream_tries")
+            f_.ignored(d, kRetries);
         else
             f_.differs(d, "not translated (no tether equivalent)");
     }

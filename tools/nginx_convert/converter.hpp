@@ -22,6 +22,9 @@ struct Scope {
     std::vector<const Directive*> certificates, keys;
     const Directive* protocols = nullptr;
     bool ssl_on = false;
+    const Directive* stapling_file = nullptr;  ///< ssl_stapling_file
+    bool stapling_on = false;                  ///< ssl_stapling on
+    const Directive* next_upstream = nullptr;  ///< proxy_next_upstream with http_* statuses
 };
 
 /// A location with proxy_pass.
@@ -30,6 +33,7 @@ struct ProxyLocation {
     std::string upstream;  ///< tether name
     const Directive* block = nullptr;
     std::vector<const Directive*> headers;  ///< effective proxy_set_header lines
+    const Directive* next_upstream = nullptr;  ///< effective proxy_next_upstream with statuses
 };
 
 struct ServerInfo {
@@ -54,6 +58,7 @@ private:
     void server_block(const Directive& block, const Scope& parent);
     void location_block(const Directive& block, const Scope& parent, ServerInfo& server);
     void common(const Directive& d, Scope& scope);
+    void next_upstream(const Directive& d, Scope& scope);
 
     // limits.cpp
     void collect_zone(const Directive& d);
@@ -69,6 +74,7 @@ private:
                       const std::string& upstream);
     bool tls_material(const ServerInfo& server, const Directive& listen, OutListener& l);
     void check_headers();
+    void fail_statuses();
     void suggest_sid();
     OutUpstream* upstream(const std::string& name);
 
@@ -78,6 +84,7 @@ private:
     std::map<std::string, std::size_t> upstream_index_;  ///< nginx name -> out_.upstreams
     std::vector<ServerInfo> servers_;
     std::set<const Directive*> reported_;  ///< header lines already judged
+    std::vector<const Directive*> next_upstreams_;  ///< proxy_next_upstream with statuses
 
     /// A limit_req_zone / limit_conn_zone: its key and (limit_req) rate.
     struct Zone {

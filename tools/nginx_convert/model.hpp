@@ -34,12 +34,15 @@ struct OutUpstream {
     std::int64_t cookie_max_age_ms = -1;
     int keepalive = -1;
     int retries = -1;
+    std::vector<int> fail_on_status;  ///< from proxy_next_upstream http_*, sorted
+    std::string fail_on_status_origin;
     std::vector<OutServer> servers;
     std::vector<std::string> comments;  ///< written above the upstream
 };
 
 struct OutCert {
     std::string certificate, private_key;
+    std::string ocsp_response;  ///< from ssl_stapling_file ("" = none)
 };
 
 struct OutListener {

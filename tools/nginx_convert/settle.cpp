@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <map>
+#include <set>
 
 #include "converter.hpp"
 
@@ -230,7 +232,22 @@ bool Converter::tls_material(const ServerInfo& server, const Directive& d, OutLi
                        "is not supported; the first is used");
             continue;
         }
-        l.certs.push_back({resolve(s.certificates[i]), resolve(s.keys[i])});
+        l.certs.push_back({resolve(s.certificates[i]), resolve(s.keys[i]), {}});
+    }
+    if (s.stapling_file && !s.stapling_on) {
+        if (reported_.insert(s.stapling_file).second)
+            f_.ignored(*s.stapling_file,
+                       "nginx reads it only with 'ssl_stapling on'; not written (tether would "
+                       "staple it)");
+    } else if (s.stapling_file && !l.certs.empty()) {
+        l.certs.front().ocsp_response = resolve(s.stapling_file);
+        if (reported_.insert(s.stapling_file).second)
+            f_.note(*s.stapling_file,
+                    "becomes ocsp_response of the certificate " + l.certs.front().certificate +
+                        ": stapled to clients that ask (TLS 1.2 and 1.3), read again on each "
+                        "reload. tether checks it when it loads it: a file that is not a "
+                        "successful OCSP response with a status for this certificate refuses "
+                        "the start, the reload and tether -t");
     }
     if (s.protocols) {
         for (const std::string& p : s.protocols->args) {
@@ -245,6 +262,52 @@ bool Converter::tls_material(const ServerInfo& server, const Directive& d, OutLi
         }
     }
     return true;
+}
+
+void Converter::fail_statuses() {
+    static const std::map<std::string, int> kCounted = {
+        {"http_500", 500}, {"http_502", 502}, {"http_503", 503}, {"http_504", 504},
+        {"http_429", 429}};
+    for (const ServerInfo& server : servers_) {
+        for (const ProxyLocation& p : server.proxies) {
+            const Directive* d = p.next_upstream;
+            OutUpstream* u = d ? upstream(p.upstream) : nullptr;
+            if (!u) continue;
+            std::set<int> statuses(u->fail_on_status.begin(), u->fail_on_status.end());
+            std::string retried;  // statuses nginx retries on but never counts
+            for (const std::string& a : d->args) {
+                if (auto it = kCounted.find(a); it != kCounted.end()) statuses.insert(it->second);
+                if (a == "http_403" || a == "http_404") retried += (retried.empty() ? "" : ", ") + a;
+            }
+            const bool changed = statuses.size() != u->fail_on_status.size();
+            const bool merged = changed && !u->fail_on_status.empty();
+            u->fail_on_status.assign(statuses.begin(), statuses.end());
+            std::string list;
+            for (int code : u->fail_on_status) list += (list.empty() ? "" : ", ") + std::to_string(code);
+            if (merged)
+                f_.note(*d, "upstream '" + u->name + "' is also proxied to under " +
+                                u->fail_on_status_origin +
+                                " with other statuses; tether's fail_on_status is per upstream: "
+                                "[" + list + "] is written");
+            if (u->fail_on_status_origin.empty()) u->fail_on_status_origin = d->where();
+            if (!reported_.insert(d).second) continue;
+            f_.note(*d,
+                    "becomes fail_on_status: [" + list + "] on upstream '" + u->name +
+                        "'. The same as nginx: such an answer counts toward max_fails within "
+                        "fail_timeout. Not the same: nginx then passes the request to the next "
+                        "server (up to proxy_next_upstream_tries, a non-idempotent one only with "
+                        "non_idempotent) and the client gets that server's answer; tether sends "
+                        "the failing answer to the client and never re-sends a request a backend "
+                        "received (retries covers refused or timed-out connects only)" +
+                        (retried.empty() ? std::string()
+                                         : ". No equivalent for " + retried +
+                                               " (retried by nginx, never counted): the "
+                                               "answer goes to the client"));
+        }
+    }
+    for (const Directive* d : next_upstreams_)
+        if (!reported_.contains(d))
+            f_.ignored(*d, "no location under it proxies to an upstream; nothing is written");
 }
 
 void Converter::check_headers() {

@@ -51,6 +51,12 @@ void write_upstream(std::ostringstream& y, const OutUpstream& u) {
     }
     if (u.keepalive >= 0) y << "    keepalive: " << u.keepalive << "\n";
     if (u.retries >= 0) y << "    retries: " << u.retries << "\n";
+    if (!u.fail_on_status.empty()) {
+        y << "    fail_on_status: [";
+        for (std::size_t i = 0; i < u.fail_on_status.size(); ++i)
+            y << (i ? ", " : "") << u.fail_on_status[i];
+        y << "]    # from " << u.fail_on_status_origin << "\n";
+    }
     y << "    servers:\n";
     for (const OutServer& s : u.servers) {
         y << "      - address: " << scalar(s.address) << "\n";
@@ -88,11 +94,15 @@ std::string write_yaml(const Output& out, const std::string& source) {
         if (l.certs.size() == 1) {
             y << "      certificate: " << scalar(l.certs[0].certificate) << "\n";
             y << "      private_key: " << scalar(l.certs[0].private_key) << "\n";
+            if (!l.certs[0].ocsp_response.empty())
+                y << "      ocsp_response: " << scalar(l.certs[0].ocsp_response) << "\n";
         } else {
             y << "      certificates:\n";
             for (const OutCert& c : l.certs) {
                 y << "        - certificate: " << scalar(c.certificate) << "\n";
                 y << "          private_key: " << scalar(c.private_key) << "\n";
+                if (!c.ocsp_response.empty())
+                    y << "          ocsp_response: " << scalar(c.ocsp_response) << "\n";
             }
         }
         if (!l.protocols.empty()) {

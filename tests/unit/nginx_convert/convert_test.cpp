@@ -337,5 +337,88 @@ TEST(ConvertSnippets, OnlyNonProxyServersGiveNoListenerAndMatter) {
     EXPECT_TRUE(c.has(Kind::not_translated, 0, "nothing to listen on"));
 }
 
+/// The (lo, hi) pairs of an upstream's fail_on_status.
+std::vector<std::pair<int, int>> fail_on_status(const Converted& c, const std::string& upstream) {
+    std::vector<std::pair<int, int>> out;
+    for (const auto& r : c.cfg().upstreams.at(upstream).fail_on_status) out.emplace_back(r.lo, r.hi);
+    return out;
+}
+
+TEST(ConvertSnippets, NextUpstreamStatusesBecomeFailOnStatus) {
+    auto c = snippet(
+        "upstream u { server a:1; server b:1; }\n"
+        "server { listen 93; proxy_next_upstream error timeout http_502 http_504 http_404;\n"
+        "  location / { proxy_pass http://u; } }");
+    EXPECT_FALSE(c.conversion.differs());
+    EXPECT_EQ(fail_on_status(c, "u"),
+              (std::vector<std::pair<int, int>>{{502, 502}, {504, 504}}));
+    // What is and is not the same, on the directive's line.
+    for (const char* part : {"fail_on_status: [502, 504] on upstream 'u'",
+                             "counts toward max_fails", "passes the request to the next server",
+                             "never re-sends a request a backend received",
+                             "No equivalent for http_404 (retried by nginx, never counted)"})
+        EXPECT_TRUE(c.has(Kind::note, 2, part)) << part;
+}
+
+TEST(ConvertSnippets, NextUpstreamIsInheritedAndReplacedAsInNginx) {
+    auto c = snippet(
+        "upstream a { server a:1; }\n"
+        "upstream b { server b:1; }\n"
+        "http { proxy_next_upstream error timeout http_500 http_503 http_429;\n"
+        "  server { listen 94; location / { proxy_pass http://a; } }\n"
+        "  server { listen 95; location / { proxy_next_upstream error;\n"
+        "    proxy_pass http://b; } } }");
+    EXPECT_EQ(fail_on_status(c, "a"),
+              (std::vector<std::pair<int, int>>{{429, 429}, {500, 500}, {503, 503}}));
+    EXPECT_TRUE(fail_on_status(c, "b").empty());  // the location's own line replaces it
+    EXPECT_TRUE(c.has(Kind::ignored, 5, "never after a backend received it"));
+}
+
+TEST(ConvertSnippets, NextUpstreamOfTwoLocationsIsUnitedPerUpstream) {
+    auto c = snippet(
+        "upstream u { server a:1; }\n"
+        "server { listen 96;\n"
+        "  location /a { proxy_next_upstream http_502; proxy_pass http://u; }\n"
+        "  location /b { proxy_next_upstream http_503; proxy_pass http://u; } }");
+    EXPECT_EQ(fail_on_status(c, "u"),
+              (std::vector<std::pair<int, int>>{{502, 502}, {503, 503}}));
+    EXPECT_TRUE(c.has(Kind::note, 4, "fail_on_status is per upstream: [502, 503] is written"));
+}
+
+TEST(ConvertSnippets, NextUpstreamWithoutStatusesOrProxyWritesNothing) {
+    auto c = snippet(
+        "upstream u { server a:1; }\n"
+        "server { listen 97; proxy_next_upstream error timeout; location / { proxy_pass "
+        "http://u; } }\n"
+        "server { listen 98; location / { proxy_next_upstream http_502; return 204; } }");
+    EXPECT_TRUE(fail_on_status(c, "u").empty());
+    EXPECT_TRUE(c.has(Kind::ignored, 2, "upstreams.*.retries"));
+    EXPECT_TRUE(c.has(Kind::ignored, 3, "no location under it proxies"));
+}
+
+/// A TLS server block with `stapling` (line 3) converted.
+Converted tls_server_with(const std::string& stapling) {
+    return snippet(
+        "upstream u { server a:1; }\n"
+        "server { listen 443 ssl; ssl_certificate tls/cert.pem; ssl_certificate_key tls/key.pem;\n"
+        "  " + stapling + "\n"
+        "  location / { proxy_pass http://u; } }");
+}
+
+TEST(ConvertSnippets, StaplingFileBecomesOcspResponse) {
+    auto c = tls_server_with("ssl_stapling on; ssl_stapling_file tls/ocsp.der;");
+    const auto& certs = c.cfg().listen.at(0).tls->certificates;
+    ASSERT_EQ(certs.size(), 1u);
+    EXPECT_EQ(certs[0].ocsp_response, kData + "/tls/ocsp.der");
+    EXPECT_TRUE(c.has(Kind::note, 3, "becomes ocsp_response of the certificate"));
+    EXPECT_TRUE(c.has(Kind::ignored, 3, "never asks the OCSP responder"));
+}
+
+TEST(ConvertSnippets, StaplingFileWithoutStaplingOnIsNotWritten) {
+    auto c = tls_server_with("ssl_stapling_file tls/ocsp.der;");
+    EXPECT_TRUE(c.cfg().listen.at(0).tls->certificates.at(0).ocsp_response.empty());
+    EXPECT_TRUE(c.has(Kind::ignored, 3, "only with 'ssl_stapling on'"));
+}
+
 }  // namespace
 }  // namespace tether::nginx
