@@ -52,7 +52,12 @@ run_demo() {
   done
   "$build/tether" -c conf/tether.yaml &
   pids+=($!)
-  sleep 1
+  # Until tether answers on :8080 (at most 10 s); it exits at once if a port is taken.
+  for _ in $(seq 100); do
+    kill -0 "${pids[3]}" 2>/dev/null || { echo "tether exited (see above)" >&2; exit 1; }
+    curl -s -o /dev/null -m 1 http://127.0.0.1:8080/ && break
+    sleep 0.1
+  done
   cat <<TXT
 
 tether is listening on :8080 in front of three demo backends (s1, s2, s3).
