@@ -110,6 +110,14 @@ class TlsTestCase(unittest.TestCase):
     def one_cert(self, name: str = "a", extra: str = "") -> str:
         return f"certificate: {self.path(name + '.pem')}\nprivate_key: {self.path(name + '.key')}\n" + extra
 
+    def wait_log(self, t: Tether, pattern: str, timeout: float = 10):
+        """Until a line of t's log matches `pattern`; fails the test after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, t.logs()):
+            if time.monotonic() > deadline:
+                self.fail(f"no log line /{pattern}/ in:\n{t.logs()}")
+            time.sleep(0.05)
+
 
 class Termination(TlsTestCase):
     def test_https_keepalive_forwarded_proto_and_echo(self):
@@ -273,7 +281,7 @@ class Reload(TlsTestCase):
         shutil.copy(self.path("renewed.pem"), cert)
         shutil.copy(self.path("renewed.key"), key)
         t.signal(1)
-        self._wait_log(t, r"reloaded .* \(generation 2\)")
+        self.wait_log(t, r"reloaded .* \(generation 2\)")
         with TlsConnection(t.port, ctx) as c:
             self.assertEqual(int(c.sock.getpeercert()["serialNumber"], 16), 21)
             self.assertEqual(c.request("GET", "/").status, 200)
@@ -283,20 +291,13 @@ class Reload(TlsTestCase):
         with open(key, "w") as f:
             f.write("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
         t.signal(1)
-        self._wait_log(t, r"reload refused, the running certificates stay: listen\[0\] .* tls: private key .*key\.pem")
+        self.wait_log(t, r"reload refused, the running certificates stay: listen\[0\] .* tls: private key .*key\.pem")
         with TlsConnection(t.port, ctx) as c:
             self.assertEqual(int(c.sock.getpeercert()["serialNumber"], 16), 21)
         ws.send_text("still here")
         self.assertEqual(ws.recv_text(), "still here")
         self.assertEqual(ws.close(), 1000)
         self.assertTrue(t.running())
-
-    def _wait_log(self, t: Tether, pattern: str, timeout: float = 10):
-        deadline = time.monotonic() + timeout
-        while not re.search(pattern, t.logs()):
-            if time.monotonic() > deadline:
-                self.fail(f"no log line /{pattern}/ in:\n{t.logs()}")
-            time.sleep(0.05)
 
 
 class Check(TlsTestCase):

@@ -104,14 +104,14 @@ class OcspStapling(TlsTestCase):
         # A renewed response (the responder now says revoked), then SIGHUP.
         make_ocsp_response(self.pki, "a", 11, status="R", out=staple)
         t.signal(1)
-        self._wait_log(t, r"reloaded .* \(generation 2\)")
+        self.wait_log(t, r"reloaded .* \(generation 2\)")
         self.assertIn("Cert Status: revoked", self.status(t.port, "localhost"))
         self.assertRegex(t.logs(), r"OCSP response .*a\.ocsp: says certificate .*a\.pem is REVOKED")
         # Not an OCSP response: the reload is refused, the stapled one stays.
         with open(staple, "wb") as f:
             f.write(b"not DER at all")
         t.signal(1)
-        self._wait_log(t, r"reload refused, the running certificates stay: listen\[0\] .* tls: "
+        self.wait_log(t, r"reload refused, the running certificates stay: listen\[0\] .* tls: "
                           r"OCSP response .*a\.ocsp: not a DER OCSP response")
         self.assertIn("Cert Status: revoked", self.status(t.port, "localhost"))
         self.assertTrue(t.running())
@@ -138,13 +138,6 @@ class OcspStapling(TlsTestCase):
         code, err = check(self.path("missing.ocsp"))
         self.assertEqual(code, 1)
         self.assertRegex(err, r"ocsp_response.*cannot read .*missing\.ocsp")
-
-    def _wait_log(self, t: Tether, pattern: str, timeout: float = 10):
-        deadline = time.monotonic() + timeout
-        while not re.search(pattern, t.logs()):
-            if time.monotonic() > deadline:
-                self.fail(f"no log line /{pattern}/ in:\n{t.logs()}")
-            time.sleep(0.05)
 
 
 class TicketKeys(TlsTestCase):
