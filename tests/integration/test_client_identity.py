@@ -7,6 +7,7 @@ header closes the connection and is counted."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -173,17 +174,16 @@ class Identity(unittest.TestCase):
             self.assertIn(b"200 OK", s.recv(4096))
         self.assertEqual(request_via(t.port, proxy_v2("203.0.113.3"))[0] in ("s1", "s2", "s3"),
                          True)
-        held.pop(0).close()  # one of 203.0.113.1's: its slot comes back
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                with open_from("203.0.113.1") as s:
-                    if b"200 OK" in s.recv(4096):
-                        break
-            except OSError:
-                pass
-            self.assertLess(time.monotonic(), deadline, "the slot did not come back")
+        held.pop(0).close()  # one of 203.0.113.1's: its slot comes back once tether has
+        # seen the close, waited for here (a new connection tried before that would be
+        # refused, and counted)
+        active = re.compile(rf'tether_connections_active\{{listener="{HOST}:{t.port}"\}} 3\b')
+        deadline = time.monotonic() + 10
+        while not active.search(http_request(HOST, self.admin, "GET", "/metrics").body.decode()):
+            self.assertLess(time.monotonic(), deadline, "tether did not see the close")
             time.sleep(0.05)
+        with open_from("203.0.113.1") as s:
+            self.assertIn(b"200 OK", s.recv(4096), "the slot did not come back")
         for s in held:
             s.close()
         metrics = http_request(HOST, self.admin, "GET", "/metrics").body.decode()
