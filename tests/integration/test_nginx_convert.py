@@ -35,8 +35,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 TIMEOUT = 10.0
 
 # Samples whose conversion loses something that matters (exit 1); the others exit 0.
-# tls.conf: tether does not terminate TLS yet (README "Known limits").
-EXPECTED_EXIT = {"multi.conf": 1, "untranslatable.conf": 1, "tls.conf": 1}
+EXPECTED_EXIT = {"multi.conf": 1, "untranslatable.conf": 1}
 
 
 def run(args, **kw) -> subprocess.CompletedProcess:

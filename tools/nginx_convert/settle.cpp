@@ -16,12 +16,6 @@ namespace {
 namespace fs = std::filesystem;
 using Kind = Finding::Kind;
 
-// Features whose keys tether parses but does not act on yet (README "Known limits"). While
-// false, a listener that needs one is still written but reported as not translated: it
-// would serve plain HTTP, or refuse the PROXY header. Set to true when the feature lands.
-constexpr bool kTlsTermination = false;
-constexpr bool kProxyProtocol = false;
-
 std::string lower(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
     return s;
@@ -189,11 +183,6 @@ void Converter::add_listener(const ServerInfo& server, const Directive& d,
             f_.add(Kind::ignored, d, "listen parameter '" + a + "' has no tether equivalent");
     }
     if (l.tls && !tls_material(server, d, l)) return;
-    if (l.tls && !kTlsTermination)
-        f_.differs(d, "tether does not terminate TLS yet (README \"Known limits\"): this "
-                      "listener is written with its tls block but would serve plain HTTP");
-    if (l.proxy_protocol && !kProxyProtocol)
-        f_.differs(d, "tether does not read the PROXY protocol yet (README \"Known limits\")");
     auto same = std::find_if(out_.listen.begin(), out_.listen.end(),
                              [&](const OutListener& o) { return o.address == l.address; });
     if (same == out_.listen.end()) return out_.listen.push_back(std::move(l));
