@@ -61,10 +61,17 @@ const std::set<std::string_view> kHarmless = {
     "proxy_send_timeout", "client_body_timeout", "send_timeout", "lingering_close",
     "lingering_time", "lingering_timeout", "underscores_in_headers", "ignore_invalid_headers",
     "proxy_intercept_errors", "proxy_next_upstream_timeout", "proxy_socket_keepalive", "aio",
+    "proxy_ssl_session_reuse", "proxy_ssl_verify_depth",
     "directio", "output_buffers", "postpone_output",
     "chunked_transfer_encoding", "merge_slashes", "msie_padding", "etag",
     "if_modified_since", "sendfile_max_chunk"};
 // clang-format on
+
+// proxy_ssl_* settings that carry over to upstreams.*.tls (upstream_tls.cpp).
+const std::set<std::string_view> kProxySsl = {
+    "proxy_ssl_verify", "proxy_ssl_trusted_certificate", "proxy_ssl_certificate",
+    "proxy_ssl_certificate_key", "proxy_ssl_ciphers", "proxy_ssl_protocols", "proxy_ssl_name",
+    "proxy_ssl_server_name"};
 
 // Directives whose effect tether does not reproduce and a client would notice.
 // clang-format off
@@ -87,6 +94,7 @@ Conversion Converter::run(const std::vector<Directive>& top, const std::string& 
     settings_then_blocks(top, [&](const Directive& d) { main_directive(d, scope); });
     build_listeners();
     fail_statuses();
+    unused_proxy_ssl();
     check_headers();
     suggest_sid();
     if (out_.listen.empty())
@@ -129,12 +137,10 @@ std::optional<std::string> Converter::proxy_target(const Directive& d, const std
     std::string target = d.arg(0);
     if (target.find('$') != std::string::npos)
         return f_.differs(d, "proxy_pass with variables cannot be translated"), std::nullopt;
-    if (target.starts_with("https://"))
-        return f_.differs(d, "TLS to backends (https://) is not supported by tether yet"),
-               std::nullopt;
-    if (!target.starts_with("http://"))
-        return f_.differs(d, "only http:// targets can be translated"), std::nullopt;
-    target = target.substr(7);
+    const bool tls = target.starts_with("https://");
+    if (!tls && !target.starts_with("http://"))
+        return f_.differs(d, "only http:// and https:// targets can be translated"), std::nullopt;
+    target = target.substr(tls ? 8 : 7);
     auto slash = target.find('/');
     std::string host = target.substr(0, slash);
     std::string uri = slash == std::string::npos ? "" : target.substr(slash);
@@ -143,7 +149,7 @@ std::optional<std::string> Converter::proxy_target(const Directive& d, const std
                           uri + "'; tether forwards the path unchanged");
     if (auto it = upstream_index_.find(host); it != upstream_index_.end())
         return out_.upstreams[it->second].name;
-    auto address = parse_address(host, 80, "0.0.0.0");
+    auto address = parse_address(host, tls ? 443 : 80, "0.0.0.0");
     if (!address)
         return f_.differs(d, "proxy_pass target '" + host + "' is not a host:port"), std::nullopt;
     std::string name = sanitize_name(*address);
@@ -151,7 +157,8 @@ std::optional<std::string> Converter::proxy_target(const Directive& d, const std
         OutUpstream u;
         u.name = name;
         u.origin = d.where();
-        u.comments.push_back("implicit upstream of proxy_pass http://" + host);
+        u.comments.push_back("implicit upstream of proxy_pass " + d.arg(0).substr(0, tls ? 8 : 7) +
+                             host);
         OutServer s;
         s.address = *address;
         s.origin = d.where();
@@ -246,8 +253,9 @@ void Converter::location_block(const Directive& block, const Scope& parent, Serv
     for (const Directive* d : content)
         f_.differs(*d, "tether proxies every request; '" + d->name + "' is not applied");
     auto upstream = proxy_target(*pass, path);
-    if (upstream)
-        server.proxies.push_back({path, *upstream, &block, scope.headers, scope.next_upstream});
+    if (!upstream) return;
+    upstream_scheme(*pass, scope, *upstream);
+    server.proxies.push_back({path, *upstream, &block, scope.headers, scope.next_upstream});
 }
 
 /// proxy_next_upstream: the http_* statuses that nginx counts as failures become the
@@ -288,6 +296,9 @@ void Converter::common(const Directive& d, Scope& scope) {
                        "tether never asks the OCSP responder itself; an ssl_stapling_file "
                        "becomes the certificate's ocsp_response, without one nothing is "
                        "stapled (clients that need stapling fall back to their own check)");
+    } else if (contains(kProxySsl, d.name)) {
+        scope.proxy_ssl[d.name] = &d;  // each inherited on its own, as nginx does
+        proxy_ssl_seen_.push_back(&d);
     } else if (d.name == "proxy_next_upstream") {
         next_upstream(d, scope);
     } else if (d.name == "proxy_http_version") {

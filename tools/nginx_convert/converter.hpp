@@ -25,6 +25,7 @@ struct Scope {
     const Directive* stapling_file = nullptr;  ///< ssl_stapling_file
     bool stapling_on = false;                  ///< ssl_stapling on
     const Directive* next_upstream = nullptr;  ///< proxy_next_upstream with http_* statuses
+    std::map<std::string, const Directive*> proxy_ssl;  ///< proxy_ssl_* by name
 };
 
 /// A location with proxy_pass.
@@ -58,6 +59,11 @@ private:
     void server_block(const Directive& block, const Scope& parent);
     void location_block(const Directive& block, const Scope& parent, ServerInfo& server);
     void common(const Directive& d, Scope& scope);
+
+    // upstream_tls.cpp
+    void upstream_scheme(const Directive& pass, const Scope& scope, const std::string& name);
+    std::string path_of(const Directive& d) const;
+    void unused_proxy_ssl();
     void next_upstream(const Directive& d, Scope& scope);
 
     // limits.cpp
@@ -85,6 +91,8 @@ private:
     std::vector<ServerInfo> servers_;
     std::set<const Directive*> reported_;  ///< header lines already judged
     std::vector<const Directive*> next_upstreams_;  ///< proxy_next_upstream with statuses
+    std::vector<const Directive*> proxy_ssl_seen_;  ///< every proxy_ssl_* line taken
+    std::set<const Directive*> proxy_ssl_used_;     ///< those a proxy_pass https:// used
 
     /// A limit_req_zone / limit_conn_zone: its key and (limit_req) rate.
     struct Zone {

@@ -23,6 +23,14 @@ struct OutServer {
     std::string origin;  ///< FILE:LINE
 };
 
+/// upstreams.*.tls, from proxy_pass https:// and the proxy_ssl_* settings around it.
+struct OutUpstreamTls {
+    bool verify = false;  ///< nginx's proxy_ssl_verify default (tether's is true)
+    std::string ca, server_name, certificate, private_key, ciphers;
+    std::vector<std::string> protocols;  ///< empty = tether's default
+    bool operator==(const OutUpstreamTls&) const = default;
+};
+
 struct OutUpstream {
     std::string name;
     std::string origin;
@@ -37,6 +45,8 @@ struct OutUpstream {
     std::vector<int> fail_on_status;  ///< from proxy_next_upstream http_*, sorted
     std::string fail_on_status_origin;
     std::vector<OutServer> servers;
+    std::optional<OutUpstreamTls> tls;  ///< proxied to with https://
+    std::string scheme_origin;          ///< FILE:LINE of the first proxy_pass to it
     std::vector<std::string> comments;  ///< written above the upstream
 };
 

@@ -203,10 +203,7 @@ bool Converter::tls_material(const ServerInfo& server, const Directive& d, OutLi
         f_.differs(d, "TLS listener without ssl_certificate and ssl_certificate_key");
         return false;
     }
-    auto resolve = [&](const Directive* x) {
-        fs::path p(x->arg(0));
-        return (p.is_relative() ? fs::path(conf_dir_) / p : p).lexically_normal().string();
-    };
+    auto resolve = [&](const Directive* x) { return path_of(*x); };
     for (std::size_t i = 0; i < s.certificates.size() && i < s.keys.size(); ++i) {
         if (s.certificates[i]->arg(0).find('$') != std::string::npos ||
             s.keys[i]->arg(0).find('$') != std::string::npos) {

@@ -27,6 +27,13 @@ std::string scalar(const std::string& s) {
     return out + "\"";
 }
 
+/// `key: [a, b]` on one line.
+void write_list(std::ostringstream& y, const char* key, const std::vector<std::string>& items) {
+    y << key << ": [";
+    for (std::size_t i = 0; i < items.size(); ++i) y << (i ? ", " : "") << items[i];
+    y << "]\n";
+}
+
 void write_upstream(std::ostringstream& y, const OutUpstream& u) {
     y << "\n";
     for (const std::string& c : u.comments) y << "  # " << c << "\n";
@@ -56,6 +63,18 @@ void write_upstream(std::ostringstream& y, const OutUpstream& u) {
         for (std::size_t i = 0; i < u.fail_on_status.size(); ++i)
             y << (i ? ", " : "") << u.fail_on_status[i];
         y << "]    # from " << u.fail_on_status_origin << "\n";
+    }
+    if (u.tls) {
+        y << "    tls:\n      verify: " << (u.tls->verify ? "true" : "false") << "\n";
+        const std::pair<const char*, const std::string*> keys[] = {
+            {"ca", &u.tls->ca},
+            {"server_name", &u.tls->server_name},
+            {"certificate", &u.tls->certificate},
+            {"private_key", &u.tls->private_key},
+            {"ciphers", &u.tls->ciphers}};
+        for (const auto& [key, value] : keys)
+            if (!value->empty()) y << "      " << key << ": " << scalar(*value) << "\n";
+        if (!u.tls->protocols.empty()) write_list(y, "      protocols", u.tls->protocols);
     }
     y << "    servers:\n";
     for (const OutServer& s : u.servers) {
@@ -105,12 +124,7 @@ std::string write_yaml(const Output& out, const std::string& source) {
                     y << "          ocsp_response: " << scalar(c.ocsp_response) << "\n";
             }
         }
-        if (!l.protocols.empty()) {
-            y << "      protocols: [";
-            for (std::size_t i = 0; i < l.protocols.size(); ++i)
-                y << (i ? ", " : "") << l.protocols[i];
-            y << "]\n";
-        }
+        if (!l.protocols.empty()) write_list(y, "      protocols", l.protocols);
     }
     if (!out.trusted_proxies.empty()) {
         y << "\ntrusted_proxies:\n";

@@ -418,5 +418,54 @@ TEST(ConvertSnippets, StaplingFileWithoutStaplingOnIsNotWritten) {
     EXPECT_TRUE(c.has(Kind::ignored, 3, "only with 'ssl_stapling on'"));
 }
 
+TEST(ConvertSnippets, ProxyPassHttpsBecomesUpstreamTlsWithNginxDefaults) {
+    auto c = snippet(
+        "upstream u { server a:8443; }\n"
+        "server { listen 99; location / { proxy_pass https://u; } }");
+    EXPECT_FALSE(c.conversion.differs());
+    const auto& tls = c.cfg().upstreams.at("u").tls;
+    ASSERT_TRUE(tls);
+    EXPECT_FALSE(tls->verify);  // nginx's proxy_ssl_verify off
+    EXPECT_TRUE(tls->ca.empty());
+    EXPECT_TRUE(tls->server_name.empty());
+    EXPECT_TRUE(c.has(Kind::note, 2, "verify: false, as nginx's default proxy_ssl_verify off"));
+    EXPECT_TRUE(c.has(Kind::note, 2, "SNI differs"));
+}
+
+TEST(ConvertSnippets, ProxySslSettingsAreInheritedOneByOne) {
+    auto c = snippet(
+        "upstream u { server a:8443; }\n"
+        "http { proxy_ssl_verify on; proxy_ssl_trusted_certificate tls/cert.pem;\n"
+        "  server { listen 100; proxy_ssl_name api.internal; proxy_ssl_protocols TLSv1.1 TLSv1.2;\n"
+        "    proxy_ssl_certificate tls/cert.pem; proxy_ssl_certificate_key tls/key.pem;\n"
+        "    location / { proxy_ssl_server_name on; proxy_pass https://u; } } }");
+    EXPECT_FALSE(c.conversion.differs());
+    const auto& tls = c.cfg().upstreams.at("u").tls;
+    ASSERT_TRUE(tls);
+    EXPECT_TRUE(tls->verify);
+    EXPECT_EQ(tls->ca, kData + "/tls/cert.pem");
+    EXPECT_EQ(tls->server_name, "api.internal");
+    EXPECT_EQ(tls->certificate, kData + "/tls/cert.pem");
+    EXPECT_EQ(tls->private_key, kData + "/tls/key.pem");
+    EXPECT_EQ(tls->protocols, (std::vector<std::string>{"TLSv1.2"}));
+    EXPECT_TRUE(c.has(Kind::note, 5, "verify: true (proxy_ssl_verify on)"));
+    EXPECT_TRUE(c.has(Kind::note, 5, "tether sends 'api.internal' as nginx"));
+}
+
+TEST(ConvertSnippets, HttpsSchemesPerUpstream) {
+    auto c = snippet(
+        "upstream u { server a:1; }\n"
+        "server { listen 101; location / { proxy_pass https://backend.test; } }\n"
+        "server { listen 102; location /x { proxy_pass http://u; }\n"
+        "  location /y { proxy_pass https://u; } }\n"
+        "server { listen 103; proxy_ssl_verify on; location / { proxy_pass http://u; } }");
+    const auto& implicit = c.cfg().upstreams.at(c.cfg().listen.at(0).upstream);
+    EXPECT_EQ(implicit.servers.at(0).address.text(), "backend.test:443");
+    EXPECT_TRUE(implicit.tls);
+    EXPECT_FALSE(c.cfg().upstreams.at("u").tls);  // http:// came first
+    EXPECT_TRUE(c.has(Kind::not_translated, 4, "either plain HTTP or TLS"));
+    EXPECT_TRUE(c.has(Kind::ignored, 5, "no proxy_pass https:// under it"));
+}
+
 }  // namespace
 }  // namespace tether::nginx
