@@ -28,13 +28,12 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/read.hpp>
 
 #include "tether/core/buffer_pool.hpp"
 #include "tether/core/errors.hpp"
 #include "tether/core/stream_inspector.hpp"
+#include "http/http_read.hpp"
 #include "tether/http/headers.hpp"
 
 namespace tether::http {
@@ -148,7 +147,7 @@ boost::asio::awaitable<RelayStatus> relay_body(Src& src,
         // read_some, not read: a piece goes on as soon as it is parsed, so a
         // stream of small chunks (events, an interactive echo) is not held
         // until a whole buffer is full.
-        auto [ec, n] = co_await bhttp::async_read_some(src, src_buf, p, use_tuple);
+        auto [ec, n] = co_await read_some(src, src_buf, p);
         const std::size_t got = buf.size() - p.get().body().size;
         progress.body_taken = progress.body_taken || got > 0;
         if (stopped()) co_return st;

@@ -9,7 +9,6 @@
 
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
-#include <boost/beast/http/read.hpp>
 
 #include "tether/http/headers.hpp"
 #include "tether/ws/plain_tunnel.hpp"
@@ -117,8 +116,7 @@ awaitable<std::tuple<beast::error_code, std::size_t>> ClientSession::read_respon
         if (ex.request.get().method() == bhttp::verb::head) ex.response->skip(true);
         if (pumped) ex.conn->stream.expires_never();  // the pump keeps the deadline
         else ex.conn->stream.expires_after(ex.cfg().timeouts.upstream_response);
-        auto [ec, n] = co_await bhttp::async_read_header(ex.conn->stream, ex.conn->buffer,
-                                                         *ex.response, use_tuple);
+        auto [ec, n] = co_await read_header(ex.conn->stream, ex.conn->buffer, *ex.response);
         const int status = ex.response->get().result_int();
         if (ec || status < 100 || status > 199 || status == 101) co_return std::tuple(ec, n);
     }

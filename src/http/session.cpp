@@ -9,7 +9,6 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/read.hpp>
 
 #include "tether/http/error_response.hpp"
 #include "tether/core/log.hpp"
@@ -121,7 +120,7 @@ awaitable<Outcome> ClientSession::serve_request() {
     ex.request.header_limit(static_cast<std::uint32_t>(cfg.limits.max_header_size));
     ex.request.body_limit(cfg.limits.max_body_size);
     stream_.expires_after(cfg.timeouts.client_header);
-    auto [ec, n] = co_await bhttp::async_read_header(stream_, buffer_, ex.request, use_tuple);
+    auto [ec, n] = co_await read_header(stream_, buffer_, ex.request);
     const RequestHead& req = ex.request.get();
     assign_request_id(req, cfg.headers.request_id);
     set_client_ip(req);

@@ -43,13 +43,13 @@ constexpr std::string_view kPlainHttpAnswer =
 
 struct ClientStream::Tls {
     template <class Context>  // ServerContext or UpstreamContext
-    Tls(beast::tcp_stream& tcp, std::shared_ptr<Context> c)
+    Tls(TimedSocket& tcp, std::shared_ptr<Context> c)
         : ctx(c), stream(tcp, c->context()) {}
     // The ServerContext or UpstreamContext: outlives the SSL object (the SNI
     // and new-session callbacks' argument).
     std::shared_ptr<void> ctx;
     std::string session_key;  // upstream: the server, for the new-session callback
-    asio::ssl::stream<beast::tcp_stream&> stream;
+    asio::ssl::stream<TimedSocket&> stream;
     std::unique_ptr<char[]> gather;  // kGatherLimit bytes, made on the first gathered write
 };
 

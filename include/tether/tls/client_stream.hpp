@@ -3,10 +3,11 @@
 // (ENGINEERING.md: no copy of the proxy logic). The client side (TLS server
 // role: handshake()) and the upstream side (TLS client role to a server of
 // an upstream with `tls`: connect_tls()) are both this type. Underneath is always a
-// beast::tcp_stream, whose per-operation deadlines (expires_after) also bound
-// the TLS operations running over it.
+// TimedSocket (tcp_stream's per-operation deadlines without a timer wait per
+// operation), whose deadlines (expires_after) also bound the TLS operations
+// running over it.
 //
-// Plain connections go straight to the tcp_stream (no type erasure on the
+// Plain connections go straight to the TimedSocket (no type erasure on the
 // plain path). TLS operations are type-erased (any_completion_handler) into
 // client_stream.cpp, so asio::ssl's composed operations are compiled once
 // there. A TLS write of several small buffers is gathered into one record.
@@ -26,9 +27,9 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 
 #include "tether/tls/server_context.hpp"
+#include "tether/tls/timed_socket.hpp"
 
 namespace tether::tls {
 
@@ -68,9 +69,16 @@ public:
     bool is_tls() const { return tls_ != nullptr; }
     executor_type get_executor() { return tcp_.get_executor(); }
     boost::asio::ip::tcp::socket& socket() { return tcp_.socket(); }
-    boost::beast::tcp_stream& tcp() { return tcp_; }
+    TimedSocket& tcp() { return tcp_; }
     void expires_after(std::chrono::steady_clock::duration d) { tcp_.expires_after(d); }
     void expires_never() { tcp_.expires_never(); }
+    /// Waits until a read would find something (bytes, the end, an error),
+    /// within the read deadline, without reading. Plain only: a TLS stream
+    /// may hold bytes already read from the socket.
+    template <class Token>
+    auto async_wait_readable(Token&& token) {
+        return tcp_.async_wait_readable(std::forward<Token>(token));
+    }
     /// Cancels the pending operations (a TLS stream is not usable afterwards).
     void cancel() { tcp_.cancel(); }
     /// Decrypted bytes a TLS read would return at once (0 when plain).
@@ -116,7 +124,7 @@ private:
     void tls_write(const std::array<boost::asio::const_buffer, kMaxGather>& bufs, std::size_t n,
                    Handler h);
 
-    boost::beast::tcp_stream tcp_;
+    TimedSocket tcp_;
     std::unique_ptr<Tls> tls_;
 };
 

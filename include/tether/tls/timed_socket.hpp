@@ -1,0 +1,219 @@
+// A TCP socket with per-operation deadlines: the contract of
+// beast::tcp_stream's expires_after / expires_at / expires_never (an
+// operation gets the expiry set before it began; one still pending at its
+// deadline ends with beast::error::timeout and the socket is closed, so the
+// other direction's operation ends too), at a fraction of the cost.
+//
+// tcp_stream arms a timer wait when each read or write begins and cancels it
+// when the operation ends (a timer queue insert and removal, a cancelled
+// handler run through the scheduler, executor work guards), ~14 times per
+// proxied keep-alive request. Here one steady_timer per socket is armed
+// lazily: only when an operation begins with a deadline earlier than the one
+// the timer already waits for. When the timer fires, a pending operation
+// past its deadline times out; otherwise the timer is re-armed for the
+// earliest deadline still pending, or left idle. An operation that ends in
+// time touches no timer, and a deadline that moves forward (each read or
+// write sets a later one) costs one clock read. A timeout still fires at its
+// deadline, never later than tcp_stream would.
+//
+// The socket and the deadline state live in one small object shared (by a
+// plain reference count: one thread) with the pending handlers, so a
+// completion that runs after the owner is gone touches live memory.
+// Threading: the socket's executor (one worker thread) only.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <type_traits>
+#include <utility>
+
+#include <boost/asio/associator.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/handler_continuation_hook.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/error.hpp>
+
+namespace tether::tls {
+
+class TimedSocket {
+public:
+    using Clock = std::chrono::steady_clock;
+    using executor_type = boost::asio::any_io_executor;
+    using lowest_layer_type = boost::asio::ip::tcp::socket;  // for asio::ssl::stream
+
+    explicit TimedSocket(boost::asio::ip::tcp::socket socket);
+    explicit TimedSocket(const executor_type& ex);
+    ~TimedSocket();  // closes the socket, as tcp_stream's destructor
+    TimedSocket(const TimedSocket&) = delete;
+    TimedSocket& operator=(const TimedSocket&) = delete;
+
+    executor_type get_executor() { return s_->socket.get_executor(); }
+    boost::asio::ip::tcp::socket& socket() { return s_->socket; }
+    lowest_layer_type& lowest_layer() { return s_->socket; }
+
+    /// The deadline of the next read and of the next write (a direction with
+    /// an operation pending keeps the one it began with).
+    void expires_at(Clock::time_point t) {
+        for (auto& d : s_->dir)
+            if (!d.pending) d.next = t;
+    }
+    void expires_after(Clock::duration d) { expires_at(Clock::now() + d); }
+    void expires_never() { expires_at(Clock::time_point::max()); }
+    /// Cancels the pending operations (they end with operation_aborted).
+    void cancel() {
+        boost::system::error_code ignored;
+        s_->socket.cancel(ignored);
+    }
+
+    template <class MutableBuffers, class Token>
+    auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+            [this](auto handler, const MutableBuffers& b) {
+                s_->begin(kRead);
+                s_->socket.async_read_some(b, Timed<decltype(handler)>(s_, kRead,
+                                                                       std::move(handler)));
+            },
+            token, buffers);
+    }
+
+    template <class ConstBuffers, class Token>
+    auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+            [this](auto handler, const ConstBuffers& b) {
+                s_->begin(kWrite);
+                s_->socket.async_write_some(b, Timed<decltype(handler)>(s_, kWrite,
+                                                                        std::move(handler)));
+            },
+            token, buffers);
+    }
+
+    /// Waits until the socket is readable (data, end of stream or an error)
+    /// without reading: a read deadline applies as to a read.
+    template <class Token>
+    auto async_wait_readable(Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+            [this](auto handler) {
+                s_->begin(kRead);
+                s_->socket.async_wait(boost::asio::socket_base::wait_read,
+                                      Timed<decltype(handler)>(s_, kRead, std::move(handler)));
+            },
+            token);
+    }
+
+    /// Connects to the first endpoint of `endpoints` that accepts (the write
+    /// deadline applies to the whole attempt).
+    template <class Endpoints, class Token>
+    auto async_connect(const Endpoints& endpoints, Token&& token) {
+        using Sig = void(boost::system::error_code, boost::asio::ip::tcp::endpoint);
+        return boost::asio::async_initiate<Token, Sig>(
+            [this](auto handler, const Endpoints& eps) {
+                s_->begin(kWrite);
+                boost::asio::async_connect(
+                    s_->socket, eps, Timed<decltype(handler)>(s_, kWrite, std::move(handler)));
+            },
+            token, endpoints);
+    }
+
+private:
+    static constexpr int kRead = 0;
+    static constexpr int kWrite = 1;
+
+    struct Direction {
+        Clock::time_point next = Clock::time_point::max();      // for the next operation
+        Clock::time_point deadline = Clock::time_point::max();  // of the pending one
+        bool pending = false;
+        bool timed_out = false;
+    };
+
+    struct State {
+        explicit State(boost::asio::ip::tcp::socket s)
+            : socket(std::move(s)), timer(socket.get_executor()) {}
+        boost::asio::ip::tcp::socket socket;
+        boost::asio::steady_timer timer;
+        Direction dir[2];
+        Clock::time_point armed = Clock::time_point::max();  // the timer's wait; max: none
+        std::uint64_t generation = 0;                        // of the timer's current wait
+        int refs = 0;
+
+        void begin(int i) {
+            Direction& d = dir[i];
+            d.pending = true;
+            d.timed_out = false;
+            d.deadline = d.next;
+            if (d.deadline < armed) arm(d.deadline);
+        }
+        /// The end of direction i's operation: its error, timeout if it was timed out.
+        void end(int i, boost::system::error_code& ec) {
+            Direction& d = dir[i];
+            d.pending = false;
+            if (d.timed_out) {
+                d.timed_out = false;
+                ec = boost::beast::error::timeout;
+            }
+        }
+        void arm(Clock::time_point t);
+        void fired(std::uint64_t generation);
+    };
+
+    // An owning reference to the State (not atomic: one thread).
+    class Ref {
+    public:
+        explicit Ref(State* s) : s_(s) { ++s_->refs; }
+        State& operator*() const { return *s_; }
+        Ref(const Ref& o) : s_(o.s_) { ++s_->refs; }
+        Ref(Ref&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+        Ref& operator=(const Ref&) = delete;
+        ~Ref() {
+            if (s_ && --s_->refs == 0) delete s_;
+        }
+        State* operator->() const { return s_; }
+
+    private:
+        State* s_;
+    };
+
+public:
+    /// The completion of one operation: ends the direction, then the caller's
+    /// handler (whose executor, allocator and cancellation slot it keeps).
+    template <class Handler>
+    class Timed {
+    public:
+        Timed(Ref state, int direction, Handler h)
+            : state_(std::move(state)), direction_(direction), handler_(std::move(h)) {}
+        template <class... Args>
+        void operator()(boost::system::error_code ec, Args&&... args) {
+            state_->end(direction_, ec);
+            std::move(handler_)(ec, std::forward<Args>(args)...);
+        }
+        const Handler& handler() const noexcept { return handler_; }
+        friend bool asio_handler_is_continuation(Timed* t) {
+            return boost_asio_handler_cont_helpers::is_continuation(t->handler_);
+        }
+
+    private:
+        Ref state_;
+        int direction_;
+        Handler handler_;
+    };
+
+private:
+    Ref s_;
+};
+
+}  // namespace tether::tls
+
+template <template <typename, typename> class Associator, class Handler, class DefaultCandidate>
+struct boost::asio::associator<Associator, tether::tls::TimedSocket::Timed<Handler>,
+                               DefaultCandidate> : Associator<Handler, DefaultCandidate> {
+    static typename Associator<Handler, DefaultCandidate>::type get(
+        const tether::tls::TimedSocket::Timed<Handler>& h) noexcept {
+        return Associator<Handler, DefaultCandidate>::get(h.handler());
+    }
+    static auto get(const tether::tls::TimedSocket::Timed<Handler>& h,
+                    const DefaultCandidate& c) noexcept
+        -> decltype(Associator<Handler, DefaultCandidate>::get(h.handler(), c)) {
+        return Associator<Handler, DefaultCandidate>::get(h.handler(), c);
+    }
+};
