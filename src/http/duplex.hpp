@@ -24,6 +24,7 @@
 
 #include <chrono>
 #include <exception>
+#include <optional>
 #include <string_view>
 
 #include <boost/asio/as_tuple.hpp>
@@ -35,10 +36,18 @@
 
 namespace tether::http {
 
-struct Duplex {
-    explicit Duplex(const boost::asio::any_io_executor& ex) : deadline(ex), finished_signal(ex) {
+/// The pump's two timers, made only when there is a pump (a request whose
+/// body is here whole, the usual case, needs none).
+struct PumpTimers {
+    explicit PumpTimers(const boost::asio::any_io_executor& ex) : deadline(ex), finished_signal(ex) {
         finished_signal.expires_at(boost::asio::steady_timer::time_point::max());
     }
+    boost::asio::steady_timer deadline;         ///< upstream_response, run by the pump
+    boost::asio::steady_timer finished_signal;  ///< cancelled when the pump ends
+};
+
+struct Duplex {
+    Duplex() = default;
     Duplex(const Duplex&) = delete;
     Duplex& operator=(const Duplex&) = delete;
 
@@ -52,15 +61,14 @@ struct Duplex {
     bool head_received = false;   ///< the response head read ended
     bool head_timed_out = false;  ///< the pump's upstream_response deadline ran out
     std::exception_ptr error;     ///< escaped the pump; rethrown by join()
-    boost::asio::steady_timer deadline;         ///< upstream_response, run by the pump
-    boost::asio::steady_timer finished_signal;  ///< cancelled when the pump ends
+    std::optional<PumpTimers> timers;  ///< made by start_pump()
 };
 
 /// Stops both directions: pending operations on either stream end.
 template <class ClientStream, class UpstreamStream>
 void stop(Duplex& d, ClientStream& client, UpstreamStream& upstream) {
     d.stop = true;
-    d.deadline.cancel();
+    if (d.timers) d.timers->deadline.cancel();
     boost::system::error_code ignored;
     client.socket().cancel(ignored);
     upstream.socket().cancel(ignored);
@@ -69,7 +77,7 @@ void stop(Duplex& d, ClientStream& client, UpstreamStream& upstream) {
 /// Marks the end of the response head read (the pump's deadline is no longer needed).
 inline void head_read_ended(Duplex& d) {
     d.head_received = true;
-    d.deadline.cancel();
+    if (d.timers) d.timers->deadline.cancel();
 }
 
 /// The pump: relays the request body, then keeps the response head deadline.
@@ -89,8 +97,8 @@ boost::asio::awaitable<void> pump_request(Duplex& d, ClientStream& client,
         co_return;
     }
     if (d.stop || d.head_received) co_return;
-    d.deadline.expires_after(response_timeout);
-    auto [ec] = co_await d.deadline.async_wait(asio::as_tuple(asio::use_awaitable));
+    d.timers->deadline.expires_after(response_timeout);
+    auto [ec] = co_await d.timers->deadline.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec || d.stop || d.head_received) co_return;
     d.head_timed_out = true;
     boost::system::error_code ignored;
@@ -102,10 +110,11 @@ inline void start_pump(Duplex& d, const boost::asio::any_io_executor& ex,
                        boost::asio::awaitable<void> pump) {
     d.pumped = true;
     d.finished = false;
+    d.timers.emplace(ex);
     boost::asio::co_spawn(ex, std::move(pump), [&d](std::exception_ptr e) {
         d.error = e;
         d.finished = true;
-        d.finished_signal.cancel();
+        d.timers->finished_signal.cancel();
     });
 }
 
@@ -113,7 +122,7 @@ inline void start_pump(Duplex& d, const boost::asio::any_io_executor& ex,
 inline boost::asio::awaitable<void> join(Duplex& d) {
     namespace asio = boost::asio;
     while (!d.finished)
-        co_await d.finished_signal.async_wait(asio::as_tuple(asio::use_awaitable));
+        co_await d.timers->finished_signal.async_wait(asio::as_tuple(asio::use_awaitable));
     if (d.error) std::rethrow_exception(d.error);
 }
 

@@ -35,7 +35,7 @@ awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
             co_await send_error(&ex, e);
             co_return Outcome::close;
         }
-        Duplex d(stream_.get_executor());
+        Duplex d;
         std::optional<Outcome> out;
         std::exception_ptr escaped;
         try {
