@@ -139,7 +139,9 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
         ex.eio = EioSessionGauge(ctx_.stats, backend, ex.upstream->config->name,
                                  eio_transport(*ex.upstream->config, req.method_string(),
                                                req.target(), false));
-        if (!fresh_only) ex.conn = ctx_.pool.take_idle(*backend, spec);
+        if (!fresh_only)
+            ex.conn = ctx_.pool.take_idle(*backend, spec, whole_body_here(ex).has_value(),
+                                          Clock::now());
         if (ex.conn) {
             ++ctx_.stats.upstream_reuses;
             co_return errc::ok;

@@ -27,7 +27,8 @@ bool still_open(UpstreamConnection& c) {
 }  // namespace
 
 std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle(const upstream::Backend& b,
-                                                           const ConnectSpec& spec) {
+                                                           const ConnectSpec& spec,
+                                                           bool replayable, Clock::time_point now) {
     auto it = idle_.find(&b);
     if (it == idle_.end()) return nullptr;
     auto& v = it->second;
@@ -35,7 +36,8 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle(const upstream::Back
         if (v[i]->tls != spec.tls.get() || v[i]->proxy_header != spec.proxy_header) continue;
         auto c = std::move(v[i]);
         v.erase(v.begin() + static_cast<std::ptrdiff_t>(i));
-        if (still_open(*c)) {
+        const bool fresh = replayable && now - c->idle_since < kUncheckedIdle;
+        if (fresh || still_open(*c)) {
             c->reused = true;
             return c;
         }

@@ -1,8 +1,14 @@
 // Per-worker pool of kept-alive backend connections (upstream `keepalive`:
 // idle connections kept per worker and server). A connection taken from the
 // pool is checked with a non-blocking peek first, so one the backend already
-// closed is dropped instead of failing a request. Idle ones past
-// timeouts.idle are closed by sweep().
+// closed is dropped instead of failing a request, unless it was idle for
+// less than kUncheckedIdle and the request can be sent again whole (then a
+// connection the backend closed in that moment fails without a response
+// byte and the request is retried on a fresh one, forward.cpp): a backend
+// rarely closes a connection that soon after answering on it, and the peek
+// was one syscall per request (HAProxy and nginx do not peek either; they
+// watch idle connections with epoll). Idle ones past timeouts.idle are
+// closed by sweep().
 //
 // `keepalive` is what the pool keeps for timeouts.idle. After a burst it may
 // hold more, up to kSurplusFactor x keepalive: those beyond `keepalive` are
@@ -77,9 +83,16 @@ public:
 
     explicit UpstreamPool(boost::asio::any_io_executor ex) : ex_(std::move(ex)) {}
 
+    /// Idle connections younger than this are not peeked at for a request
+    /// that can be sent again whole.
+    static constexpr std::chrono::milliseconds kUncheckedIdle{200};
+
     /// A live idle connection to `b` made as `spec` says, or nullptr.
+    /// `replayable`: the request can be retried on a fresh connection if
+    /// this one turns out closed (the caller holds all of it).
     std::unique_ptr<UpstreamConnection> take_idle(const upstream::Backend& b,
-                                                  const ConnectSpec& spec);
+                                                  const ConnectSpec& spec, bool replayable,
+                                                  Clock::time_point now);
 
     /// Opens a new connection to `b` within `timeout`: TCP, the PROXY header,
     /// the TLS handshake.

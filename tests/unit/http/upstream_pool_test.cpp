@@ -57,3 +57,43 @@ TEST_F(PoolFixture, KeepaliveZeroKeepsNothing) {
 }
 
 }  // namespace
+
+// take_idle's check: a connection the backend closed is peeked at and dropped,
+// except when it was idle for less than kUncheckedIdle and the request can be
+// sent again whole (the stale retry in forward.cpp covers that case).
+namespace {
+
+struct ClosedPeer : PoolFixture {
+    std::unique_ptr<http::UpstreamConnection> closed_by_backend() {
+        using tcp = boost::asio::ip::tcp;
+        tcp::acceptor acc(io, tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
+        auto c = std::make_unique<http::UpstreamConnection>(io.get_executor());
+        c->stream.socket().connect(acc.local_endpoint());
+        tcp::socket peer(io);
+        acc.accept(peer);
+        peer.close();  // the backend closes; its FIN is there before take_idle
+        c->backend = backend;
+        return c;
+    }
+};
+
+TEST_F(ClosedPeer, ClosedConnectionIsDroppedWhenTheRequestCannotBeReplayed) {
+    pool.give_back(closed_by_backend(), 4);
+    EXPECT_EQ(pool.take_idle(*backend, {}, false, Clock::now()), nullptr);
+    EXPECT_EQ(pool.idle_count(), 0u);
+}
+
+TEST_F(ClosedPeer, ClosedConnectionIsDroppedOnceIdleLongerThanUnchecked) {
+    pool.give_back(closed_by_backend(), 4);
+    const auto later = Clock::now() + UpstreamPool::kUncheckedIdle + std::chrono::milliseconds(1);
+    EXPECT_EQ(pool.take_idle(*backend, {}, true, later), nullptr);
+}
+
+TEST_F(ClosedPeer, RecentConnectionForAReplayableRequestIsTakenUnchecked) {
+    pool.give_back(closed_by_backend(), 4);
+    auto c = pool.take_idle(*backend, {}, true, Clock::now());
+    ASSERT_NE(c, nullptr);
+    EXPECT_TRUE(c->reused);
+}
+
+}  // namespace
