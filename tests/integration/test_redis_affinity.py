@@ -15,6 +15,7 @@ Label: integration;redis.
 
 import json
 import os
+import re
 import threading
 import time
 import unittest
@@ -127,15 +128,22 @@ class RedisAffinityTest(unittest.TestCase):
         self.assertGreater(ttl, 3_000_000)  # affinity_ttl 1h
 
     def test_simultaneous_first_requests_on_two_replicas_land_together(self):
-        # Same servers, different weights: the replicas' own placements differ.
-        a = self.replica(["s1", "s2", "s3"], admin=True)
-        b = self.replica(["s1", "s2", "s3"], admin=True, weights={"s1": 4})
+        # Same servers, different weights: the replicas' own placements differ. Redis may
+        # take 1 s here (a sanitizer build with 160 clients at once on 2 cores took over
+        # 100 ms once): what a replica places on its own when Redis is late is counted, and
+        # only such a fallback may split a client.
+        a = self.replica(["s1", "s2", "s3"], admin=True, timeout="1s")
+        b = self.replica(["s1", "s2", "s3"], admin=True, timeout="1s", weights={"s1": 4})
         control = self.replica(["s1", "s2", "s3"], redis=False, weights={"s1": 4})
         probe = client_ips(1000, 60)
         own_a = self.placements(a, probe)
         own_b = self.placements(control, probe)
         self.assertGreater(sum(own_a[ip] != own_b[ip] for ip in probe), 5,
                            "control: the weights should make the replicas disagree")
+        def fallbacks():
+            return sum(int(re.search(r'tether_affinity_redis_fallbacks_total\{upstream="u"\} (\d+)',
+                                     self.metrics(t)).group(1)) for t in (a, b))
+        fallbacks_before = fallbacks()
         disagreements, total = [], 0
         for round_ in range(4):
             ips = client_ips(200 + round_ * 40, 40)
@@ -159,8 +167,11 @@ class RedisAffinityTest(unittest.TestCase):
                 total += 1
                 if server_of(ba) != server_of(bb):
                     disagreements.append((ip, server_of(ba), server_of(bb)))
-        self.assertEqual(disagreements, [], f"{len(disagreements)} of {total} clients split"
-                         f"\n{self.metrics(a)}\n{self.metrics(b)}")
+        late = fallbacks() - fallbacks_before
+        self.assertLess(late, total // 10, "Redis mostly answered in time")
+        self.assertLessEqual(len(disagreements), late,
+                             f"{disagreements}: {len(disagreements)} of {total} clients split "
+                             f"with {late} Redis fallbacks\n{self.metrics(a)}\n{self.metrics(b)}")
 
     def test_redis_killed_under_load_and_restarted_empty(self):
         a = self.replica(["s1", "s2", "s3"], admin=True)
