@@ -8,10 +8,6 @@ namespace tether::affinity {
 LocalTable::LocalTable(std::size_t max_entries)
     : per_shard_max_(std::max<std::size_t>(1, (max_entries + kShards - 1) / kShards)) {}
 
-LocalTable::Shard& LocalTable::shard_for(std::string_view key) {
-    return shards_[mix64(std::hash<std::string_view>{}(key)) % kShards];
-}
-
 void LocalTable::insert_locked(Shard& s, std::string_view key, std::string_view server,
                                Clock::time_point now, Clock::time_point expires) {
     while (s.map.size() >= per_shard_max_ && !s.lru.empty()) {
@@ -31,9 +27,10 @@ std::optional<std::string> LocalTable::get(std::string_view key, Clock::time_poi
 std::optional<std::string> LocalTable::get(std::string_view key, Clock::time_point now,
                                            std::chrono::milliseconds ttl,
                                            Clock::duration sync_every, bool& sync_due) {
-    Shard& s = shard_for(key);
+    const Hashed k = hashed(key);
+    Shard& s = shard_for(k);
     std::lock_guard lock(s.mutex);
-    auto it = s.map.find(key);
+    auto it = s.map.find(k);
     if (it == s.map.end()) return std::nullopt;
     if (it->second.expires <= now) {
         s.lru.erase(it->second.lru);
@@ -50,9 +47,10 @@ std::optional<std::string> LocalTable::get(std::string_view key, Clock::time_poi
 }
 
 bool LocalTable::contains(std::string_view key, Clock::time_point now) const {
-    const Shard& s = shards_[mix64(std::hash<std::string_view>{}(key)) % kShards];
+    const Hashed k = hashed(key);
+    const Shard& s = shard_for(k);
     std::lock_guard lock(s.mutex);
-    auto it = s.map.find(key);
+    auto it = s.map.find(k);
     return it != s.map.end() && it->second.expires > now;
 }
 
@@ -72,9 +70,10 @@ std::vector<LocalTable::Binding> LocalTable::bindings(std::size_t shard,
 
 std::string LocalTable::put_if_absent(std::string_view key, std::string_view server,
                                       Clock::time_point now, std::chrono::milliseconds ttl) {
-    Shard& s = shard_for(key);
+    const Hashed k = hashed(key);
+    Shard& s = shard_for(k);
     std::lock_guard lock(s.mutex);
-    auto it = s.map.find(key);
+    auto it = s.map.find(k);
     if (it != s.map.end() && it->second.expires > now) return it->second.server;
     if (it != s.map.end()) {
         s.lru.erase(it->second.lru);
@@ -86,9 +85,10 @@ std::string LocalTable::put_if_absent(std::string_view key, std::string_view ser
 
 void LocalTable::put(std::string_view key, std::string_view server, Clock::time_point now,
                      std::chrono::milliseconds ttl) {
-    Shard& s = shard_for(key);
+    const Hashed k = hashed(key);
+    Shard& s = shard_for(k);
     std::lock_guard lock(s.mutex);
-    if (auto it = s.map.find(key); it != s.map.end()) {
+    if (auto it = s.map.find(k); it != s.map.end()) {
         it->second.server.assign(server);
         it->second.expires = now + ttl;
         it->second.synced = now;
@@ -99,9 +99,10 @@ void LocalTable::put(std::string_view key, std::string_view server, Clock::time_
 }
 
 void LocalTable::erase(std::string_view key) {
-    Shard& s = shard_for(key);
+    const Hashed k = hashed(key);
+    Shard& s = shard_for(k);
     std::lock_guard lock(s.mutex);
-    if (auto it = s.map.find(key); it != s.map.end()) {
+    if (auto it = s.map.find(k); it != s.map.end()) {
         s.lru.erase(it->second.lru);
         s.map.erase(it);
     }

@@ -42,6 +42,19 @@ std::string make_set_cookie(const config::CookieConfig& c, const std::string& to
     return line + "\r\n";
 }
 
+/// The backend index of a genuine token naming a current server, else nullopt
+/// (forged, garbage, or a server that is gone). The tokens of the current
+/// servers were signed when the tables were built, and a token has one
+/// spelling, so a constant-time comparison with the issued token is the HMAC
+/// check without an HMAC per request.
+std::optional<std::size_t> cookie_backend(const UpstreamRouting& r, std::string_view token) {
+    const auto id = balance::cookie_token_claimed_id(token);
+    const auto it = id ? r.cookie_ids.find(*id) : r.cookie_ids.end();
+    if (it == r.cookie_ids.end() || !balance::cookie_token_matches(token, r.cookie_token[it->second]))
+        return std::nullopt;
+    return it->second;
+}
+
 }  // namespace
 
 std::string masked_ip(std::string_view ip, int bits4, int bits6) {
@@ -76,8 +89,8 @@ std::shared_ptr<const RoutingTables> build_routing(const upstream::Runtime& rt,
             r.by_name.emplace(s.name, i);
             const auto id = balance::cookie_server_id(cfg.name, s.name);
             r.cookie_ids.emplace(id, i);
-            r.set_cookie.push_back(
-                make_set_cookie(cfg.cookie, balance::encode_cookie_token(r.secret, cfg.name, id)));
+            r.cookie_token.push_back(balance::encode_cookie_token(r.secret, cfg.name, id));
+            r.set_cookie.push_back(make_set_cookie(cfg.cookie, r.cookie_token.back()));
             if (s.backup) continue;
             members.push_back({s.name, s.weight});
             r.maglev_backend.push_back(i);
@@ -96,9 +109,12 @@ std::string Router::table_key(const upstream::Runtime& rt, std::size_t ui,
     if (c.affinity == config::Affinity::ip_hash) {
         key.assign(c.name).append(":ip_hash:");
         key.append(masked_ip(in.client_ip, c.ip_hash.prefix_v4, c.ip_hash.prefix_v6));
-    } else if (c.affinity == config::Affinity::sid && balance::path_under(in.target, c.sid.path)) {
-        const auto sid = balance::query_param(in.target, c.sid.param);
-        if (sid && !sid->empty()) key.assign(c.name).append(":sid:").append(*sid);
+    } else if (c.affinity == config::Affinity::sid) {
+        const auto q = in.eio ? *in.eio : balance::eio_query(in.target, c.sid.path, c.sid.param);
+        const auto& raw = q.sid;
+        std::string scratch;
+        if (raw && !raw->empty())
+            key.assign(c.name).append(":sid:").append(balance::decode_param(*raw, scratch));
     }
     return key;
 }
@@ -106,7 +122,7 @@ std::string Router::table_key(const upstream::Runtime& rt, std::size_t ui,
 std::shared_ptr<Backend> Router::bound_backend(const upstream::Upstream& u,
                                                const UpstreamRouting& r, std::string_view server,
                                                Exclude exclude) const {
-    auto it = r.by_name.find(std::string(server));
+    auto it = r.by_name.find(server);
     if (it == r.by_name.end() || !keeps_bound(*u.backends[it->second], exclude)) return nullptr;
     return u.backends[it->second];
 }
@@ -202,7 +218,7 @@ RouteDecision Router::route_ip_hash(const upstream::Upstream& u, const UpstreamR
             if (keeps_bound(*b, exclude)) {
                 ++(in.fetched ? current_->redis_hits : current_->local_hits);
                 RouteDecision d = to_backend(b);
-                d.write = std::move(refresh);
+                if (refresh.op != SharedWrite::Op::none) d.write = std::move(refresh);
                 return d;
             }
         }
@@ -237,13 +253,12 @@ RouteDecision Router::route_cookie(const upstream::Upstream& u, const UpstreamRo
                                    Exclude exclude) {
     const std::string_view token = balance::find_cookie(cookie_header, u.config->cookie.name);
     if (!token.empty()) {
-        const auto id = balance::decode_cookie_token(r.secret, r.name, token);
-        const auto it = id ? r.cookie_ids.find(*id) : r.cookie_ids.end();
-        if (it != r.cookie_ids.end() && keeps_bound(*u.backends[it->second], exclude)) {
+        const auto bi = cookie_backend(r, token);
+        if (bi && keeps_bound(*u.backends[*bi], exclude)) {
             ++current_->local_hits;
-            return to_backend(u.backends[it->second]);
+            return to_backend(u.backends[*bi]);
         }
-        if (it == r.cookie_ids.end()) ++current_->bad_cookies;
+        if (!bi) ++current_->bad_cookies;
         else ++current_->rebinds;
     } else {
         ++current_->misses;
@@ -256,16 +271,17 @@ RouteDecision Router::route_cookie(const upstream::Upstream& u, const UpstreamRo
 RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouting& r,
                                 balance::Picker& picker, const RouteInput& in, Exclude exclude) {
     const auto& sc = u.config->sid;
-    if (!balance::path_under(in.target, sc.path)) return place(u, picker, exclude);
-    const auto sid = balance::query_param(in.target, sc.param);
-    if (!sid || sid->empty()) {  // a handshake
+    const auto q = in.eio ? *in.eio : balance::eio_query(in.target, sc.path, sc.param);
+    if (!q.under_path) return place(u, picker, exclude);
+    const auto& raw_sid = q.sid;
+    if (!raw_sid || raw_sid->empty()) {  // a handshake (a sid decodes to "" only when written so)
         RouteDecision d = place(u, picker, exclude);
         d.learn_sid = d.backend != nullptr;
         if (d.backend && sc.fallback_cookie)
             d.set_cookie = r.set_cookie[r.by_name.at(d.backend->name())];
         return d;
     }
-    key_.assign(r.name).append(":sid:").append(*sid);
+    key_.assign(r.name).append(":sid:").append(balance::decode_param(*raw_sid, sid_scratch_));
     const auto now = Clock::now();
     const auto ttl = u.config->affinity_ttl;
     SharedWrite refresh;
@@ -274,7 +290,7 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
         if (it != r.by_name.end() && keeps_bound(*u.backends[it->second], exclude)) {
             ++(in.fetched ? current_->redis_hits : current_->local_hits);
             RouteDecision d = to_backend(u.backends[it->second]);
-            d.write = std::move(refresh);
+            if (refresh.op != SharedWrite::Op::none) d.write = std::move(refresh);
             return d;
         }
         // Bound to a dead or removed server: the session is gone with it.
@@ -290,10 +306,8 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
     ++current_->misses;
     if (sc.fallback_cookie) {
         const std::string_view token = balance::find_cookie(in.cookie_header, u.config->cookie.name);
-        const auto id = token.empty() ? std::nullopt
-                                      : balance::decode_cookie_token(r.secret, r.name, token);
-        if (auto it = id ? r.cookie_ids.find(*id) : r.cookie_ids.end(); it != r.cookie_ids.end()) {
-            const auto& b = u.backends[it->second];
+        if (const auto bi = token.empty() ? std::nullopt : cookie_backend(r, token)) {
+            const auto& b = u.backends[*bi];
             if (keeps_bound(*b, exclude)) {
                 table_.put(key_, b->name(), now, ttl);
                 RouteDecision d = to_backend(b);

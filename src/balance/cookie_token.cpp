@@ -109,6 +109,19 @@ std::optional<std::uint64_t> decode_cookie_token(std::string_view secret,
     return id;
 }
 
+std::optional<std::uint64_t> cookie_token_claimed_id(std::string_view token) {
+    const auto raw = unbase64url(token);
+    if (!raw || (*raw)[0] != kCookieTokenVersion) return std::nullopt;
+    std::uint64_t id = 0;
+    for (std::size_t i = 0; i < kIdBytes; ++i) id = (id << 8) | (*raw)[1 + i];
+    return id;
+}
+
+bool cookie_token_matches(std::string_view token, std::string_view issued) {
+    return token.size() == issued.size() &&
+           CRYPTO_memcmp(token.data(), issued.data(), token.size()) == 0;
+}
+
 std::string_view find_cookie(std::string_view header, std::string_view name) {
     while (!header.empty()) {
         const auto semi = header.find(';');

@@ -33,21 +33,90 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 }  // namespace
 
-std::optional<std::string> query_param(std::string_view target, std::string_view name) {
+namespace {
+
+// The query of `target` (after '?', before any '#'); nullopt without '?'.
+// (memchr for the two long scans; the per-pair work below is plain loops:
+// a library call per pair costs more than the few bytes it compares.)
+std::optional<std::string_view> query_of(std::string_view target) {
     const auto q = target.find('?');
     if (q == std::string_view::npos) return std::nullopt;
     std::string_view query = target.substr(q + 1);
-    if (auto hash = query.find('#'); hash != std::string_view::npos) query = query.substr(0, hash);
+    return query.substr(0, query.find('#'));
+}
+
+// If the pair at the front of `query` is named `name` ("name=value", "name"
+// or "name&..."), its raw value.
+std::optional<std::string_view> value_if_named(std::string_view query, std::string_view name) {
+    if (query.size() < name.size()) return std::nullopt;
+    for (std::size_t i = 0; i < name.size(); ++i)
+        if (query[i] != name[i]) return std::nullopt;
+    query.remove_prefix(name.size());
+    if (query.empty() || query.front() == '&') return std::string_view();
+    if (query.front() != '=') return std::nullopt;
+    query.remove_prefix(1);
+    return query.substr(0, query.find('&'));
+}
+
+// Calls fn(rest) with `query` from the start of each pair until fn returns true.
+template <class Fn>
+void for_each_pair(std::string_view query, Fn&& fn) {
     while (!query.empty()) {
+        if (fn(query)) return;
         const auto amp = query.find('&');
-        const std::string_view pair = query.substr(0, amp);
-        const auto eq = pair.find('=');
-        if (pair.substr(0, eq) == name)
-            return percent_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
-        if (amp == std::string_view::npos) break;
+        if (amp == std::string_view::npos) return;
         query.remove_prefix(amp + 1);
     }
-    return std::nullopt;
+}
+
+bool needs_decoding(std::string_view raw) {
+    for (char c : raw)
+        if (c == '%' || c == '+') return true;
+    return false;
+}
+
+}  // namespace
+
+std::optional<std::string_view> query_param_raw(std::string_view target, std::string_view name) {
+    const auto query = query_of(target);
+    if (!query) return std::nullopt;
+    std::optional<std::string_view> out;
+    for_each_pair(*query, [&](std::string_view rest) {
+        out = value_if_named(rest, name);
+        return out.has_value();
+    });
+    return out;
+}
+
+std::string_view decode_param(std::string_view raw, std::string& scratch) {
+    if (!needs_decoding(raw)) return raw;
+    scratch = percent_decode(raw);
+    return scratch;
+}
+
+std::optional<std::string> query_param(std::string_view target, std::string_view name) {
+    const auto raw = query_param_raw(target, name);
+    if (!raw) return std::nullopt;
+    return percent_decode(*raw);
+}
+
+EioQuery eio_query(std::string_view target, std::string_view sid_path,
+                   std::string_view sid_param) {
+    EioQuery out;
+    out.under_path = path_under(target, sid_path);
+    const auto query = out.under_path ? query_of(target) : std::nullopt;
+    if (!query) return out;
+    for_each_pair(*query, [&](std::string_view rest) {
+        if (!out.sid) out.sid = value_if_named(rest, sid_param);
+        if (!out.transport) out.transport = value_if_named(rest, "transport");
+        return out.sid && out.transport;
+    });
+    return out;
+}
+
+bool param_equals(std::string_view raw, std::string_view text) {
+    if (!needs_decoding(raw)) return raw == text;
+    return percent_decode(raw) == text;
 }
 
 bool path_under(std::string_view target, std::string_view prefix) {

@@ -76,6 +76,7 @@ struct Exchange {
     ConnectSpec spec;  ///< how conn is (to be) made: TLS context, PROXY header
     upstream::ActiveGuard active;
     EioSessionGauge eio;  // a pending Engine.IO long-poll
+    balance::EioQuery eio_query;  // sid and transport of the target (affinity sid), scanned once
     RequestVerdict verdict;
     bool close = false;            // close the client connection after this exchange
     std::size_t held_body = 0;     // body bytes sent from the client buffer, not yet parsed

@@ -114,6 +114,11 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
     const RequestHead& req = ex.request.get();
     affinity::RouteInput in{req.target(), {}, client_ip_};
     if (auto c = req.find(bhttp::field::cookie); c != req.end()) in.cookie_header = c->value();
+    const auto& uc = *ex.upstream->config;
+    if (uc.affinity == config::Affinity::sid) {  // read once, for the router and the gauge
+        ex.eio_query = balance::eio_query(req.target(), uc.sid.path, uc.sid.param);
+        in.eio = &ex.eio_query;
+    }
     if (ctx_.store) co_await fetch_shared(ex, in);
     ConnectSpec& spec = ex.spec;  // in the Exchange: keeps this coroutine's frame small
     spec = ConnectSpec{};
@@ -136,9 +141,8 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
         ex.learn_sid = d.learn_sid;
         ex.set_cookie = d.set_cookie;
         ex.active = upstream::ActiveGuard(backend);
-        ex.eio = EioSessionGauge(ctx_.stats, backend, ex.upstream->config->name,
-                                 eio_transport(*ex.upstream->config, req.method_string(),
-                                               req.target(), false));
+        ex.eio = EioSessionGauge(ctx_.stats, backend, uc.name,
+                                 eio_transport(uc, req.method_string(), false, ex.eio_query));
         if (!fresh_only)
             ex.conn = ctx_.pool.take_idle(*backend, spec, whole_body_here(ex).has_value(),
                                           Clock::now());

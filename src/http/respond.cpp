@@ -233,7 +233,7 @@ awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
     tunnel_upstream_.assign(ex.upstream->config->name);
     tunnel_eio_ = EioSessionGauge(
         ctx_.stats, tunnel_guard_.shared(), tunnel_upstream_,
-        eio_transport(*ex.upstream->config, "GET", ex.request.get().target(), true));
+        eio_transport(*ex.upstream->config, "GET", true, ex.eio_query));
     co_return Outcome::tunnel;
 }
 

@@ -2,10 +2,14 @@
 """Cost of stickiness: tether with affinity none vs sid vs cookie vs ip_hash, side by side.
 
     python3 tools/bench/affinity_overhead.py [--rounds 3] [--duration 5] [--workers 1] [--redis]
+                                             [--callgrind] [--modes none,none-sio,sid,...]
 
-One demo backend, four tether processes (one per mode), wrk -t1 -c64 against each, interleaved
+One demo backend, four tether processes (one per mode), wrk -t1 -c64 (--conns) against each, interleaved
 over --rounds rounds; prints medians of requests/s and proxy CPU per request, with ratios to
 `none`. Every sticky request takes the routing path that a live session takes:
+  none-sio GET /socket.io/?EIO=4&transport=polling&sid=bench with `affinity: none`: the very
+           request of `sid`, so sid / none-sio is the cost of the affinity alone (`none` asks
+           for / and the backend answers it with other bytes)
   sid      GET /socket.io/?EIO=4&transport=polling&sid=bench  (a local-table hit: the sid is
            bound first through the fallback cookie of a handshake)
   cookie   GET / with the signed tether cookie of a first answer (HMAC check per request)
@@ -16,6 +20,9 @@ With --redis, a redis-server is started and three more processes run with `redis
   handshake, handshake+redis GET /socket.io/?EIO=4&transport=polling: every request is a new
                              Engine.IO session whose sid is bound before the answer is
                              released, so the second pays one Redis round trip per request.
+With --callgrind, each mode's tether runs once under `valgrind --tool=callgrind` instead:
+counters zeroed after a warm-up, dumped after one wrk run, and the instructions and malloc
+calls per request printed (user space only; they do not depend on the machine's load).
 Uses the process helpers of compare.py; stops only what it started, by PID.
 """
 from __future__ import annotations
@@ -32,11 +39,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare  # noqa: E402
 
-MODES = ["none", "sid", "cookie", "ip_hash"]
+MODES = ["none", "none-sio", "sid", "cookie", "ip_hash"]
+SIO_URL = "/socket.io/?EIO=4&transport=polling&sid=bench"
 
 
 def config(mode: str, port: int, backend: int, workers: int, redis_port: int = 0) -> str:
-    affinity = mode.split("+")[0].replace("handshake", "sid")
+    affinity = mode.split("+")[0].replace("handshake", "sid").replace("none-sio", "none")
     redis = f"redis: {{address: 127.0.0.1:{redis_port}}}\n" if mode.endswith("+redis") else ""
     return f"""workers: {workers}
 listen: [{{address: 127.0.0.1:{port}, upstream: u}}]
@@ -63,10 +71,13 @@ def prepare(mode: str, port: int) -> tuple[str, list[str]]:
     mode = mode.split("+")[0]
     if mode == "handshake":
         return base + "/socket.io/?EIO=4&transport=polling", []
+    if mode == "none-sio":
+        get(base + SIO_URL)
+        return base + SIO_URL, []
     if mode == "sid":
         _, cookie = get(base + "/socket.io/?EIO=4&transport=polling")
         token = cookie.split(";")[0]
-        url = base + "/socket.io/?EIO=4&transport=polling&sid=bench"
+        url = base + SIO_URL
         get(url, {"Cookie": token})  # unbound sid + valid cookie -> bound
         return url, []
     if mode == "cookie":
@@ -76,15 +87,55 @@ def prepare(mode: str, port: int) -> tuple[str, list[str]]:
     return base + "/", []
 
 
-def run(url: str, extra: list[str], pid: int, duration: int) -> dict[str, float]:
+def run(url: str, extra: list[str], pid: int, duration: int, conns: int = 64) -> dict[str, float]:
     cpu0, t0 = compare.cpu_seconds(pid), time.monotonic()
-    out = subprocess.run(["wrk", "-t1", "-c64", f"-d{duration}s", *extra, url],
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", *extra, url],
                          capture_output=True, text=True, timeout=duration + 60).stdout
     rps = float(out.split("Requests/sec:")[1].split()[0])
     requests = int(out.split(" requests in")[0].split()[-1])
     bad = "Non-2xx" in out
-    return {"rps": rps, "cpu_us": (compare.cpu_seconds(pid) - cpu0) * 1e6 / max(requests, 1),
+    return {"rps": rps, "requests": requests, "cpu_us": (compare.cpu_seconds(pid) - cpu0) * 1e6 / max(requests, 1),
             "bad": bad, "elapsed": time.monotonic() - t0}
+
+
+def callgrind(a: argparse.Namespace, modes: list[str], bport: int, redis_port: int,
+              tmp: Path) -> int:
+    """Instructions and mallocs per request of each mode, one tether under callgrind each."""
+    import costs  # noqa: E402  (its callgrind dump reader)
+    print("| affinity | instructions/request | vs none | mallocs/request | requests |")
+    print("|---|---:|---:|---:|---:|")
+    base = None
+    for i, mode in enumerate(modes):
+        port = compare.free_port()
+        d = tmp / f"callgrind-{i}-{mode}"
+        d.mkdir()
+        cfg = d / "tether.yaml"
+        cfg.write_text(config(mode, port, bport, a.workers, redis_port))
+        out = d / "callgrind.out"
+        proc = compare.Proc(f"callgrind-{mode}", ["valgrind", "--tool=callgrind",
+                                                  "--dump-instr=no", f"--callgrind-out-file={out}",
+                                                  a.tether, "-c", str(cfg)], tmp)
+        try:
+            compare.wait_http_ready(port, proc, timeout=60)
+            url, extra = prepare(mode, port)
+            run(url, extra, proc.pid, 2, a.conns)  # warm-up
+            ctl = ["callgrind_control", "-z", str(proc.pid)]
+            subprocess.run(ctl, capture_output=True, timeout=60, check=True)
+            requests = int(run(url, extra, proc.pid, a.duration, a.conns)["requests"])
+            ctl[1] = "-d"
+            subprocess.run(ctl, capture_output=True, timeout=60, check=True)
+        finally:
+            proc.stop()
+        dumps = sorted(d.glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime)
+        ir, mallocs = costs.callgrind_counts(dumps[0]) if dumps else (0, 0)
+        if a.keep:
+            for j, dump in enumerate(dumps):
+                (Path(a.keep) / f"callgrind-{i}-{mode}.{j}").write_bytes(dump.read_bytes())
+        ir_req = ir / max(requests, 1)
+        base = base or ir_req
+        print(f"| {mode} | {ir_req:,.0f} | {ir_req / base:.3f} | "
+              f"{mallocs / max(requests, 1):.2f} | {requests} |", flush=True)
+    return 0
 
 
 def handshake_latency(url: str, n: int) -> tuple[float, float]:
@@ -113,9 +164,18 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--redis", action="store_true", help="also run with a shared Redis table")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="instructions and mallocs per request under callgrind instead")
+    ap.add_argument("--conns", type=int, default=64, help="wrk connections")
+    ap.add_argument("--modes", default="", help="comma-separated subset of the modes")
+    ap.add_argument("--keep", default="", help="--callgrind: copy the dumps into this directory")
     a = ap.parse_args()
     modes = MODES + (["sid+redis", "ip_hash+redis", "handshake", "handshake+redis"]
                      if a.redis else [])
+    if a.modes:
+        modes = [m for m in a.modes.split(",") if m]
+        if "none" not in modes:
+            modes.insert(0, "none")
     compare.raise_nofile()
     tmp = Path(tempfile.mkdtemp(prefix="tether-affinity-bench-"))
     try:
@@ -128,6 +188,8 @@ def main() -> int:
             compare.Proc("redis", ["redis-server", "--port", str(redis_port), "--bind",
                                    "127.0.0.1", "--save", "", "--appendonly", "no"], tmp)
             time.sleep(0.5)
+        if a.callgrind:
+            return callgrind(a, modes, bport, redis_port, tmp)
         targets = {}
         for mode in modes:
             port = compare.free_port()
@@ -140,7 +202,7 @@ def main() -> int:
         for rnd in range(a.rounds):
             for mode in modes:
                 proc, url, extra = targets[mode]
-                r = run(url, extra, proc.pid, a.duration)
+                r = run(url, extra, proc.pid, a.duration, a.conns)
                 compare.log(f"round {rnd + 1} {mode}: {r['rps']:,.0f} req/s, "
                             f"{r['cpu_us']:.1f} us CPU/request{' NON-2xx!' if r['bad'] else ''}")
                 results[mode].append(r)

@@ -72,13 +72,32 @@ private:
         Clock::time_point synced;  // last written to or refreshed in the shared store
         Lru::iterator lru;
     };
+    // A key with its hash, computed once per operation for both the shard
+    // and the map (heterogeneous lookup: no std::string is made to look up).
+    struct Hashed {
+        std::string_view text;
+        std::size_t hash;
+    };
+    struct KeyHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+        std::size_t operator()(const Hashed& k) const { return k.hash; }
+    };
+    struct KeyEq {
+        using is_transparent = void;
+        bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+        bool operator()(const Hashed& a, std::string_view b) const { return a.text == b; }
+        bool operator()(std::string_view a, const Hashed& b) const { return a == b.text; }
+    };
     struct Shard {
         mutable std::mutex mutex;
-        std::unordered_map<std::string, Entry, StringViewHash, std::equal_to<>> map;
+        std::unordered_map<std::string, Entry, KeyHash, KeyEq> map;
         Lru lru;
     };
 
-    Shard& shard_for(std::string_view key);
+    static Hashed hashed(std::string_view key) { return {key, KeyHash{}(key)}; }
+    Shard& shard_for(const Hashed& key) { return shards_[mix64(key.hash) % kShards]; }
+    const Shard& shard_for(const Hashed& key) const { return shards_[mix64(key.hash) % kShards]; }
     void insert_locked(Shard& s, std::string_view key, std::string_view server,
                        Clock::time_point now, Clock::time_point expires);
 

@@ -39,8 +39,10 @@
 #include <vector>
 
 #include "tether/affinity/local_table.hpp"
+#include "tether/balance/engineio.hpp"
 #include "tether/balance/maglev.hpp"
 #include "tether/balance/picker.hpp"
+#include "tether/core/hash.hpp"
 #include "tether/core/errors.hpp"
 #include "tether/upstream/backend.hpp"
 
@@ -51,8 +53,10 @@ struct UpstreamRouting {
     std::unique_ptr<balance::MaglevTable> maglev;  ///< over primary servers
     std::vector<std::size_t> maglev_backend;       ///< maglev member -> backend index
     std::unordered_map<std::uint64_t, std::size_t> cookie_ids;  ///< token id -> backend index
-    std::unordered_map<std::string, std::size_t> by_name;       ///< server name -> backend index
-    std::vector<std::string> set_cookie;  ///< by backend index: "Set-Cookie: ...\r\n"
+    std::unordered_map<std::string, std::size_t, StringViewHash, std::equal_to<>>
+        by_name;                            ///< server name -> backend index
+    std::vector<std::string> cookie_token;  ///< by backend index: its signed token
+    std::vector<std::string> set_cookie;    ///< by backend index: "Set-Cookie: ...\r\n"
     std::string secret;                   ///< effective cookie secret
 };
 
@@ -70,6 +74,9 @@ struct RouteInput {
     std::string_view cookie_header;
     std::string_view client_ip;
     bool fetched = false;  ///< the table key's binding was just fetched from Redis
+    /// balance::eio_query(target, sid.path, sid.param) when the caller read
+    /// it already (affinity sid); null: the router reads the target itself.
+    const balance::EioQuery* eio = nullptr;
 };
 
 /// What the shared (Redis) table must learn from a decision.
@@ -160,7 +167,8 @@ private:
     bool shared_;
     std::map<std::string, RouterStats, std::less<>> stats_;
     RouterStats* current_ = nullptr;  // counters of the upstream being routed
-    std::string key_;  // scratch for table keys
+    std::string key_;          // scratch for table keys
+    std::string sid_scratch_;  // scratch for a percent-decoded sid
 };
 
 /// "10.1.2.3" masked to `bits` (IPv4) or "2001:db8::1" to `bits6` (IPv6),

@@ -20,6 +20,29 @@ namespace tether::balance {
 /// The percent-decoded value of query parameter `name` in `target`, or nullopt.
 std::optional<std::string> query_param(std::string_view target, std::string_view name);
 
+/// The value of query parameter `name` in `target` as it is written (not
+/// decoded; see decode_param), or nullopt. The first occurrence wins; a name
+/// without '=' has the value "". No allocation: a view into `target`.
+std::optional<std::string_view> query_param_raw(std::string_view target, std::string_view name);
+
+/// `raw` percent-decoded ('+' is a space): `raw` itself when it has no '%' or
+/// '+' (no copy), else the decoded text, written into `scratch`.
+std::string_view decode_param(std::string_view raw, std::string& scratch);
+
+/// What a request says to `affinity: sid`, read once: whether its path is
+/// under sid.path, and (only then) the raw values of the sid parameter and
+/// of "transport" in its query (nullopt: absent), from one pass over it.
+struct EioQuery {
+    bool under_path = false;
+    std::optional<std::string_view> sid;
+    std::optional<std::string_view> transport;
+};
+EioQuery eio_query(std::string_view target, std::string_view sid_path,
+                   std::string_view sid_param);
+
+/// True if the raw parameter value `raw` decodes to `text`.
+bool param_equals(std::string_view raw, std::string_view text);
+
 /// True if the path of `target` starts with `prefix` ("/socket.io/"); a
 /// prefix ending in '/' also matches the path without it ("/socket.io").
 bool path_under(std::string_view target, std::string_view prefix);

@@ -25,16 +25,17 @@ namespace tether::http {
 enum class EioTransport { none, polling, websocket };
 
 /// The gauge a request feeds: `websocket_upgrade` is true for an upgrade
-/// request (its tunnel is counted), false for a plain request.
+/// request (its tunnel is counted), false for a plain request. `q` is
+/// balance::eio_query(target, u.sid.path, u.sid.param), read once per request
+/// (left empty for other affinities).
 inline EioTransport eio_transport(const config::Upstream& u, std::string_view method,
-                                  std::string_view target, bool websocket_upgrade) {
-    if (u.affinity != config::Affinity::sid || !balance::path_under(target, u.sid.path))
-        return EioTransport::none;
+                                  bool websocket_upgrade, const balance::EioQuery& q) {
+    if (u.affinity != config::Affinity::sid || !q.under_path) return EioTransport::none;
     if (websocket_upgrade) return EioTransport::websocket;
-    if (method != "GET" || target.find('?') == std::string_view::npos) return EioTransport::none;
-    if (!balance::query_param(target, u.sid.param)) return EioTransport::none;  // a handshake
-    const auto transport = balance::query_param(target, "transport");
-    return !transport || *transport == "polling" ? EioTransport::polling : EioTransport::none;
+    if (method != "GET") return EioTransport::none;
+    if (!q.sid) return EioTransport::none;  // a handshake
+    return !q.transport || balance::param_equals(*q.transport, "polling") ? EioTransport::polling
+                                                                          : EioTransport::none;
 }
 
 class EioSessionGauge {

@@ -376,16 +376,30 @@ TEST(RouterCookie, ForgedCookiesArePlacedAgainAndCounted) {
     const std::string other_upstream =
         "tether=" + balance::encode_cookie_token(kSecret, "billing",
                                                  balance::cookie_server_id("billing", "s1"));
-    std::string flipped = genuine;
-    flipped[10] = flipped[10] == 'A' ? 'B' : 'A';
-    const std::vector<std::string> forged{"tether=garbage", "tether=s1", other_secret,
-                                          other_upstream, flipped};
+    const std::string other_server =  // genuine, for a server this replica lacks
+        "tether=" + balance::encode_cookie_token(kSecret, "chat",
+                                                 balance::cookie_server_id("chat", "s9"));
+    std::vector<std::string> forged{"tether=garbage", "tether=s1", other_secret,
+                                    other_upstream, other_server, genuine + "A"};
+    // The router checks a token against the tokens it issued (no HMAC per
+    // request): every one-character change of a genuine token must still fail.
+    const std::string_view alphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/ .";
+    for (std::size_t pos = std::string_view("tether=").size(); pos < genuine.size(); ++pos) {
+        for (char ch : alphabet) {
+            if (ch == genuine[pos]) continue;
+            forged.push_back(genuine);
+            forged.back()[pos] = ch;
+        }
+    }
     for (std::size_t i = 0; i < forged.size(); ++i) {
         const auto d = c.route("/", forged[i]);
         EXPECT_TRUE(d.backend) << forged[i];
         EXPECT_TRUE(std::string(d.set_cookie).starts_with("Set-Cookie: tether=")) << forged[i];
         EXPECT_EQ(c.router.stats("chat").bad_cookies, i + 1) << forged[i];
     }
+    EXPECT_EQ(c.router.stats("chat").local_hits, 0u);
+    EXPECT_TRUE(c.route("/", genuine).set_cookie.empty()) << "the genuine token still routes";
 }
 
 TEST(RouterCookie, CookieForADownServerIsReplacedAndCountedAsRebind) {

@@ -14,7 +14,11 @@ namespace {
 
 using tether::balance::OpenPacketParser;
 using tether::balance::path_under;
+using tether::balance::decode_param;
+using tether::balance::eio_query;
+using tether::balance::param_equals;
 using tether::balance::query_param;
+using tether::balance::query_param_raw;
 using State = OpenPacketParser::State;
 
 const std::string kDir = std::string(TETHER_SHARED_TESTDATA) + "/engineio/";
@@ -256,6 +260,74 @@ TEST(QueryParam, NameAsSuffixOrPrefixOfAnotherDoesNotMatch) {
     EXPECT_EQ(query_param("/?sidx=evil", "sid"), std::nullopt);
     EXPECT_EQ(query_param("/?a=sid=evil", "sid"), std::nullopt);
     EXPECT_EQ(query_param("/path/sid=evil", "sid"), std::nullopt);  // not in the query
+}
+
+TEST(QueryParamRaw, ViewsTheValueAsWritten) {
+    EXPECT_EQ(query_param_raw("/socket.io/?EIO=4&transport=polling&sid=abc", "sid"), "abc");
+    EXPECT_EQ(query_param_raw("/?sid=a%2Fb+c&x=1", "sid"), "a%2Fb+c");
+    EXPECT_EQ(query_param_raw("/?sid", "sid"), "");
+    EXPECT_EQ(query_param_raw("/?sid&x=1", "sid"), "");
+    EXPECT_EQ(query_param_raw("/?sid=x#frag", "sid"), "x");
+    EXPECT_EQ(query_param_raw("/?xsid=1&sidx=2&a=sid=3", "sid"), std::nullopt);
+    EXPECT_EQ(query_param_raw("/?a=1&&sid=2", "sid"), "2");
+    EXPECT_EQ(query_param_raw("/sid=1", "sid"), std::nullopt);
+}
+
+TEST(QueryParamRaw, DecodeParamCopiesOnlyWhenItMust) {
+    std::string scratch = "untouched";
+    const std::string_view plain = "sXIjZz9g-LylGIquAAAA";
+    const auto same = decode_param(plain, scratch);
+    EXPECT_EQ(same.data(), plain.data()) << "no copy without '%' or '+'";
+    EXPECT_EQ(scratch, "untouched");
+    EXPECT_EQ(decode_param("a%2Fb+c", scratch), "a/b c");
+    EXPECT_EQ(decode_param("a%zz", scratch), "a%zz");
+    EXPECT_TRUE(param_equals("polling", "polling"));
+    EXPECT_TRUE(param_equals("poll%69ng", "polling"));
+    EXPECT_FALSE(param_equals("websocket", "polling"));
+}
+
+TEST(EioQuery, OnePassFindsSidAndTransport) {
+    auto q = eio_query("/socket.io/?EIO=4&transport=polling&t=N1&sid=abc", "/socket.io/", "sid");
+    EXPECT_TRUE(q.under_path);
+    EXPECT_EQ(q.sid, "abc");
+    EXPECT_EQ(q.transport, "polling");
+    q = eio_query("/socket.io/?EIO=4&transport=websocket", "/socket.io/", "sid");
+    EXPECT_EQ(q.sid, std::nullopt);
+    EXPECT_EQ(q.transport, "websocket");
+    q = eio_query("/socket.io/?sid=a&sid=b&transport=x&transport=y", "/socket.io/", "sid");
+    EXPECT_EQ(q.sid, "a") << "first occurrence, as query_param";
+    EXPECT_EQ(q.transport, "x");
+    q = eio_query("/rt/?session=s1&sid=no", "/rt/", "session");
+    EXPECT_EQ(q.sid, "s1");
+    EXPECT_EQ(q.transport, std::nullopt);
+    q = eio_query("/rt?session=s1", "/rt/", "session");
+    EXPECT_TRUE(q.under_path) << "the prefix without its '/'";
+    EXPECT_EQ(q.sid, "s1");
+    q = eio_query("/socket.io/", "/socket.io/", "sid");
+    EXPECT_TRUE(q.under_path);
+    EXPECT_EQ(q.sid, std::nullopt);
+    EXPECT_EQ(q.transport, std::nullopt);
+}
+
+TEST(EioQuery, OutsideThePathTheQueryIsNotRead) {
+    const auto q = eio_query("/api/messages?sid=abc&transport=polling", "/socket.io/", "sid");
+    EXPECT_FALSE(q.under_path);
+    EXPECT_EQ(q.sid, std::nullopt);
+    EXPECT_EQ(q.transport, std::nullopt);
+}
+
+// query_param_raw + decode_param agree with query_param on every target here.
+TEST(QueryParamRaw, AgreesWithQueryParam) {
+    for (const char* t : {"/?sid=a%2Fb", "/?sid", "/?q=1&sid=+x+", "/?sid=%", "/", "/?",
+                          "/?&&", "/?sid=1#sid=2", "/?sid%3D=1"}) {
+        const auto raw = query_param_raw(t, "sid");
+        const auto decoded = query_param(t, "sid");
+        ASSERT_EQ(raw.has_value(), decoded.has_value()) << t;
+        std::string scratch;
+        if (raw) {
+            EXPECT_EQ(decode_param(*raw, scratch), *decoded) << t;
+        }
+    }
 }
 
 // --- path_under -----------------------------------------------------------------
