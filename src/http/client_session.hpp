@@ -107,7 +107,7 @@ public:
             }
         }
         client_ip_ = peer_ip_;
-        stream_.socket().set_option(tcp::no_delay(true), ec);
+        // TCP_NODELAY: inherited from the listening socket (net/accepted_socket.hpp).
     }
 
     awaitable<void> run();

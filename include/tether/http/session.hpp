@@ -72,8 +72,8 @@ private:
 
 /// Where a connection comes from, as the listener learnt it.
 struct ClientOrigin {
-    std::string address;  ///< the socket peer, or the source of a PROXY header ("" = the peer)
-    std::uint16_t port = 0;  ///< the PROXY header's source port (with `address`)
+    std::string address;  ///< the socket peer, or the source of a PROXY header ("" = ask the socket)
+    std::uint16_t port = 0;  ///< the port of `address`
     std::string preread;  ///< bytes read past a PROXY header (the start of TLS or HTTP)
     ConnectionHold hold;  ///< the listener's counts, kept as long as the connection
 };

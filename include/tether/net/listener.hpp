@@ -3,7 +3,9 @@
 // over workers and no accept path is shared. Enforces limits.max_connections
 // (process-wide, accept and close the excess) and max_connections_per_ip per
 // client address: the socket peer, or on a proxy_protocol listener the source
-// the PROXY header gives (counted once the header is read). An accept error
+// the PROXY header gives (counted once the header is read). Connections are
+// taken with accept4 until EAGAIN (accepted_socket.hpp: no ioctl,
+// getpeername, setsockopt or epoll_ctl DEL per connection). An accept error
 // such as EMFILE backs off instead of spinning.
 // Threading: created on the main thread before the worker starts; after that
 // touched only on the worker's thread.
@@ -21,6 +23,7 @@
 #include "tether/http/session.hpp"
 #include "tether/limits/ip_connections.hpp"
 #include "tether/limits/rate_limiter.hpp"
+#include "tether/net/accepted_socket.hpp"
 
 namespace tether::net {
 
@@ -43,18 +46,26 @@ public:
     std::uint16_t port() const { return port_; }
 
 private:
+    enum class AcceptState { taken, drained, failed };
+
     boost::asio::awaitable<void> accept_loop();
-    /// Refuses a connection over max_connections or max_connections_per_ip;
-    /// returns the address counted per IP ("" when that limit is off, or
-    /// `proxy`: counted by serve after the PROXY header).
-    bool admit(const boost::asio::ip::tcp::socket& socket, bool proxy, std::string& counted_ip);
+    /// Takes one queued connection: taken, drained (EAGAIN) or failed
+    /// (EMFILE...: back off).
+    AcceptState accept_one();
+    /// Refuses a connection over max_connections or max_connections_per_ip
+    /// (closed unanswered), or starts its session.
+    void take(const AcceptedConnection& c, bool proxy);
     /// Counts `ip` for max_connections_per_ip (into `counted_ip`); false: over
     /// the limit (counted as refused). True, uncounted, when the limit is off.
-    bool count_client(std::string ip, std::string& counted_ip);
+    bool count_client(const std::string& ip, std::string& counted_ip);
     /// Whether this listener reads a PROXY protocol header first (current config).
     bool proxy_protocol() const;
+    /// `counted_ip`: the address counted per IP ("" when that limit is off,
+    /// or `proxy`: counted here after the PROXY header); `peer`, `port`: the
+    /// socket's peer, from accept.
     boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket, bool proxy,
-                                       std::string counted_ip);
+                                       std::string counted_ip, std::string peer,
+                                       std::uint16_t port);
     boost::asio::awaitable<bool> read_proxy_header(boost::asio::ip::tcp::socket& socket,
                                                    http::ClientOrigin& origin);
 
