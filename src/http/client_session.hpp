@@ -108,7 +108,9 @@ public:
         }
         client_ip_ = peer_ip_;
         // TCP_NODELAY: inherited from the listening socket (net/accepted_socket.hpp).
+        ctx_.scratch.take({buffer_, head_, upstream_head_, request_id_});
     }
+    ~ClientSession() override { ctx_.scratch.give_back({buffer_, head_, upstream_head_, request_id_}); }
 
     awaitable<void> run();
 
@@ -122,7 +124,8 @@ public:
     }
 
 private:
-    awaitable<bool> start();
+    bool start(std::shared_ptr<tls::ServerContext>& server_ctx);
+    awaitable<bool> handshake(std::shared_ptr<tls::ServerContext> server_ctx);
     awaitable<Outcome> serve_request();
     awaitable<bool> wait_for_bytes(const config::Config& cfg);
     awaitable<Outcome> proxy(Exchange& ex);

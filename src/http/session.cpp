@@ -42,7 +42,9 @@ bool is_client_gone(const beast::error_code& ec) {
 }  // namespace
 
 awaitable<void> ClientSession::run() {
-    if (!co_await start()) co_return;
+    std::shared_ptr<tls::ServerContext> server_ctx;
+    if (!start(server_ctx)) co_return;
+    if (server_ctx && !co_await handshake(std::move(server_ctx))) co_return;
     for (;;) {
         const Outcome out = co_await serve_request();
         const bool listener_kept =  // a reload may have removed the listener
@@ -57,25 +59,31 @@ awaitable<void> ClientSession::run() {
     if (stream_.socket().is_open()) stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
-// The TLS handshake on a TLS listener (counted, failures logged), and the
-// bytes read past a PROXY header handed to the HTTP reader. False: close.
-awaitable<bool> ClientSession::start() {
+// The listener's TLS context into `server_ctx` (none: plain), and on a plain
+// listener the bytes read past a PROXY header handed to the HTTP reader.
+// False: close. Not a coroutine: a plain connection starts without a frame.
+bool ClientSession::start(std::shared_ptr<tls::ServerContext>& server_ctx) {
     const auto& rt = *ctx_.runtime;
     if (listener_ >= rt.listener_config.size() || rt.listener_config[listener_] == upstream::kNoUpstream)
-        co_return false;  // a reload removed the listener meanwhile
+        return false;  // a reload removed the listener meanwhile
     const config::Listener& lc = rt.config->listen[rt.listener_config[listener_]];
-    const auto server_ctx = ctx_.tls ? ctx_.tls->at(rt.listener_address[listener_]) : nullptr;
-    if (lc.tls && !server_ctx) co_return false;  // never plain on a TLS listener
-    if (!server_ctx) {
-        if (!preread_.empty())
-            buffer_.commit(asio::buffer_copy(buffer_.prepare(preread_.size()),
-                                             asio::buffer(preread_)));
+    if (ctx_.tls) server_ctx = ctx_.tls->at(rt.listener_address[listener_]);
+    if (lc.tls && !server_ctx) return false;  // never plain on a TLS listener
+    if (!server_ctx && !preread_.empty()) {
+        buffer_.commit(asio::buffer_copy(buffer_.prepare(preread_.size()), asio::buffer(preread_)));
         std::string().swap(preread_);
-        co_return true;
     }
+    return true;
+}
+
+// The TLS handshake on a TLS listener (counted, failures logged), the bytes
+// read past a PROXY header given to it. False: close.
+awaitable<bool> ClientSession::handshake(std::shared_ptr<tls::ServerContext> server_ctx) {
+    const auto& rt = *ctx_.runtime;
     idle_ = true;  // a stop closes a connection still in its handshake
     std::string reason;
-    const auto r = co_await stream_.handshake(server_ctx, ctx_.runtime->config->timeouts.client_header,
+    const auto r = co_await stream_.handshake(std::move(server_ctx),
+                                              ctx_.runtime->config->timeouts.client_header,
                                               preread_, reason);
     idle_ = false;
     std::string().swap(preread_);

@@ -145,8 +145,20 @@ void Listener::take(const AcceptedConnection& c, bool proxy) {
         counters_.connections.fetch_sub(1, std::memory_order_relaxed);
         return;
     }
-    asio::co_spawn(acceptor_.get_executor(),
-                   serve(std::move(socket), proxy, std::move(counted_ip), std::move(peer), port),
+    auto& stats = ctx_.stats;
+    ++stats.connections_total[index_];
+    ++stats.connections_active[index_];
+    http::ClientOrigin origin;
+    origin.address = std::move(peer);  // a PROXY header's source replaces it
+    origin.port = port;
+    // Given back when the connection closes: at the end of the session, or at
+    // the end of a plain WebSocket tunnel that took it over.
+    origin.hold = http::ConnectionHold(&counters_.connections, &counters_.per_ip,
+                                       std::move(counted_ip), &stats.connections_active, index_);
+    // A plain listener's session is spawned as it is (no coroutine frame in between).
+    auto session = proxy ? serve_proxied(std::move(socket), std::move(origin))
+                         : http::serve_client(std::move(socket), ctx_, index_, std::move(origin));
+    asio::co_spawn(acceptor_.get_executor(), std::move(session),
                    [](std::exception_ptr e) {
                        if (!e) return;
                        try {
@@ -221,26 +233,13 @@ awaitable<bool> Listener::read_proxy_header(tcp::socket& socket, http::ClientOri
     co_return true;
 }
 
-awaitable<void> Listener::serve(tcp::socket socket, bool proxy, std::string counted_ip,
-                                std::string peer, std::uint16_t port) {
-    auto& stats = ctx_.stats;
-    ++stats.connections_total[index_];
-    ++stats.connections_active[index_];
-    http::ClientOrigin origin;
-    origin.address = std::move(peer);  // a PROXY header's source replaces it
-    origin.port = port;
-    // Given back when the connection closes: here, at the end of the session,
-    // or at the end of a plain WebSocket tunnel that took it over.
-    origin.hold = http::ConnectionHold(&counters_.connections, &counters_.per_ip,
-                                       std::move(counted_ip), &stats.connections_active, index_);
-    if (proxy) {
-        if (!co_await read_proxy_header(socket, origin)) co_return;
-        // The client's address (a LOCAL header keeps the peer) counted per IP
-        // now; over the limit the connection closes unanswered, as at accept.
-        std::string counted;
-        if (!count_client(origin.address, counted)) co_return;
-        origin.hold.set_counted_ip(std::move(counted));
-    }
+awaitable<void> Listener::serve_proxied(tcp::socket socket, http::ClientOrigin origin) {
+    if (!co_await read_proxy_header(socket, origin)) co_return;
+    // The client's address (a LOCAL header keeps the peer) counted per IP
+    // now; over the limit the connection closes unanswered, as at accept.
+    std::string counted;
+    if (!count_client(origin.address, counted)) co_return;
+    origin.hold.set_counted_ip(std::move(counted));
     co_await http::serve_client(std::move(socket), ctx_, index_, std::move(origin));
 }
 

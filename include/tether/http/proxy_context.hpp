@@ -26,6 +26,7 @@
 #include "tether/core/hash.hpp"
 #include "tether/http/access_log.hpp"
 #include "tether/http/client_ip.hpp"
+#include "tether/http/session_scratch.hpp"
 #include "tether/http/upstream_pool.hpp"
 #include "tether/tls/server_context.hpp"
 #include "tether/tls/upstream_context.hpp"
@@ -142,6 +143,7 @@ struct ProxyContext {
     /// TLS to the servers, by upstream name; replaced on reload (before the runtime).
     std::shared_ptr<const tls::UpstreamContexts> upstream_tls;
     BufferPool buffers;
+    SessionScratchPool scratch;  ///< sessions' read buffers and head strings, reused
     UpstreamPool pool;
     affinity::Router router;
     affinity::RedisStore* store;  ///< the shared table in Redis; null without `redis:`

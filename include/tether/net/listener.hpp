@@ -60,12 +60,9 @@ private:
     bool count_client(const std::string& ip, std::string& counted_ip);
     /// Whether this listener reads a PROXY protocol header first (current config).
     bool proxy_protocol() const;
-    /// `counted_ip`: the address counted per IP ("" when that limit is off,
-    /// or `proxy`: counted here after the PROXY header); `peer`, `port`: the
-    /// socket's peer, from accept.
-    boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket, bool proxy,
-                                       std::string counted_ip, std::string peer,
-                                       std::uint16_t port);
+    /// Reads the PROXY header, counts the client's address, then serves.
+    boost::asio::awaitable<void> serve_proxied(boost::asio::ip::tcp::socket socket,
+                                               http::ClientOrigin origin);
     boost::asio::awaitable<bool> read_proxy_header(boost::asio::ip::tcp::socket& socket,
                                                    http::ClientOrigin& origin);
 
