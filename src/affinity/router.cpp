@@ -55,17 +55,50 @@ std::optional<std::size_t> cookie_backend(const UpstreamRouting& r, std::string_
     return it->second;
 }
 
+// A dotted-quad IPv4 address in the canonical form inet_pton accepts (four
+// decimal octets, no leading zeros), or nullopt: the fast path of masked_ip,
+// run on every ip_hash request; anything else takes Asio's parser.
+std::optional<std::uint32_t> parse_v4(std::string_view s) {
+    std::uint32_t addr = 0;
+    std::size_t i = 0;
+    for (int octet = 0; octet < 4; ++octet) {
+        if (octet > 0 && (i >= s.size() || s[i++] != '.')) return std::nullopt;
+        const std::size_t start = i;
+        unsigned v = 0;
+        while (i < s.size() && i - start < 3 && s[i] >= '0' && s[i] <= '9')
+            v = v * 10 + static_cast<unsigned>(s[i++] - '0');
+        if (i == start || v > 255 || (s[start] == '0' && i - start > 1)) return std::nullopt;
+        addr = addr << 8 | v;
+    }
+    if (i != s.size()) return std::nullopt;
+    return addr;
+}
+
+std::string format_v4(std::uint32_t addr) {
+    std::string out;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        const unsigned v = (addr >> shift) & 0xff;
+        if (shift != 24) out.push_back('.');
+        if (v >= 100) out.push_back(static_cast<char>('0' + v / 100));
+        if (v >= 10) out.push_back(static_cast<char>('0' + v / 10 % 10));
+        out.push_back(static_cast<char>('0' + v % 10));
+    }
+    return out;
+}
+
+std::uint32_t mask_v4(int bits4) { return bits4 <= 0 ? 0 : bits4 >= 32 ? ~0u : ~0u << (32 - bits4); }
+
 }  // namespace
 
 std::string masked_ip(std::string_view ip, int bits4, int bits6) {
+    if (const auto v4 = parse_v4(ip)) return format_v4(*v4 & mask_v4(bits4));
     boost::system::error_code ec;
     auto addr = boost::asio::ip::make_address(ip, ec);
     if (ec) return std::string(ip);
     if (addr.is_v6() && addr.to_v6().is_v4_mapped())
         addr = boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, addr.to_v6());
     if (addr.is_v4()) {
-        const std::uint32_t mask = bits4 <= 0 ? 0 : bits4 >= 32 ? ~0u : ~0u << (32 - bits4);
-        return boost::asio::ip::address_v4(addr.to_v4().to_uint() & mask).to_string();
+        return boost::asio::ip::address_v4(addr.to_v4().to_uint() & mask_v4(bits4)).to_string();
     }
     auto bytes = addr.to_v6().to_bytes();
     for (int i = 0; i < 16; ++i) {
