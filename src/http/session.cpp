@@ -186,9 +186,11 @@ void ClientSession::assign_request_id(const RequestHead& req, bool from_headers)
         }
     }
     static constexpr char kHex[] = "0123456789abcdef";
+    request_id_.resize(32);  // written in place: no capacity check per character
+    char* out = request_id_.data();
     for (int part = 0; part < 2; ++part) {
         std::uint64_t r = ctx_.rng.next();
-        for (int i = 0; i < 16; ++i, r >>= 4) request_id_.push_back(kHex[r & 15]);
+        for (int i = 0; i < 16; ++i, r >>= 4) *out++ = kHex[r & 15];
     }
 }
 
