@@ -55,8 +55,10 @@ awaitable<void> ClientSession::run() {
         break;
     }
     if (linger_) co_await linger();
-    beast::error_code ec;
-    if (stream_.socket().is_open()) stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    // No shutdown(SHUT_WR) first: the socket is closed right after this (the
+    // session's end), and close() sends the FIN behind the data just the same
+    // (or a reset, shutdown or not, when unread bytes are left: linger() above
+    // reads them first where a response may still be in flight).
 }
 
 // The listener's TLS context into `server_ctx` (none: plain), and on a plain
