@@ -130,6 +130,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports: each socket stays bound until all are chosen, so two
+    calls in a row cannot hand out the same port (free_port() twice can)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def wait_port(port: int, timeout: float = DEFAULT_TIMEOUT, host: str = HOST) -> None:
     """Waits until host:port accepts a TCP connection (which it then closes)."""
     deadline = time.monotonic() + timeout

@@ -17,7 +17,7 @@ import threading
 import time
 import unittest
 
-from harness import HOST, Backend, HttpConnection, Tether, WebSocket, free_port, http_request
+from harness import HOST, Backend, HttpConnection, Tether, WebSocket, free_ports, http_request
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CONF = os.path.join(REPO, "conf")
@@ -146,7 +146,8 @@ class ObsTether:
     def __init__(self, workers: int = 2, backends=None, redis_port: int | None = None):
         self.own_backends = backends is None
         self.backends = backends or [Backend("s1"), Backend("s2")]
-        self.ports = {k: free_port() for k in ("web", "ip", "io", "admin")}
+        names = ("web", "ip", "io", "admin")
+        self.ports = dict(zip(names, free_ports(len(names))))
         text = obs_config(self.backends, self.backends[:1], self.ports, workers, redis_port)
         try:
             self.tether = Tether(text, ports=list(self.ports.values()))
