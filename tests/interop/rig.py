@@ -20,6 +20,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))  # the shared Redis fixture
 from redis_fixture import wait_redis_ready  # noqa: E402
+from harness import sanitizer_report  # noqa: E402
 
 NPM_CI_TIMEOUT = 300
 _npm_ready = None  # None = not tried, else (ok, message)
@@ -107,12 +108,25 @@ def stop(p, grace=5.0):
         pass
 
 
-def stop_all(procs):
-    """Stops every process of procs, the last started first, and closes their stdout pipes."""
+def stop_all(procs, tmp):
+    """Stops every process of procs, the last started first, and closes their stdout pipes.
+    Then raises AssertionError, failing the test whose cleanup this is, with what a sanitizer
+    reported in a tether (a process whose name starts with "tether"): its ASan or TSan report
+    file, or a UBSan report in its stderr (tmp/NAME.stderr, see spawn), which no other check
+    reads (harness.sanitizer_report)."""
     for _, p in reversed(procs):
         stop(p)
         if p.stdout:
             p.stdout.close()
+    reports = []
+    for name, p in procs:
+        if not name.startswith("tether"):
+            continue
+        report = sanitizer_report(p.pid, tail(os.path.join(tmp, f"{name}.stderr"), 10**6))
+        if report:
+            reports.append(f"{name} (pid {p.pid}): a sanitizer reported:\n{report[:20000]}")
+    if reports:
+        raise AssertionError("\n".join(reports))
 
 
 def stderr_tails(places, n=30):

@@ -43,7 +43,7 @@ class InteropTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.tmp, True)
 
     def tearDown(self):
-        rig.stop_all(self.procs)
+        rig.stop_all(self.procs, self.tmp)
 
     # ---- processes -----------------------------------------------------------------------
 

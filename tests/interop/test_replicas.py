@@ -123,7 +123,7 @@ class ReplicasTest(unittest.TestCase):
         cls.class_tmp = tempfile.mkdtemp(prefix="tether-replicas-")
         cls.addClassCleanup(shutil.rmtree, cls.class_tmp, True)
         cls.class_procs = []
-        cls.addClassCleanup(rig.stop_all, cls.class_procs)
+        cls.addClassCleanup(rig.stop_all, cls.class_procs, cls.class_tmp)
         cls.adapter_port, _ = cls._start_redis(cls.class_tmp, cls.class_procs, "redis-adapter")
         cls.servers = {4: {}, 2: {}}  # version -> name -> port
         starting = []
@@ -149,7 +149,7 @@ class ReplicasTest(unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="tether-replicas-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.procs = []
-        self.addCleanup(rig.stop_all, self.procs)
+        self.addCleanup(rig.stop_all, self.procs, self.tmp)
         self.replicas = []  # [{"name", "ports": {version: port}, "admin", "proc"}]
         self.table_port = None
         self.table_proc = None
