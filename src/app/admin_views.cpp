@@ -1,5 +1,5 @@
 // Rendering of /metrics and /status; see admin_views.hpp.
-#include "app/admin_views.hpp"
+#include "tether/app/admin_views.hpp"
 
 #include <algorithm>
 #include <map>
@@ -50,7 +50,7 @@ struct ServerTotals {
 std::map<const upstream::Backend*, ServerTotals> server_totals(const AdminView& v) {
     std::map<const upstream::Backend*, ServerTotals> out;
     for (const auto& w : v.workers)
-        for (const auto& [b, sc] : w.stats.servers) {
+        for (const auto& [b, sc] : w->stats.servers) {
             auto& t = out[b];
             for (const auto& [code, n] : sc.responses) {
                 t.requests += n;
@@ -81,7 +81,7 @@ void write_tls_metrics(const AdminView& v, TextWriter& w) {
         for (std::size_t r = 0; r < tls::kHandshakeResults; ++r) {
             double n = 0;
             for (const auto& s : v.workers)
-                if (i < s.stats.tls_handshakes.size()) n += static_cast<double>(s.stats.tls_handshakes[i][r]);
+                if (i < s->stats.tls_handshakes.size()) n += static_cast<double>(s->stats.tls_handshakes[i][r]);
             w.sample("tether_tls_handshakes_total",
                      {{"listener", rt.listener_address[i]},
                       {"result", tls::to_string(static_cast<tls::Handshake>(r))}},
@@ -95,7 +95,7 @@ void write_tls_metrics(const AdminView& v, TextWriter& w) {
         if (!l || !l->proxy_protocol) continue;
         double n = 0;
         for (const auto& s : v.workers)
-            if (i < s.stats.proxy_protocol_errors.size()) n += static_cast<double>(s.stats.proxy_protocol_errors[i]);
+            if (i < s->stats.proxy_protocol_errors.size()) n += static_cast<double>(s->stats.proxy_protocol_errors[i]);
         w.sample("tether_proxy_protocol_errors_total", {{"listener", rt.listener_address[i]}}, n);
     }
 }
@@ -109,7 +109,7 @@ void write_connection_metrics(const AdminView& v, TextWriter& w) {
             if (rt.listener_upstream[i] == upstream::kNoUpstream) continue;
             double n = 0;
             for (const auto& s : v.workers)
-                if (i < (s.stats.*member).size()) n += static_cast<double>((s.stats.*member)[i]);
+                if (i < (s->stats.*member).size()) n += static_cast<double>((s->stats.*member)[i]);
             w.sample(name, {{"listener", rt.listener_address[i]}}, n);
         }
     };
@@ -124,9 +124,9 @@ void write_request_metrics(const AdminView& v, TextWriter& w) {
     std::map<std::tuple<std::string, std::string, int>, std::uint64_t> codes;
     std::map<std::string, http::UpstreamCounters> ups;
     for (const auto& s : v.workers) {
-        for (const auto& [b, sc] : s.stats.servers)
+        for (const auto& [b, sc] : s->stats.servers)
             for (const auto& [code, n] : sc.responses) codes[{sc.upstream, b->name(), code}] += n;
-        for (const auto& [name, uc] : s.stats.upstreams) {
+        for (const auto& [name, uc] : s->stats.upstreams) {
             auto& t = ups[name];
             for (std::size_t i = 0; i < uc.duration_buckets.size(); ++i)
                 t.duration_buckets[i] += uc.duration_buckets[i];
@@ -198,7 +198,7 @@ void write_server_metrics(const AdminView& v, TextWriter& w) {
     };
     std::map<const upstream::Backend*, std::pair<std::uint64_t, std::uint64_t>> upgrades;
     for (const auto& s : v.workers)
-        for (const auto& [b, sc] : s.stats.servers) {
+        for (const auto& [b, sc] : s->stats.servers) {
             upgrades[b].first += sc.upgrades_ok;
             upgrades[b].second += sc.upgrades_failed;
         }
@@ -248,7 +248,7 @@ void write_server_metrics(const AdminView& v, TextWriter& w) {
 void write_affinity_metrics(const AdminView& v, TextWriter& w) {
     std::map<std::string, affinity::RouterStats> per;
     for (const auto& s : v.workers)
-        for (const auto& [name, st] : s.routing) {
+        for (const auto& [name, st] : s->routing) {
             auto& t = per[name];
             t.local_hits += st.local_hits;
             t.redis_hits += st.redis_hits;
@@ -314,10 +314,10 @@ void write_affinity_metrics(const AdminView& v, TextWriter& w) {
 void write_limit_metrics(const AdminView& v, TextWriter& w) {
     double refused = 0, per_ip = 0, limited = 0, fallbacks = 0;
     for (const auto& s : v.workers) {
-        refused += static_cast<double>(s.stats.refused_connections);
-        per_ip += static_cast<double>(s.stats.refused_per_ip);
-        limited += static_cast<double>(s.stats.rate_limited);
-        fallbacks += static_cast<double>(s.stats.rate_redis_fallbacks);
+        refused += static_cast<double>(s->stats.refused_connections);
+        per_ip += static_cast<double>(s->stats.refused_per_ip);
+        limited += static_cast<double>(s->stats.rate_limited);
+        fallbacks += static_cast<double>(s->stats.rate_redis_fallbacks);
     }
     w.family("tether_connections_refused_total", "counter",
              "Client connections closed at accept, by the limit they were over.");
@@ -393,7 +393,7 @@ void write_health_metrics(const AdminView& v, TextWriter& w) {
 // has installed it (the main thread posts it to them), not when it was built.
 std::uint64_t applied_generation(const AdminView& v) {
     std::uint64_t g = v.runtime.generation;
-    for (const auto& w : v.workers) g = std::min(g, w.generation);
+    for (const auto& w : v.workers) g = std::min(g, w->generation);
     return g;
 }
 
@@ -414,9 +414,25 @@ std::string render_metrics(const AdminView& v) {
     w.sample("tether_config_generation", {}, static_cast<double>(applied_generation(v)));
     w.family("tether_event_loop_lag_seconds", "gauge",
              "Worst lateness of the worker's 100 ms tick over the last second.");
-    for (std::size_t i = 0; i < v.workers.size(); ++i)
-        w.sample("tether_event_loop_lag_seconds", {{"worker", std::to_string(i)}},
-                 v.workers[i].stats.loop_lag_seconds);
+    const auto now = Clock::now();
+    for (const auto& s : v.workers) {
+        // A worker that did not answer has been late at least since its last copy.
+        const auto& st = v.worker_states[s->worker];
+        const double since = st.stale ? std::chrono::duration<double>(now - st.taken).count() : 0;
+        w.sample("tether_event_loop_lag_seconds", {{"worker", std::to_string(s->worker)}},
+                 std::max(s->stats.loop_lag_seconds, since));
+    }
+    w.family("tether_worker_snapshot_stale", "gauge",
+             "1 when the worker did not copy its counters for this scrape within 1 s (event loop "
+             "blocked): its counters here are from its last copy.");
+    for (std::size_t i = 0; i < v.worker_states.size(); ++i)
+        w.sample("tether_worker_snapshot_stale", {{"worker", std::to_string(i)}},
+                 v.worker_states[i].stale ? 1 : 0);
+    w.family("tether_worker_snapshot_misses_total", "counter",
+             "Reads of /metrics or /status the worker did not copy its counters for within 1 s.");
+    for (std::size_t i = 0; i < v.worker_states.size(); ++i)
+        w.sample("tether_worker_snapshot_misses_total", {{"worker", std::to_string(i)}},
+                 static_cast<double>(v.worker_states[i].misses));
     metrics::write_process_metrics(w);
     return w.text();
 }
@@ -473,7 +489,16 @@ std::string render_status(const AdminView& v) {
     }
     out.append(R"(,"config_generation":)");
     out.append(std::to_string(applied_generation(v)));
-    out.append(R"(,"workers":)").append(std::to_string(v.workers.size()));
+    out.append(R"(,"workers":)").append(std::to_string(v.worker_states.size()));
+    out.append(R"(,"stale_workers":[)");
+    bool first_w = true;
+    for (std::size_t i = 0; i < v.worker_states.size(); ++i) {
+        if (!v.worker_states[i].stale) continue;
+        if (!first_w) out.push_back(',');
+        first_w = false;
+        out.append(std::to_string(i));
+    }
+    out.push_back(']');
     out.append(R"(,"stopping":)").append(v.stopping ? "true" : "false").append("}\n");
     return out;
 }

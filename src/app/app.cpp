@@ -15,9 +15,10 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "app/admin_views.hpp"
 #include "tether/admin/admin_server.hpp"
 #include "tether/affinity/redis_store.hpp"
+#include "tether/app/admin_views.hpp"
+#include "tether/app/snapshot_collector.hpp"
 #include "tether/limits/rate_limiter.hpp"
 #include "tether/redis/client.hpp"
 #include "tether/config/loader.hpp"
@@ -154,25 +155,20 @@ private:
         return runtime_;
     }
 
-    std::vector<net::Worker::Snapshot> snapshots() {
-        std::vector<net::Worker::Snapshot> out;
-        for (auto& w : workers_)
-            if (auto s = w->snapshot(kSnapshotTimeout)) out.push_back(std::move(*s));
-        return out;
-    }
-
     void start_admin() {
         if (!config_->admin.enabled) return;
         admin::Handlers h;
         h.metrics = [this] {
             auto rt = current_runtime();
-            const auto snaps = snapshots();
-            return render_metrics(AdminView{*rt, snaps, *table_, stopping_.load(), redis_.get()});
+            const auto snaps = snapshots_.collect(workers_);
+            return render_metrics(AdminView{*rt, snaps.workers, snaps.states, *table_,
+                                         stopping_.load(), redis_.get()});
         };
         h.status = [this] {
             auto rt = current_runtime();
-            const auto snaps = snapshots();
-            return render_status(AdminView{*rt, snaps, *table_, stopping_.load(), redis_.get()});
+            const auto snaps = snapshots_.collect(workers_);
+            return render_status(AdminView{*rt, snaps.workers, snaps.states, *table_,
+                                         stopping_.load(), redis_.get()});
         };
         h.ready = [this] { return is_ready(*current_runtime(), stopping_.load()); };
         h.set_drain = [this](std::string_view u, std::string_view s, bool drain) {
@@ -395,6 +391,7 @@ private:
     std::shared_ptr<tls::TicketKeys> ticket_keys_;    // shared by all contexts, rotated on reload
     net::ProcessCounters counters_;
     std::vector<std::unique_ptr<net::Worker>> workers_;
+    SnapshotCollector snapshots_{kSnapshotTimeout};  // admin thread; after workers_: dies first
     std::unique_ptr<health::HealthChecker> health_;
     Clock::time_point deadline_;
 };

@@ -1,8 +1,6 @@
 // Worker thread and its tick; see worker.hpp.
 #include "tether/net/worker.hpp"
 
-#include <future>
-
 #include <boost/asio/post.hpp>
 
 #include "tether/core/log.hpp"
@@ -179,16 +177,14 @@ void Worker::halt() {
     ctx_.access_log.flush();
 }
 
-std::optional<Worker::Snapshot> Worker::snapshot(std::chrono::milliseconds timeout) {
+std::future<Worker::Snapshot> Worker::request_snapshot() {
     auto promise = std::make_shared<std::promise<Snapshot>>();
     auto future = promise->get_future();
     asio::post(*io_, [this, promise] {
-        Snapshot s{ctx_.stats, ctx_.router.stats(), ctx_.registry.size(), ctx_.stopping,
-                   ctx_.runtime->generation};
-        promise->set_value(std::move(s));
+        promise->set_value(Snapshot{index_, ctx_.stats, ctx_.router.stats(), ctx_.registry.size(),
+                                    ctx_.stopping, ctx_.runtime->generation});
     });
-    if (future.wait_for(timeout) != std::future_status::ready) return std::nullopt;
-    return future.get();
+    return future;
 }
 
 std::vector<std::uint16_t> Worker::ports() const {

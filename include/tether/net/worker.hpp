@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
@@ -69,14 +70,17 @@ public:
 
     /// What the admin thread reads: a copy made on the worker's thread.
     struct Snapshot {
+        std::size_t worker = 0;  ///< the worker's index
         http::WorkerStats stats;
         std::map<std::string, affinity::RouterStats, std::less<>> routing;
         std::size_t connections = 0;
         bool stopping = false;
         std::uint64_t generation = 0;  ///< of the routing snapshot it has installed
     };
-    /// Copies the worker's counters through post(); empty after `timeout`.
-    std::optional<Snapshot> snapshot(std::chrono::milliseconds timeout);
+    /// Posts a copy of the worker's counters (made on its thread); the future
+    /// is ready once the worker ran it, never while its loop is blocked or
+    /// halted (broken if the worker dies first). See app::SnapshotCollector.
+    std::future<Snapshot> request_snapshot();
 
 private:
     void arm_tick();

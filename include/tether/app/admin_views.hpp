@@ -1,11 +1,12 @@
 // What the admin endpoints show, rendered from worker snapshots (copied on
-// each worker's thread) and the routing snapshot. Runs on the admin thread.
+// each worker's thread, see SnapshotCollector) and the routing snapshot. Runs on the admin thread.
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "tether/affinity/local_table.hpp"
+#include "tether/app/snapshot_collector.hpp"
 #include "tether/net/worker.hpp"
 #include "tether/redis/client.hpp"
 #include "tether/upstream/backend.hpp"
@@ -14,7 +15,9 @@ namespace tether::app {
 
 struct AdminView {
     const upstream::Runtime& runtime;
-    const std::vector<net::Worker::Snapshot>& workers;
+    /// Copies of the workers that ever answered (stale ones: their last copy).
+    const std::vector<std::shared_ptr<const net::Worker::Snapshot>>& workers;
+    const std::vector<WorkerSnapshotState>& worker_states;  ///< one per worker
     const affinity::LocalTable& table;
     bool stopping = false;
     const redis::Client* redis = nullptr;  ///< null without `redis:`
