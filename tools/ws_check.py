@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Minimal WebSocket check for the demo (stdlib only): connects to a ws:// URL,
-sends 'whoami' and 'hello', prints what comes back, closes cleanly."""
+sends 'whoami' and 'hello', prints what comes back, closes cleanly.
+Its helpers (read_exact, frame, read_frame) are imported by tests/integration
+(tls_backend.py): keep this file standalone and stdlib only."""
 import base64, os, socket, struct, sys, urllib.parse
 
 
@@ -18,6 +20,7 @@ def frame(opcode: int, payload: bytes) -> bytes:
 
 
 def read_exact(sock: socket.socket, n: int) -> bytes:
+    """Exactly n bytes from sock; ConnectionError when the peer closes first."""
     data = b""
     while len(data) < n:
         chunk = sock.recv(n - len(data))

@@ -27,11 +27,9 @@ fails it on any report). Label: integration (skipped without redis-server).
 
 import os
 import re
-import shutil
 import signal
 import socket
 import ssl
-import tempfile
 import threading
 import time
 import unittest
@@ -40,7 +38,7 @@ from types import SimpleNamespace
 from harness import (HOST, Backend, HttpConnection, Tether, WebSocket, _Reader, build_request,
                      free_port, get_from, http_request, read_response, wait_port)
 from redis_fixture import REDIS, RedisServer
-from tls_certs import make_ca, make_leaf
+from tls_certs import PkiTestCase, make_ca, make_leaf
 
 LOAD_SECONDS = 4.0
 SHUTDOWN_SECONDS = 5
@@ -48,16 +46,13 @@ CLIENT_IPS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
 
 
 @unittest.skipUnless(REDIS, "redis-server not installed")
-class CrossThreadTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pki = tempfile.mkdtemp(prefix="tether-xt-pki-")
-        make_ca(cls.pki)
-        make_leaf(cls.pki, "localhost", ["localhost"])
+class CrossThreadTest(PkiTestCase):
+    pki_prefix = "tether-xt-pki-"
 
     @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.pki, ignore_errors=True)
+    def make_certificates(cls):
+        make_ca(cls.pki)
+        make_leaf(cls.pki, "localhost", ["localhost"])
 
     def setUp(self):
         self.redis = RedisServer()

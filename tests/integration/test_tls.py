@@ -17,7 +17,7 @@ import unittest
 
 from harness import (HOST, Backend, HttpConnection, Tether, WebSocket, _Reader, build_request,
                      free_port, http_request, read_response, tether_check, tether_config)
-from tls_certs import make_ca, make_leaf
+from tls_certs import PkiTestCase, make_ca, make_leaf
 
 
 def client_context(ca: str, **versions) -> ssl.SSLContext:
@@ -77,23 +77,17 @@ def wait_metric(admin_port: int, name: str, want: float, timeout: float = 5, **l
     return got
 
 
-class TlsTestCase(unittest.TestCase):
+class TlsTestCase(PkiTestCase):
+    pki_prefix = "tether-tls-"
+
     @classmethod
-    def setUpClass(cls):
-        cls.pki = tempfile.mkdtemp(prefix="tether-tls-")
+    def make_certificates(cls):
         make_ca(cls.pki)
         make_leaf(cls.pki, "a", ["a.test", "localhost"], serial=11)
         make_leaf(cls.pki, "b", ["b.test", "*.b.test"], serial=12)
         make_ca(cls.pki, "other", "another CA")
         make_leaf(cls.pki, "stranger", ["localhost"], ca="other", serial=13)
         cls.ca = os.path.join(cls.pki, "ca.pem")
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.pki, ignore_errors=True)
-
-    def path(self, name: str) -> str:
-        return os.path.join(self.pki, name)
 
     def start(self, tls: str, workers: int = 2, **overrides) -> tuple[Tether, int]:
         self.backend = Backend("s1")

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import ssl
-import tempfile
 import threading
 import time
 import unittest
@@ -22,7 +20,7 @@ from harness import (HOST, HttpConnection, Tether, WebSocket, free_port, http_re
                      tether_check, tether_config)
 from test_tls import client_context, metric, tls_listen, wss_connect
 from tls_backend import TlsBackend
-from tls_certs import make_ca, make_leaf
+from tls_certs import PkiTestCase, make_ca, make_leaf
 
 
 def wait_for(predicate, timeout: float = 5.0) -> bool:
@@ -34,10 +32,11 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:
     return True
 
 
-class UpstreamTlsCase(unittest.TestCase):
+class UpstreamTlsCase(PkiTestCase):
+    pki_prefix = "tether-uptls-"
+
     @classmethod
-    def setUpClass(cls):
-        cls.pki = tempfile.mkdtemp(prefix="tether-uptls-")
+    def make_certificates(cls):
         make_ca(cls.pki)
         make_leaf(cls.pki, "backend", ["backend.test"], serial=31, ips=["127.0.0.1"])
         make_ca(cls.pki, "other", "another CA")
@@ -47,13 +46,6 @@ class UpstreamTlsCase(unittest.TestCase):
         make_leaf(cls.pki, "front", ["localhost"], serial=33)
         with open(os.path.join(cls.pki, "garbage.pem"), "w") as f:
             f.write("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.pki, ignore_errors=True)
-
-    def path(self, name: str) -> str:
-        return os.path.join(self.pki, name)
 
     def backend_context(self, require_client_cert: bool = False) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

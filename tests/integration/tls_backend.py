@@ -22,11 +22,16 @@ import base64
 import hashlib
 import ipaddress
 import json
+import os
 import select
 import socket
 import ssl
 import struct
+import sys
 import threading
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from ws_check import read_exact  # noqa: E402  (the demo's WebSocket check, stdlib only)
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -38,13 +43,10 @@ class ProxyError(ValueError):
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    out = b""
-    while len(out) < n:
-        part = sock.recv(n - len(out))
-        if not part:
-            raise ProxyError("closed inside the PROXY header")
-        out += part
-    return out
+    try:
+        return read_exact(sock, n)
+    except ConnectionError:
+        raise ProxyError("closed inside the PROXY header") from None
 
 
 def read_proxy_header(sock: socket.socket, version: str) -> dict:

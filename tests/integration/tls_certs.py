@@ -1,14 +1,17 @@
 """Test certificates made with the `openssl` command line (no fixed keys in the repo).
 
-make_pki(dir) writes a test CA and leaf certificates signed by it:
-  ca.pem/ca.key, and for each name N in `leaves`: N.pem (leaf + CA chain) / N.key, whose
-  subjectAltName is DNS:N (plus any extra names given).
+make_ca(dir) writes a test CA (ca.pem/ca.key), make_leaf(dir, N, names) a leaf signed by it
+(N.pem: leaf + CA chain, N.key). PkiTestCase gives a test class a temporary directory of
+them, made once for the class.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
+import unittest
 
 
 def _openssl(*args: str, cwd: str) -> None:
@@ -47,3 +50,33 @@ def make_leaf(d: str, name: str, dns: list[str], ca: str = "ca", serial: int = 1
 def serial_of(pem_der_or_dict) -> int:
     """The serial number of a certificate as Python's ssl getpeercert() returns it."""
     return int(pem_der_or_dict["serialNumber"], 16)
+
+
+class PkiTestCase(unittest.TestCase):
+    """A TestCase whose class shares a temporary directory of certificates, `cls.pki`, made
+    by the subclass's make_certificates() before its first test and removed after its last;
+    path(name) is a file in it."""
+
+    pki_prefix = "tether-pki-"
+
+    @classmethod
+    def make_certificates(cls) -> None:
+        """Writes the class's certificates into cls.pki (make_ca, make_leaf)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pki = tempfile.mkdtemp(prefix=cls.pki_prefix)
+        try:
+            cls.make_certificates()
+        except BaseException:
+            shutil.rmtree(cls.pki, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.pki, ignore_errors=True)
+        super().tearDownClass()
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.pki, name)
