@@ -61,17 +61,10 @@ const std::set<std::string_view> kHarmless = {
     "proxy_send_timeout", "client_body_timeout", "send_timeout", "lingering_close",
     "lingering_time", "lingering_timeout", "underscores_in_headers", "ignore_invalid_headers",
     "proxy_intercept_errors", "proxy_next_upstream_timeout", "proxy_socket_keepalive", "aio",
-    "proxy_ssl_session_reuse", "proxy_ssl_verify_depth",
     "directio", "output_buffers", "postpone_output",
     "chunked_transfer_encoding", "merge_slashes", "msie_padding", "etag",
     "if_modified_since", "sendfile_max_chunk"};
 // clang-format on
-
-// proxy_ssl_* settings that carry over to upstreams.*.tls (upstream_tls.cpp).
-const std::set<std::string_view> kProxySsl = {
-    "proxy_ssl_verify", "proxy_ssl_trusted_certificate", "proxy_ssl_certificate",
-    "proxy_ssl_certificate_key", "proxy_ssl_ciphers", "proxy_ssl_protocols", "proxy_ssl_name",
-    "proxy_ssl_server_name"};
 
 // Directives whose effect tether does not reproduce and a client would notice.
 // clang-format off
@@ -95,6 +88,7 @@ Conversion Converter::run(const std::vector<Directive>& top, const std::string& 
     build_listeners();
     fail_statuses();
     unused_proxy_ssl();
+    unused_stapling_files();
     check_headers();
     suggest_sid();
     if (out_.listen.empty())
@@ -289,6 +283,7 @@ void Converter::common(const Directive& d, Scope& scope) {
         scope.ssl_on = d.arg(0) == "on";
     } else if (d.name == "ssl_stapling_file") {
         scope.stapling_file = &d;  // settled with the listener's certificate (settle.cpp)
+        stapling_seen_.push_back(&d);
     } else if (d.name == "ssl_stapling") {
         scope.stapling_on = d.arg(0) == "on";
         if (scope.stapling_on)
@@ -296,7 +291,7 @@ void Converter::common(const Directive& d, Scope& scope) {
                        "tether never asks the OCSP responder itself; an ssl_stapling_file "
                        "becomes the certificate's ocsp_response, without one nothing is "
                        "stapled (clients that need stapling fall back to their own check)");
-    } else if (contains(kProxySsl, d.name)) {
+    } else if (d.name.starts_with("proxy_ssl_")) {  // judged by the proxy_pass https:// under it
         scope.proxy_ssl[d.name] = &d;  // each inherited on its own, as nginx does
         proxy_ssl_seen_.push_back(&d);
     } else if (d.name == "proxy_next_upstream") {

@@ -63,6 +63,7 @@ private:
     // upstream_tls.cpp
     void upstream_scheme(const Directive& pass, const Scope& scope, const std::string& name);
     std::string path_of(const Directive& d) const;
+    void untranslated_proxy_ssl(const Scope& scope, const OutUpstreamTls& t, bool sends_sni);
     void unused_proxy_ssl();
     void next_upstream(const Directive& d, Scope& scope);
 
@@ -79,6 +80,7 @@ private:
     void add_listener(const ServerInfo& server, const Directive& listen,
                       const std::string& upstream);
     bool tls_material(const ServerInfo& server, const Directive& listen, OutListener& l);
+    void unused_stapling_files();
     void check_headers();
     void fail_statuses();
     void suggest_sid();
@@ -89,10 +91,11 @@ private:
     Output out_;
     std::map<std::string, std::size_t> upstream_index_;  ///< nginx name -> out_.upstreams
     std::vector<ServerInfo> servers_;
-    std::set<const Directive*> reported_;  ///< header lines already judged
+    std::set<const Directive*> reported_;  ///< lines already judged (headers, stapling, proxy_ssl_*)
     std::vector<const Directive*> next_upstreams_;  ///< proxy_next_upstream with statuses
     std::vector<const Directive*> proxy_ssl_seen_;  ///< every proxy_ssl_* line taken
     std::set<const Directive*> proxy_ssl_used_;     ///< those a proxy_pass https:// used
+    std::vector<const Directive*> stapling_seen_;   ///< every ssl_stapling_file line
 
     /// A limit_req_zone / limit_conn_zone: its key and (limit_req) rate.
     struct Zone {

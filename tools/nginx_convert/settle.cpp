@@ -250,6 +250,15 @@ bool Converter::tls_material(const ServerInfo& server, const Directive& d, OutLi
     return true;
 }
 
+// An ssl_stapling_file no translated TLS listener took (tls_material reports the others):
+// a server block without 'listen ... ssl', where nginx staples nothing either.
+void Converter::unused_stapling_files() {
+    for (const Directive* d : stapling_seen_)
+        if (reported_.insert(d).second)
+            f_.ignored(*d, "no TLS listener is translated under it (no 'listen ... ssl' in its "
+                           "server block, where nginx staples nothing either); not written");
+}
+
 void Converter::fail_statuses() {
     static const std::map<std::string, int> kCounted = {
         {"http_500", 500}, {"http_502", 502}, {"http_503", 503}, {"http_504", 504},

@@ -450,6 +450,100 @@ TEST(ConvertSnippets, ProxySslSettingsAreInheritedOneByOne) {
     EXPECT_EQ(tls->protocols, (std::vector<std::string>{"TLSv1.2"}));
     EXPECT_TRUE(c.has(Kind::note, 5, "verify: true (proxy_ssl_verify on)"));
     EXPECT_TRUE(c.has(Kind::note, 5, "tether sends 'api.internal' as nginx"));
+    EXPECT_TRUE(c.has(Kind::note, 3, "TLSv1.1 not written"));  // TLSv1.2 is
+}
+
+struct ExpectedFinding {
+    Kind kind;
+    int line;
+    const char* text;
+};
+
+void expect_findings(const Converted& c, std::initializer_list<ExpectedFinding> list) {
+    for (const auto& e : list)
+        EXPECT_TRUE(c.has(e.kind, e.line, e.text)) << "line " << e.line << ": " << e.text;
+}
+
+TEST(ConvertSnippets, ProxySslSettingsTetherCannotCarryAreNotTranslated) {
+    auto c = snippet(
+        "upstream u { server a:8443; }\n"
+        "server { listen 104; proxy_ssl_verify on; proxy_ssl_server_name on;\n"
+        "  proxy_ssl_verify_depth 2; proxy_ssl_crl tls/crl.pem;\n"
+        "  proxy_ssl_session_reuse off; proxy_ssl_conf_command Options -SessionTicket;\n"
+        "  proxy_ssl_name $host; proxy_ssl_certificate_cache off;\n"
+        "  proxy_ssl_certificate tls/cert.pem; proxy_ssl_certificate_key tls/key.pem;\n"
+        "  proxy_ssl_password_file tls/passwords;\n"
+        "  location / { proxy_pass https://u; } }");
+    EXPECT_TRUE(c.conversion.differs());
+    expect_findings(c, {{Kind::not_translated, 3, "'proxy_ssl_verify_depth': tether limits no"},
+                        {Kind::not_translated, 3, "'proxy_ssl_crl': tether reads no revocation"},
+                        {Kind::not_translated, 4, "'proxy_ssl_session_reuse': tether always"},
+                        {Kind::not_translated, 4, "'proxy_ssl_conf_command': no tether"},
+                        {Kind::not_translated, 5, "'proxy_ssl_name': a name made of variables"},
+                        {Kind::ignored, 5, "'proxy_ssl_certificate_cache'"},
+                        {Kind::not_translated, 7, "'proxy_ssl_password_file': tether reads only"}});
+    const auto& tls = c.cfg().upstreams.at("u").tls;
+    ASSERT_TRUE(tls);  // what can be carried still is
+    EXPECT_TRUE(tls->verify);
+    EXPECT_TRUE(tls->server_name.empty());
+    EXPECT_EQ(tls->certificate, kData + "/tls/cert.pem");
+}
+
+TEST(ConvertSnippets, ProxySslSettingsNginxWouldNotUseAreIgnored) {
+    auto c = snippet(
+        "upstream u { server a:8443; }\n"
+        "server { listen 105; proxy_ssl_verify_depth 3; proxy_ssl_crl tls/crl.pem;\n"
+        "  proxy_ssl_session_reuse on; proxy_ssl_name $host; proxy_ssl_password_file tls/pw;\n"
+        "  location / { proxy_pass https://u; } }");
+    EXPECT_FALSE(c.conversion.differs());  // nginx checks nothing here either
+    expect_findings(c, {{Kind::ignored, 2, "'proxy_ssl_verify_depth': nothing is checked"},
+                        {Kind::ignored, 2, "'proxy_ssl_crl': nothing is checked"},
+                        {Kind::ignored, 3, "'proxy_ssl_session_reuse': tether resumes"},
+                        {Kind::ignored, 3, "'proxy_ssl_name': a name made of variables"},
+                        {Kind::ignored, 3, "'proxy_ssl_password_file': no client certificate"}});
+}
+
+TEST(ConvertSnippets, ProxySslProtocolsAllOlderThanTls12AreNotTranslated) {
+    auto c = snippet(
+        "upstream u { server a:8443; }\n"
+        "server { listen 106; proxy_ssl_protocols TLSv1 TLSv1.1;\n"
+        "  location / { proxy_pass https://u; } }");
+    EXPECT_TRUE(c.has(Kind::not_translated, 2, "speaks only TLSv1 TLSv1.1 fails its handshake"));
+    const auto& tls = c.cfg().upstreams.at("u").tls;
+    ASSERT_TRUE(tls);
+    EXPECT_EQ(tls->protocols, (std::vector<std::string>{"TLSv1.2", "TLSv1.3"}));
+}
+
+TEST(ConvertSnippets, ProxySslCertificateWithVariablesIsNotTranslated) {
+    auto c = snippet(
+        "upstream u { server a:8443; }\n"
+        "server { listen 107; proxy_ssl_certificate $client_cert;\n"
+        "  proxy_ssl_certificate_key $client_key; location / { proxy_pass https://u; } }");
+    EXPECT_TRUE(c.has(Kind::not_translated, 2, "'proxy_ssl_certificate': a path made of variables"));
+    EXPECT_TRUE(c.has(Kind::not_translated, 3, "'proxy_ssl_certificate_key': a path made of"));
+    ASSERT_TRUE(c.cfg().upstreams.at("u").tls);
+    EXPECT_TRUE(c.cfg().upstreams.at("u").tls->certificate.empty());
+}
+
+TEST(ConvertSnippets, StaplingFileOfAPlainServerIsReported) {
+    auto c = snippet(
+        "upstream u { server a:1; }\n"
+        "server { listen 108; ssl_stapling_file tls/ocsp.der;\n"
+        "  location / { proxy_pass http://u; } }");
+    EXPECT_FALSE(c.conversion.differs());
+    EXPECT_TRUE(c.has(Kind::ignored, 2, "'ssl_stapling_file': no TLS listener is translated"));
+    EXPECT_FALSE(c.cfg().listen.at(0).tls);
+}
+
+TEST(ConvertSnippets, StaplingFileInheritedByATlsServerIsNotReportedUnused) {
+    auto c = snippet(
+        "upstream u { server a:1; }\n"
+        "http { ssl_stapling on; ssl_stapling_file tls/ocsp.der;\n"
+        "  server { listen 109; location / { proxy_pass http://u; } }\n"
+        "  server { listen 443 ssl; ssl_certificate tls/cert.pem; ssl_certificate_key tls/key.pem;\n"
+        "    location / { proxy_pass http://u; } } }");
+    EXPECT_TRUE(c.has(Kind::note, 2, "becomes ocsp_response of the certificate"));
+    EXPECT_FALSE(c.has(Kind::ignored, 2, "no TLS listener is translated"));
 }
 
 TEST(ConvertSnippets, HttpsSchemesPerUpstream) {
