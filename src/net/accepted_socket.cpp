@@ -10,37 +10,14 @@
 
 #include <boost/asio/ip/address_v6.hpp>
 
+#include "tether/tls/reactor_registration.hpp"
+
 namespace tether::net {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 namespace {
-
-#if defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT) || defined(BOOST_ASIO_HAS_IOCP) || \
-    defined(BOOST_ASIO_WINDOWS_RUNTIME)
-#define TETHER_ASIO_REACTIVE_SOCKETS 0
-#else
-#define TETHER_ASIO_REACTIVE_SOCKETS 1
-#endif
-
-#if TETHER_ASIO_REACTIVE_SOCKETS
-// Asio keeps, per socket, flags of what it knows about the descriptor
-// (socket_ops::state_type). assign() sets `possible_dup` (close deregisters
-// with epoll_ctl DEL first) and not `internal_non_blocking` (the first
-// asynchronous operation makes it non-blocking with an ioctl). For a socket
-// fresh from accept4(SOCK_NONBLOCK) both are known: it is non-blocking, and no
-// other descriptor refers to its file (close-on-exec, never dup'ed). The flags
-// live in the protected implementation of basic_socket, reached through a
-// pointer to member formed in a derived class (the standard's way to name a
-// protected member from outside). Written for Asio's reactive (epoll) sockets,
-// Boost 1.81; other back-ends keep Asio's defaults (the #if above).
-struct SocketFlags : tcp::socket {
-    static asio::detail::socket_ops::state_type& of(tcp::socket& s) {
-        return (s.*(&SocketFlags::impl_)).get_implementation().state_;
-    }
-};
-#endif
 
 // "a.b.c.d" without printf (glibc's inet_ntop formats IPv4 with sprintf).
 void ipv4_text(const in_addr& a, std::string& out) {
@@ -72,20 +49,10 @@ bool accept_connection(int listen_fd, AcceptedConnection& out) {
     return out.fd >= 0;
 }
 
-boost::system::error_code adopt_accepted(tcp::socket& socket, const AcceptedConnection& c) {
-    boost::system::error_code ec;
+boost::system::error_code adopt_accepted(tcp::socket& socket, const AcceptedConnection& c,
+                                         bool register_now) {
     const tcp protocol = c.peer.ss_family == AF_INET6 ? tcp::v6() : tcp::v4();
-    socket.assign(protocol, c.fd, ec);
-    if (ec) {
-        ::close(c.fd);
-        return ec;
-    }
-#if TETHER_ASIO_REACTIVE_SOCKETS
-    namespace ops = asio::detail::socket_ops;
-    auto& flags = SocketFlags::of(socket);
-    flags = static_cast<ops::state_type>((flags | ops::internal_non_blocking) & ~ops::possible_dup);
-#endif
-    return ec;
+    return tls::adopt_descriptor(socket, c.fd, protocol, register_now);
 }
 
 void peer_text(const sockaddr_storage& peer, std::string& address, std::uint16_t& port) {

@@ -139,7 +139,11 @@ void Listener::take(const AcceptedConnection& c, bool proxy) {
         return;
     }
     tcp::socket socket(acceptor_.get_executor());
-    if (const auto ec = adopt_accepted(socket, c)) {  // the reactor refused it (ENOMEM...)
+    // A PROXY protocol header is read with Beast's tcp_stream (Asio's own
+    // operations): registered now. A plain listener's session reads and
+    // writes through tls::TimedSocket, which registers the socket only
+    // when an operation would block.
+    if (const auto ec = adopt_accepted(socket, c, proxy)) {  // the reactor refused it (ENOMEM...)
         log::warn("accepted connection dropped: " + ec.message());
         if (!counted_ip.empty()) counters_.per_ip.remove(counted_ip);
         counters_.connections.fetch_sub(1, std::memory_order_relaxed);

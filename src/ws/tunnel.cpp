@@ -27,6 +27,11 @@ class Tunnel final : public TrackedConnection {
 public:
     Tunnel(TunnelSetup& s, TunnelContext& ctx)
         : setup_(s), ctx_(ctx), entry_(ctx.registry, this) {
+        // The pumps start Asio's operations on the sockets directly: a client
+        // socket not yet with the reactor joins it now (its error, if any,
+        // ends the first operation).
+        s.client.tcp().join_reactor();
+        s.server.tcp().join_reactor();
         to_server_.src = &s.client.socket();
         to_server_.dst = &s.server.socket();
         to_client_.src = &s.server.socket();

@@ -27,13 +27,17 @@
 #include <type_traits>
 #include <utility>
 
+#include <boost/asio/append.hpp>
 #include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/handler_continuation_hook.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/error.hpp>
+
+#include "tether/tls/reactor_registration.hpp"
 
 namespace tether::tls {
 
@@ -61,6 +65,14 @@ public:
     }
     void expires_after(Clock::duration d) { expires_at(Clock::now() + d); }
     void expires_never() { expires_at(Clock::time_point::max()); }
+    /// Registers a socket that is not yet with its reactor (see
+    /// reactor_registration.hpp): needed before an Asio asynchronous
+    /// operation is started on socket() directly. Nothing when it is.
+    boost::system::error_code join_reactor() {
+        if (!s_->lazy) return {};
+        s_->lazy = false;
+        return register_socket(s_->socket);
+    }
     /// Cancels the pending operations (they end with operation_aborted).
     void cancel() {
         boost::system::error_code ignored;
@@ -71,6 +83,15 @@ public:
     auto async_read_some(const MutableBuffers& buffers, Token&& token) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
             [this](auto handler, const MutableBuffers& b) {
+                if (s_->lazy) {
+                    IoVecs io(b);
+                    boost::system::error_code ec;
+                    std::size_t n = 0;
+                    if (io.bytes > 0) n = receive_now(s_->socket.native_handle(), io.v, io.n, ec);
+                    if (ec != boost::asio::error::would_block)
+                        return complete_now(std::move(handler), ec, n);
+                    if ((ec = join_reactor())) return complete_now(std::move(handler), ec, 0);
+                }
                 s_->begin(kRead);
                 s_->socket.async_read_some(b, Timed<decltype(handler)>(s_, kRead,
                                                                        std::move(handler)));
@@ -82,6 +103,15 @@ public:
     auto async_write_some(const ConstBuffers& buffers, Token&& token) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
             [this](auto handler, const ConstBuffers& b) {
+                if (s_->lazy) {
+                    IoVecs io(b);
+                    boost::system::error_code ec;
+                    std::size_t n = 0;
+                    if (io.bytes > 0) n = send_now(s_->socket.native_handle(), io.v, io.n, ec);
+                    if (ec != boost::asio::error::would_block)
+                        return complete_now(std::move(handler), ec, n);
+                    if ((ec = join_reactor())) return complete_now(std::move(handler), ec, 0);
+                }
                 s_->begin(kWrite);
                 s_->socket.async_write_some(b, Timed<decltype(handler)>(s_, kWrite,
                                                                         std::move(handler)));
@@ -95,6 +125,13 @@ public:
     auto async_wait_readable(Token&& token) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
             [this](auto handler) {
+                if (s_->lazy) {
+                    if (const auto ec = join_reactor()) {
+                        boost::asio::post(s_->socket.get_executor(),
+                                          boost::asio::append(std::move(handler), ec));
+                        return;
+                    }
+                }
                 s_->begin(kRead);
                 s_->socket.async_wait(boost::asio::socket_base::wait_read,
                                       Timed<decltype(handler)>(s_, kRead, std::move(handler)));
@@ -118,6 +155,14 @@ public:
 
 private:
     static constexpr int kRead = 0;
+
+    // An operation done without the reactor: its handler runs from the
+    // executor's queue, as after Asio's own speculative read or write.
+    template <class Handler>
+    void complete_now(Handler&& handler, boost::system::error_code ec, std::size_t n) {
+        boost::asio::post(s_->socket.get_executor(),
+                          boost::asio::append(std::forward<Handler>(handler), ec, n));
+    }
     static constexpr int kWrite = 1;
 
     struct Direction {
@@ -129,9 +174,12 @@ private:
 
     struct State {
         explicit State(boost::asio::ip::tcp::socket s)
-            : socket(std::move(s)), timer(socket.get_executor()) {}
+            : socket(std::move(s)), timer(socket.get_executor()), lazy(unregistered(socket)) {}
         boost::asio::ip::tcp::socket socket;
         boost::asio::steady_timer timer;
+        // Not registered with the reactor yet (reactor_registration.hpp): a
+        // read or write is tried at once, and registers it only if it would block.
+        bool lazy;
         Direction dir[2];
         Clock::time_point armed = Clock::time_point::max();  // the timer's wait; max: none
         std::uint64_t generation = 0;                        // of the timer's current wait
