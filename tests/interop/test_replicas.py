@@ -422,8 +422,14 @@ class ReplicasTest(unittest.TestCase):
         self.addCleanup(long.finish, 10)
         self.addCleanup(churn.finish, 10)
         subscribers_before = self.events_subscribers()
+        # At least 3 s of load and more than 10 sessions before the outage; on a loaded machine
+        # (under TSan at load 12: 4 sessions in 3 s) the sessions take longer, up to 20 s.
+        t_load = time.monotonic()
         time.sleep(3)
         before = collector.summary()
+        while before["sessions"] <= 10 and time.monotonic() < t_load + 20:
+            time.sleep(0.2)
+            before = collector.summary()
         self.assertGreater(before["sessions"], 10, f"churn made no sessions: {before}\n{self._logs()}")
         port = self.table_port
         t_kill = time.monotonic()
