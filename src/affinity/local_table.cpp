@@ -46,6 +46,37 @@ std::optional<std::string> LocalTable::get(std::string_view key, Clock::time_poi
     return it->second.server;
 }
 
+LocalTable::Found LocalTable::find(std::string_view key, Clock::time_point now,
+                                   std::chrono::milliseconds ttl, Clock::duration sync_every,
+                                   const Names& names) {
+    const Hashed k = hashed(key);
+    Shard& s = shard_for(k);
+    Found out;
+    std::lock_guard lock(s.mutex);
+    auto it = s.map.find(k);
+    if (it == s.map.end()) return out;
+    Entry& e = it->second;
+    if (e.expires <= now) {
+        s.lru.erase(e.lru);
+        s.map.erase(it);
+        return out;
+    }
+    out.bound = true;
+    e.expires = now + ttl;
+    if (sync_every != Clock::duration::max() && now - e.synced >= sync_every) {
+        out.sync_due = true;
+        e.synced = now;
+    }
+    s.lru.splice(s.lru.begin(), s.lru, e.lru);
+    if (names.generation == 0 || e.names_generation != names.generation) {
+        const auto n = names.index->find(e.server);
+        e.names_index = n == names.index->end() ? kNoIndex : n->second;
+        e.names_generation = names.generation;
+    }
+    out.index = e.names_index;
+    return out;
+}
+
 bool LocalTable::contains(std::string_view key, Clock::time_point now) const {
     const Hashed k = hashed(key);
     const Shard& s = shard_for(k);
@@ -90,6 +121,7 @@ void LocalTable::put(std::string_view key, std::string_view server, Clock::time_
     std::lock_guard lock(s.mutex);
     if (auto it = s.map.find(k); it != s.map.end()) {
         it->second.server.assign(server);
+        it->second.names_generation = 0;
         it->second.expires = now + ttl;
         it->second.synced = now;
         s.lru.splice(s.lru.begin(), s.lru, it->second.lru);

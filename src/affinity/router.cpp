@@ -2,6 +2,7 @@
 #include "tether/affinity/router.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include <boost/asio/ip/address.hpp>
@@ -88,6 +89,11 @@ std::string format_v4(std::uint32_t addr) {
 
 std::uint32_t mask_v4(int bits4) { return bits4 <= 0 ? 0 : bits4 >= 32 ? ~0u : ~0u << (32 - bits4); }
 
+std::uint64_t next_generation() {
+    static std::atomic<std::uint64_t> last{0};
+    return ++last;
+}
+
 }  // namespace
 
 std::string masked_ip(std::string_view ip, int bits4, int bits6) {
@@ -111,10 +117,14 @@ std::string masked_ip(std::string_view ip, int bits4, int bits6) {
 std::shared_ptr<const RoutingTables> build_routing(const upstream::Runtime& rt,
                                                    const std::string& process_secret) {
     auto tables = std::make_shared<RoutingTables>();
+    tables->generation = next_generation();
     for (const auto& u : rt.upstreams) {
         UpstreamRouting r;
         const auto& cfg = *u.config;
         r.name = cfg.name;
+        r.generation = next_generation();
+        r.sid_prefix = cfg.name + ":sid:";
+        r.ip_hash_prefix = cfg.name + ":ip_hash:";
         r.secret = cfg.cookie.secret.empty() ? process_secret : cfg.cookie.secret;
         std::vector<balance::MaglevTable::Member> members;
         for (std::size_t i = 0; i < u.backends.size(); ++i) {
@@ -135,23 +145,6 @@ std::shared_ptr<const RoutingTables> build_routing(const upstream::Runtime& rt,
     return tables;
 }
 
-std::string Router::table_key(const upstream::Runtime& rt, std::size_t ui,
-                              const RouteInput& in) const {
-    const auto& c = *rt.upstreams[ui].config;
-    std::string key;
-    if (c.affinity == config::Affinity::ip_hash) {
-        key.assign(c.name).append(":ip_hash:");
-        key.append(masked_ip(in.client_ip, c.ip_hash.prefix_v4, c.ip_hash.prefix_v6));
-    } else if (c.affinity == config::Affinity::sid) {
-        const auto q = in.eio ? *in.eio : balance::eio_query(in.target, c.sid.path, c.sid.param);
-        const auto& raw = q.sid;
-        std::string scratch;
-        if (raw && !raw->empty())
-            key.assign(c.name).append(":sid:").append(balance::decode_param(*raw, scratch));
-    }
-    return key;
-}
-
 std::shared_ptr<Backend> Router::bound_backend(const upstream::Upstream& u,
                                                const UpstreamRouting& r, std::string_view server,
                                                Exclude exclude) const {
@@ -162,14 +155,11 @@ std::shared_ptr<Backend> Router::bound_backend(const upstream::Upstream& u,
 
 void Router::count_redis_failure(std::string_view upstream) { ++counters(upstream).redis_failures; }
 
-std::optional<std::string> Router::lookup(const std::string& key, Clock::time_point now,
-                                          std::chrono::milliseconds ttl, const RouteInput& in,
-                                          SharedWrite& write) {
-    if (!shared_ || in.fetched) return table_.get(key, now, ttl);
-    bool due = false;
-    auto bound = table_.get(key, now, ttl, ttl / 10, due);
-    if (bound && due) write = SharedWrite{SharedWrite::Op::refresh, key, *bound, {}, ttl};
-    return bound;
+LocalTable::Found Router::find_bound(const UpstreamRouting& r, Clock::time_point now,
+                                     std::chrono::milliseconds ttl, const RouteInput& in) {
+    const Clock::duration sync_every =
+        !shared_ || in.fetched ? Clock::duration::max() : Clock::duration(ttl / 10);
+    return table_.find(key_, now, ttl, sync_every, {&r.by_name, r.generation});
 }
 
 RouterStats& Router::counters(std::string_view upstream) {
@@ -178,12 +168,22 @@ RouterStats& Router::counters(std::string_view upstream) {
     return it->second;
 }
 
+RouterStats& Router::counters(const RoutingTables& tables, std::size_t ui) {
+    if (tables.generation == 0) return counters(tables.upstreams[ui].name);  // built by hand
+    if (counted_generation_ != tables.generation) {
+        counted_.clear();
+        for (const auto& r : tables.upstreams) counted_.push_back(&counters(r.name));
+        counted_generation_ = tables.generation;
+    }
+    return *counted_[ui];
+}
+
 RouteDecision Router::route(const upstream::Runtime& rt, std::size_t ui,
                             const RoutingTables& tables, balance::Picker& picker,
                             const RouteInput& in, Exclude exclude) {
     const auto& u = rt.upstreams[ui];
     const auto& r = tables.upstreams[ui];
-    current_ = &counters(r.name);
+    current_ = &counters(tables, ui);
     switch (u.config->affinity) {
         case config::Affinity::none: return place(u, picker, exclude);
         case config::Affinity::ip_hash: return route_ip_hash(u, r, picker, in, exclude);
@@ -191,6 +191,13 @@ RouteDecision Router::route(const upstream::Runtime& rt, std::size_t ui,
         case config::Affinity::sid: return route_sid(u, r, picker, in, exclude);
     }
     return place(u, picker, exclude);
+}
+
+RouteDecision Router::fetch_first() const {
+    RouteDecision d;
+    d.write.op = SharedWrite::Op::fetch;
+    d.write.key = key_;
+    return d;
 }
 
 RouteDecision Router::place(const upstream::Upstream& u, balance::Picker& picker, Exclude exclude) {
@@ -240,22 +247,23 @@ RouteDecision Router::route_ip_hash(const upstream::Upstream& u, const UpstreamR
                                     Exclude exclude) {
     const auto& cfg = u.config->ip_hash;
     const std::string masked = masked_ip(in.client_ip, cfg.prefix_v4, cfg.prefix_v6);
-    key_.assign(r.name).append(":ip_hash:").append(masked);
+    key_.assign(r.ip_hash_prefix).append(masked);
     const auto now = Clock::now();
     const auto ttl = u.config->affinity_ttl;
-    SharedWrite refresh;
-    std::optional<std::string> bound = lookup(key_, now, ttl, in, refresh);
-    if (bound) {
-        if (auto it = r.by_name.find(*bound); it != r.by_name.end()) {
-            const auto& b = u.backends[it->second];
+    const auto found = find_bound(r, now, ttl, in);
+    if (found.bound) {
+        if (found.index != LocalTable::kNoIndex) {
+            const auto& b = u.backends[found.index];
             if (keeps_bound(*b, exclude)) {
                 ++(in.fetched ? current_->redis_hits : current_->local_hits);
                 RouteDecision d = to_backend(b);
-                if (refresh.op != SharedWrite::Op::none) d.write = std::move(refresh);
+                if (found.sync_due) d.write = {SharedWrite::Op::refresh, key_, b->name(), {}, ttl};
                 return d;
             }
         }
         ++current_->rebinds;
+    } else if (shared_ && in.may_fetch && !in.fetched) {
+        return fetch_first();
     } else {
         ++current_->misses;
     }
@@ -263,13 +271,14 @@ RouteDecision Router::route_ip_hash(const upstream::Upstream& u, const UpstreamR
     const int bi = maglev_place(u, r, stable_hash(masked, 0x69706861736800ull), exclude);
     if (bi < 0) return place(u, picker, exclude);  // no primary: backups by balance
     const auto& chosen = u.backends[static_cast<std::size_t>(bi)];
-    if (bound) {
+    if (found.bound) {
         table_.put(key_, chosen->name(), now, ttl);
         RouteDecision d = to_backend(chosen);
         // A server this replica does not know may be one another replica
         // already has (a reload rolling out): its binding is left alone.
-        if (shared_ && r.by_name.contains(*bound))
-            d.write = {SharedWrite::Op::replace, key_, chosen->name(), *bound, ttl};
+        if (shared_ && found.index != LocalTable::kNoIndex)
+            d.write = {SharedWrite::Op::replace, key_, chosen->name(),
+                       u.backends[found.index]->name(), ttl};
         return d;
     }
     const std::string holder = table_.put_if_absent(key_, chosen->name(), now, ttl);
@@ -314,16 +323,16 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
             d.set_cookie = r.set_cookie[r.by_name.at(d.backend->name())];
         return d;
     }
-    key_.assign(r.name).append(":sid:").append(balance::decode_param(*raw_sid, sid_scratch_));
+    key_.assign(r.sid_prefix).append(balance::decode_param(*raw_sid, sid_scratch_));
     const auto now = Clock::now();
     const auto ttl = u.config->affinity_ttl;
-    SharedWrite refresh;
-    if (auto bound = lookup(key_, now, ttl, in, refresh)) {
-        auto it = r.by_name.find(*bound);
-        if (it != r.by_name.end() && keeps_bound(*u.backends[it->second], exclude)) {
+    if (const auto found = find_bound(r, now, ttl, in); found.bound) {
+        const bool known = found.index != LocalTable::kNoIndex;
+        if (known && keeps_bound(*u.backends[found.index], exclude)) {
             ++(in.fetched ? current_->redis_hits : current_->local_hits);
-            RouteDecision d = to_backend(u.backends[it->second]);
-            if (refresh.op != SharedWrite::Op::none) d.write = std::move(refresh);
+            RouteDecision d = to_backend(u.backends[found.index]);
+            if (found.sync_due)
+                d.write = {SharedWrite::Op::refresh, key_, d.backend->name(), {}, ttl};
             return d;
         }
         // Bound to a dead or removed server: the session is gone with it.
@@ -332,10 +341,11 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
         ++current_->unknown_sids;
         RouteDecision d;
         d.unknown_sid = true;
-        if (shared_ && it != r.by_name.end())  // see route_ip_hash on unknown servers
-            d.write = {SharedWrite::Op::remove, key_, {}, *bound, ttl};
+        if (shared_ && known)  // see route_ip_hash on unknown servers
+            d.write = {SharedWrite::Op::remove, key_, {}, u.backends[found.index]->name(), ttl};
         return d;
     }
+    if (shared_ && in.may_fetch && !in.fetched) return fetch_first();
     ++current_->misses;
     if (sc.fallback_cookie) {
         const std::string_view token = balance::find_cookie(in.cookie_header, u.config->cookie.name);

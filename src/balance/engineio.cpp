@@ -1,6 +1,8 @@
 // Engine.IO sid extraction; see engineio.hpp.
 #include "tether/balance/engineio.hpp"
 
+#include <cstring>
+
 namespace tether::balance {
 
 namespace {
@@ -100,17 +102,49 @@ std::optional<std::string> query_param(std::string_view target, std::string_view
     return percent_decode(*raw);
 }
 
+// One pass over the target, the same reading as path_under, query_of and
+// value_if_named above, written for the request path (affinity sid reads it
+// on every request): one memchr for '?', one for '#', one per pair for '&'
+// (only while a wanted name is still missing), names compared in place.
 EioQuery eio_query(std::string_view target, std::string_view sid_path,
                    std::string_view sid_param) {
     EioQuery out;
-    out.under_path = path_under(target, sid_path);
-    const auto query = out.under_path ? query_of(target) : std::nullopt;
-    if (!query) return out;
-    for_each_pair(*query, [&](std::string_view rest) {
-        if (!out.sid) out.sid = value_if_named(rest, sid_param);
-        if (!out.transport) out.transport = value_if_named(rest, "transport");
-        return out.sid && out.transport;
-    });
+    const char* const begin = target.data();
+    const char* const end = begin + target.size();
+    const auto find = [](const char* from, const char* to, char c) {
+        return from == to ? nullptr
+                          : static_cast<const char*>(
+                                std::memchr(from, c, static_cast<std::size_t>(to - from)));
+    };
+    const char* mark = find(begin, end, '?');
+    const std::string_view path(begin, static_cast<std::size_t>((mark ? mark : end) - begin));
+    out.under_path = path.starts_with(sid_path) ||
+                     (!sid_path.empty() && sid_path.back() == '/' &&
+                      path == sid_path.substr(0, sid_path.size() - 1));
+    if (!out.under_path || !mark) return out;
+    const char* p = mark + 1;
+    const char* qend = end;
+    if (const char* h = find(p, end, '#')) qend = h;
+    constexpr std::string_view kTransport = "transport";
+    // The raw value of the pair at p named `name`, else nullopt (value_if_named).
+    const auto named = [&](std::string_view name,
+                           const char* pair_end) -> std::optional<std::string_view> {
+        const auto len = static_cast<std::size_t>(pair_end - p);
+        if (len < name.size()) return std::nullopt;
+        if (!name.empty() && (*p != name.front() || std::memcmp(p, name.data(), name.size()) != 0))
+            return std::nullopt;
+        if (len == name.size()) return std::string_view();
+        if (p[name.size()] != '=') return std::nullopt;
+        return std::string_view(p + name.size() + 1, len - name.size() - 1);
+    };
+    while (p < qend) {
+        const char* amp = find(p, qend, '&');
+        const char* pair_end = amp ? amp : qend;
+        if (!out.sid) out.sid = named(sid_param, pair_end);
+        if (!out.transport) out.transport = named(kTransport, pair_end);
+        if ((out.sid && out.transport) || !amp) break;
+        p = amp + 1;
+    }
     return out;
 }
 

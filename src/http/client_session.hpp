@@ -134,7 +134,7 @@ private:
     bool connect_spec(const Exchange& ex, ConnectSpec& spec);
     awaitable<errc> connect_new(Exchange& ex, std::shared_ptr<upstream::Backend> backend);
     std::string proxy_header(config::SendProxy version);
-    awaitable<void> fetch_shared(Exchange& ex, affinity::RouteInput& in);
+    awaitable<void> fetch_shared(Exchange& ex, affinity::RouteInput& in, const std::string& key);
     awaitable<void> share_decision(Exchange& ex, affinity::RouteDecision& d,
                                    std::span<const upstream::Backend* const> exclude);
     awaitable<std::tuple<beast::error_code, std::size_t>> read_response_head(Exchange& ex,

@@ -119,7 +119,7 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
         ex.eio_query = balance::eio_query(req.target(), uc.sid.path, uc.sid.param);
         in.eio = &ex.eio_query;
     }
-    if (ctx_.store) co_await fetch_shared(ex, in);
+    in.may_fetch = ctx_.store != nullptr;
     ConnectSpec& spec = ex.spec;  // in the Exchange: keeps this coroutine's frame small
     spec = ConnectSpec{};
     if (!connect_spec(ex, spec)) co_return errc::upstream_connect;
@@ -132,6 +132,11 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
         const std::span<const upstream::Backend* const> exclude(tried.data(), tried_count);
         auto d = ctx_.router.route(*ex.runtime, ex.upstream_index, *ex.routing,
                                    (*ex.pickers)[ex.upstream_index], in, exclude);
+        if (d.write.op == affinity::SharedWrite::Op::fetch) {  // a local miss: ask Redis first
+            co_await fetch_shared(ex, in, d.write.key);
+            d = ctx_.router.route(*ex.runtime, ex.upstream_index, *ex.routing,
+                                  (*ex.pickers)[ex.upstream_index], in, exclude);
+        }
         if (ctx_.store && d.write.op != affinity::SharedWrite::Op::none)
             co_await share_decision(ex, d, exclude);
         in.fetched = false;  // a retry finds the binding in the local table
@@ -211,11 +216,12 @@ std::string ClientSession::proxy_header(config::SendProxy version) {
                              ec ? 0 : local.port());
 }
 
-// On a local miss of the key this request is routed by, asks Redis (within
-// redis.timeout) and puts what it knows into the local table.
-awaitable<void> ClientSession::fetch_shared(Exchange& ex, affinity::RouteInput& in) {
-    const std::string key = ctx_.router.table_key(*ex.runtime, ex.upstream_index, in);
-    if (key.empty() || ctx_.router.table().contains(key, Clock::now())) co_return;
+// On a local miss of the key this request is routed by (the router's
+// Op::fetch), asks Redis (within redis.timeout) and puts what it knows into
+// the local table; the request is then routed again, and never fetches twice.
+awaitable<void> ClientSession::fetch_shared(Exchange& ex, affinity::RouteInput& in,
+                                            const std::string& key) {
+    in.may_fetch = false;
     const auto& uc = *ex.upstream->config;  // ex.runtime keeps it alive
     const auto found = co_await ctx_.store->fetch(key);
     if (found.failed) {
@@ -236,7 +242,8 @@ awaitable<void> ClientSession::share_decision(Exchange& ex, affinity::RouteDecis
     const auto& uc = *ex.upstream->config;
     std::optional<std::string> holder;
     switch (w.op) {
-        case Op::none: co_return;
+        case Op::none:
+        case Op::fetch: co_return;  // fetch is no write (handled before share_decision)
         case Op::refresh: ctx_.store->refresh(w.key, w.server, w.ttl); co_return;
         case Op::remove: ctx_.store->remove(w.key, w.previous); co_return;
         case Op::claim: holder = co_await ctx_.store->claim(w.key, w.server, w.ttl); break;

@@ -24,9 +24,14 @@
 
 namespace tether::affinity {
 
+/// Server name -> index in a routing snapshot's server list (an upstream's
+/// UpstreamRouting::by_name).
+using ServerIndex = std::unordered_map<std::string, std::size_t, StringViewHash, std::equal_to<>>;
+
 class LocalTable {
 public:
     static constexpr std::size_t kShards = 64;
+    static constexpr std::size_t kNoIndex = static_cast<std::size_t>(-1);
 
     explicit LocalTable(std::size_t max_entries);
 
@@ -39,6 +44,24 @@ public:
     std::optional<std::string> get(std::string_view key, Clock::time_point now,
                                    std::chrono::milliseconds ttl, Clock::duration sync_every,
                                    bool& sync_due);
+    /// An upstream's ServerIndex with the snapshot generation it belongs to
+    /// (unique per index: an entry remembers which one resolved its server).
+    struct Names {
+        const ServerIndex* index = nullptr;
+        std::uint64_t generation = 0;  ///< > 0
+    };
+    /// What find() found.
+    struct Found {
+        bool bound = false;               ///< a live binding (its expiry is now + ttl)
+        bool sync_due = false;            ///< as get()'s sync_due
+        std::size_t index = kNoIndex;     ///< the bound server in `names`; kNoIndex: not there
+    };
+    /// get() for the request path: the bound server as its index in `names`,
+    /// resolved once per entry and snapshot (the entry remembers it until its
+    /// server or the snapshot changes), so a hit neither copies the name nor
+    /// looks it up. Names with generation 0 are looked up every time.
+    Found find(std::string_view key, Clock::time_point now, std::chrono::milliseconds ttl,
+               Clock::duration sync_every, const Names& names);
     /// True if `key` has a live binding (its expiry is left as it is).
     bool contains(std::string_view key, Clock::time_point now) const;
     /// A live binding of shard `shard`: key, server and the time it has left.
@@ -71,6 +94,8 @@ private:
         Clock::time_point expires;
         Clock::time_point synced;  // last written to or refreshed in the shared store
         Lru::iterator lru;
+        std::uint64_t names_generation = 0;  // Names that resolved `server` (0: none yet)
+        std::size_t names_index = kNoIndex;  // its answer
     };
     // A key with its hash, computed once per operation for both the shard
     // and the map (heterogeneous lookup: no std::string is made to look up).

@@ -14,11 +14,13 @@
 //            answer (see SidLearner in the http module).
 // "Live" for a binding means up: a draining server keeps its bound clients.
 //
-// Shared table (Redis): the Router itself never waits. The session first
-// fetches a key the local table lacks (table_key()) from Redis into the local
-// table and says so in RouteInput::fetched; the Router then decides on local
-// state and returns, in RouteDecision::write, what the shared table must
-// learn: a new binding to claim (SET NX; a binding another replica made first
+// Shared table (Redis): the Router itself never waits. A key the local table
+// lacks is answered with SharedWrite::Op::fetch when the caller allows it
+// (RouteInput::may_fetch): the session fetches it from Redis into the local
+// table and routes again, saying so in RouteInput::fetched (a local hit, the
+// steady state, costs nothing more than without Redis). The Router decides
+// on local state and returns, in RouteDecision::write, what the shared table
+// must learn: a new binding to claim (SET NX; a binding another replica made first
 // is adopted), a dead binding to replace or remove, or a TTL refresh (at most
 // once per ttl/10 per key). The session performs it before the request goes
 // on, so a binding is in Redis before the answer reaches the client.
@@ -50,17 +52,20 @@ namespace tether::affinity {
 
 struct UpstreamRouting {
     std::string name;
+    std::uint64_t generation = 0;  ///< unique per build_routing and upstream (> 0)
+    std::string sid_prefix;        ///< "{name}:sid:", the table keys of affinity sid
+    std::string ip_hash_prefix;    ///< "{name}:ip_hash:"
     std::unique_ptr<balance::MaglevTable> maglev;  ///< over primary servers
     std::vector<std::size_t> maglev_backend;       ///< maglev member -> backend index
     std::unordered_map<std::uint64_t, std::size_t> cookie_ids;  ///< token id -> backend index
-    std::unordered_map<std::string, std::size_t, StringViewHash, std::equal_to<>>
-        by_name;                            ///< server name -> backend index
+    ServerIndex by_name;                    ///< server name -> backend index
     std::vector<std::string> cookie_token;  ///< by backend index: its signed token
     std::vector<std::string> set_cookie;    ///< by backend index: "Set-Cookie: ...\r\n"
     std::string secret;                   ///< effective cookie secret
 };
 
 struct RoutingTables {
+    std::uint64_t generation = 0;            ///< unique per build_routing (> 0)
     std::vector<UpstreamRouting> upstreams;  ///< same order as Runtime::upstreams
 };
 
@@ -77,11 +82,16 @@ struct RouteInput {
     /// balance::eio_query(target, sid.path, sid.param) when the caller read
     /// it already (affinity sid); null: the router reads the target itself.
     const balance::EioQuery* eio = nullptr;
+    /// With a shared table: a local miss of the table key returns
+    /// SharedWrite::Op::fetch (ask Redis, then route again) instead of a placement.
+    bool may_fetch = false;
 };
 
 /// What the shared (Redis) table must learn from a decision.
 struct SharedWrite {
-    enum class Op { none, claim, replace, remove, refresh };
+    /// fetch is no write: the local table lacks `key`; fetch it from the
+    /// shared table into the local one, then route again (RouteInput::fetched).
+    enum class Op { none, claim, replace, remove, refresh, fetch };
     Op op = Op::none;
     std::string key;       ///< table key, "{upstream}:{mode}:{key}"
     std::string server;    ///< claim, replace, refresh: the bound server
@@ -113,11 +123,6 @@ class Router {
 public:
     /// `shared`: a Redis table stands behind `table` (decisions carry writes).
     explicit Router(LocalTable& table, bool shared = false) : table_(table), shared_(shared) {}
-
-    /// The table key this request is routed by (ip_hash, or sid with a sid),
-    /// or empty when it is routed without the table.
-    std::string table_key(const upstream::Runtime& rt, std::size_t ui,
-                          const RouteInput& in) const;
 
     /// Decides for a request to upstream `u` (index `ui`) of `rt`; servers in
     /// `exclude` were already tried for this request.
@@ -152,21 +157,29 @@ private:
     RouteDecision route_sid(const upstream::Upstream& u, const UpstreamRouting& r,
                             balance::Picker& picker, const RouteInput& in,
                             std::span<const upstream::Backend* const> exclude);
+    /// Op::fetch of key_: the caller asks the shared table, then routes again.
+    RouteDecision fetch_first() const;
     RouteDecision place(const upstream::Upstream& u, balance::Picker& picker,
                         std::span<const upstream::Backend* const> exclude);
     int maglev_place(const upstream::Upstream& u, const UpstreamRouting& r, std::uint64_t hash,
                      std::span<const upstream::Backend* const> exclude);
 
     RouterStats& counters(std::string_view upstream);
+    /// counters() of upstream `ui` of `tables`, without a lookup by name
+    /// while the tables stay the same.
+    RouterStats& counters(const RoutingTables& tables, std::size_t ui);
 
-    std::optional<std::string> lookup(const std::string& key, Clock::time_point now,
-                                      std::chrono::milliseconds ttl, const RouteInput& in,
-                                      SharedWrite& write);
+    /// The binding of key_ in the local table (see LocalTable::find); a TTL
+    /// refresh of the shared table is due at most once per ttl/10.
+    LocalTable::Found find_bound(const UpstreamRouting& r, Clock::time_point now,
+                                 std::chrono::milliseconds ttl, const RouteInput& in);
 
     LocalTable& table_;
     bool shared_;
     std::map<std::string, RouterStats, std::less<>> stats_;
     RouterStats* current_ = nullptr;  // counters of the upstream being routed
+    std::uint64_t counted_generation_ = 0;     // RoutingTables of counted_
+    std::vector<RouterStats*> counted_;        // by upstream index
     std::string key_;          // scratch for table keys
     std::string sid_scratch_;  // scratch for a percent-decoded sid
 };

@@ -34,8 +34,10 @@ inline EioTransport eio_transport(const config::Upstream& u, std::string_view me
     if (websocket_upgrade) return EioTransport::websocket;
     if (method != "GET") return EioTransport::none;
     if (!q.sid) return EioTransport::none;  // a handshake
-    return !q.transport || balance::param_equals(*q.transport, "polling") ? EioTransport::polling
-                                                                          : EioTransport::none;
+    // "polling" as written first (no decoding scan), then any spelling of it.
+    if (!q.transport || *q.transport == "polling") return EioTransport::polling;
+    return balance::param_equals(*q.transport, "polling") ? EioTransport::polling
+                                                          : EioTransport::none;
 }
 
 class EioSessionGauge {

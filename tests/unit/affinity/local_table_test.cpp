@@ -34,6 +34,49 @@ std::vector<std::string> shard_mates(const std::string& anchor, std::size_t want
     return out;
 }
 
+// find() answers with the server's index in the routing snapshot's names,
+// remembered per entry: right after a replacement, and right again under a
+// new snapshot whose indexes differ (a reload that reordered the servers).
+TEST(LocalTable, FindResolvesTheServerIndexPerSnapshot) {
+    LocalTable t(1000);
+    const tether::affinity::ServerIndex first{{"s1", 0}, {"s2", 1}};
+    const tether::affinity::ServerIndex reordered{{"s2", 0}, {"s1", 1}, {"s3", 2}};
+    const LocalTable::Names a{&first, 7};
+    const LocalTable::Names b{&reordered, 8};
+    const auto never = Clock::duration::max();
+    EXPECT_FALSE(t.find("u:sid:x", t0, kTtl, never, a).bound);
+    t.put("u:sid:x", "s2", t0, kTtl);
+    auto f = t.find("u:sid:x", t0, kTtl, never, a);
+    EXPECT_TRUE(f.bound);
+    EXPECT_EQ(f.index, 1u);
+    EXPECT_EQ(t.find("u:sid:x", t0, kTtl, never, a).index, 1u);  // remembered
+    EXPECT_EQ(t.find("u:sid:x", t0, kTtl, never, b).index, 0u);  // another snapshot
+    EXPECT_EQ(t.find("u:sid:x", t0, kTtl, never, a).index, 1u);
+    t.put("u:sid:x", "s1", t0, kTtl);  // replaced: resolved again
+    EXPECT_EQ(t.find("u:sid:x", t0, kTtl, never, a).index, 0u);
+    t.put("u:sid:x", "s3", t0, kTtl);  // a server snapshot `a` does not know
+    f = t.find("u:sid:x", t0, kTtl, never, a);
+    EXPECT_TRUE(f.bound);
+    EXPECT_EQ(f.index, LocalTable::kNoIndex);
+    EXPECT_EQ(t.find("u:sid:x", t0, kTtl, never, b).index, 2u);
+}
+
+// find() refreshes the expiry as get() does and says when a shared-store
+// refresh is due; an expired binding is gone.
+TEST(LocalTable, FindRefreshesExpiryAndReportsSync) {
+    LocalTable t(1000);
+    const tether::affinity::ServerIndex names{{"s1", 0}};
+    const LocalTable::Names n{&names, 1};
+    t.put("k", "s1", t0, kTtl);
+    EXPECT_FALSE(t.find("k", t0 + 5ms, kTtl, 10ms, n).sync_due);
+    auto f = t.find("k", t0 + 90ms, kTtl, 10ms, n);  // lives until t0+190 now
+    EXPECT_TRUE(f.sync_due);
+    EXPECT_FALSE(t.find("k", t0 + 95ms, kTtl, 10ms, n).sync_due);
+    EXPECT_TRUE(t.find("k", t0 + 180ms, kTtl, Clock::duration::max(), n).bound);
+    EXPECT_FALSE(t.find("k", t0 + 281ms, kTtl, Clock::duration::max(), n).bound);
+    EXPECT_FALSE(t.get("k", t0 + 281ms, kTtl));
+}
+
 TEST(LocalTable, GetPutAndReplace) {
     LocalTable t(1000);
     EXPECT_EQ(t.get("u:sid:a", t0, kTtl), std::nullopt);

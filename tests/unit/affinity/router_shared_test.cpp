@@ -60,17 +60,38 @@ struct Fixture {
     balance::Picker picker{config::Balance::round_robin, 1};
 };
 
-TEST(RouterShared, TableKeyNamesTheBindingOnlyForTableModes) {
+// A local miss of a table key, when the caller may ask Redis, is answered by
+// "fetch this key first" (no placement, no miss counted yet); a hit is not.
+TEST(RouterShared, LocalMissAsksForAFetchOnlyForTableModes) {
+    auto fetch_of = [](Fixture& f, std::string_view target) {
+        RouteInput in{target, {}, "192.0.2.7"};
+        in.may_fetch = true;
+        const auto d = f.router.route(f.rt, 0, *f.tables, f.picker, in, {});
+        if (d.write.op != Op::fetch) return std::string("(no fetch)");
+        EXPECT_FALSE(d.backend);
+        return d.write.key;
+    };
     Fixture ip(config::Affinity::ip_hash);
-    EXPECT_EQ(ip.router.table_key(ip.rt, 0, RouteInput{"/", {}, "192.0.2.7"}),
-              "chat:ip_hash:192.0.2.7");
+    EXPECT_EQ(fetch_of(ip, "/"), "chat:ip_hash:192.0.2.7");
+    EXPECT_EQ(ip.router.stats("chat").misses, 0u);
     Fixture sid(config::Affinity::sid);
-    EXPECT_EQ(sid.router.table_key(sid.rt, 0, RouteInput{"/socket.io/?EIO=4&sid=Ab1", {}, "x"}),
-              "chat:sid:Ab1");
-    EXPECT_EQ(sid.router.table_key(sid.rt, 0, RouteInput{"/socket.io/?EIO=4", {}, "x"}), "");
-    EXPECT_EQ(sid.router.table_key(sid.rt, 0, RouteInput{"/other?sid=Ab1", {}, "x"}), "");
+    EXPECT_EQ(fetch_of(sid, "/socket.io/?EIO=4&sid=Ab1"), "chat:sid:Ab1");
+    EXPECT_EQ(fetch_of(sid, "/socket.io/?EIO=4&sid=A%62%31"), "chat:sid:Ab1");
+    EXPECT_EQ(fetch_of(sid, "/socket.io/?EIO=4"), "(no fetch)");      // a handshake
+    EXPECT_EQ(fetch_of(sid, "/other?sid=Ab1"), "(no fetch)");         // outside sid.path
     Fixture cookie(config::Affinity::cookie);
-    EXPECT_EQ(cookie.router.table_key(cookie.rt, 0, RouteInput{"/", {}, "x"}), "");
+    EXPECT_EQ(fetch_of(cookie, "/"), "(no fetch)");
+    // Once bound locally, the same request is a hit: no fetch, no Redis.
+    sid.table.put("chat:sid:Ab1", "s2", Clock::now(), std::chrono::hours(1));
+    EXPECT_EQ(fetch_of(sid, "/socket.io/?EIO=4&sid=Ab1"), "(no fetch)");
+    EXPECT_EQ(sid.router.stats("chat").local_hits, 1u);
+    // The session routes again after the fetch (fetched, or may_fetch cleared):
+    // then a miss is placed as without Redis.
+    RouteInput again{"/", {}, "192.0.2.7"};
+    const auto d = ip.router.route(ip.rt, 0, *ip.tables, ip.picker, again, {});
+    ASSERT_TRUE(d.backend);
+    EXPECT_EQ(d.write.op, Op::claim);
+    EXPECT_EQ(ip.router.stats("chat").misses, 1u);
 }
 
 TEST(RouterShared, NewIpHashBindingIsClaimed) {

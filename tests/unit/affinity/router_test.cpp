@@ -8,6 +8,7 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -497,6 +498,36 @@ TEST(RouterSid, BoundSidRoutesToItsServer) {
     EXPECT_EQ(Client::name(c.route("/socket.io/?sid=sXIjZz9g%2DLylGIquAAAA")), "s2")
         << "percent-decoded";
     EXPECT_EQ(c.router.stats("chat").local_hits, 8u);
+}
+
+// The local table remembers a binding's server by its index in the routing
+// snapshot; a reload that reorders the servers (same Backends, new indexes)
+// must still route the sid to its server, and its counters to its upstream.
+TEST(RouterSid, BoundSidFollowsItsServerAcrossAReloadThatReordersServers) {
+    auto cfg = upstream_config(config::Affinity::sid);
+    auto before = make_replica(cfg);
+    LocalTable table(1000);
+    Router router(table);
+    balance::Picker picker{config::Balance::round_robin, 1};
+    auto route = [&](Replica& r, std::string_view target) {
+        return router.route(r.rt, 0, *r.tables, picker, RouteInput{target, {}, "192.0.2.1"}, {});
+    };
+    router.bind_sid(before->up(), "abc", "s3");
+    EXPECT_EQ(Client::name(route(*before, "/socket.io/?EIO=4&sid=abc")), "s3");
+    std::reverse(cfg.servers.begin(), cfg.servers.end());  // s3 s2 s1
+    auto after = make_replica(cfg, before->up().backends);
+    ASSERT_EQ(after->up().backends[0]->name(), "s3");
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(Client::name(route(*after, "/socket.io/?EIO=4&sid=abc")), "s3");
+        EXPECT_EQ(Client::name(route(*before, "/socket.io/?EIO=4&sid=abc")), "s3");
+    }
+    auto other_cfg = upstream_config(config::Affinity::sid);
+    other_cfg.name = "other";
+    auto other = make_replica(other_cfg);
+    router.bind_sid(other->up(), "abc", "s1");
+    EXPECT_EQ(Client::name(route(*other, "/socket.io/?EIO=4&sid=abc")), "s1");
+    EXPECT_EQ(router.stats("chat").local_hits, 7u);
+    EXPECT_EQ(router.stats("other").local_hits, 1u);
 }
 
 TEST(RouterSid, BoundSidOfADownServerIsUnknown) {

@@ -316,6 +316,31 @@ TEST(EioQuery, OutsideThePathTheQueryIsNotRead) {
     EXPECT_EQ(q.transport, std::nullopt);
 }
 
+// eio_query's single pass reads every target here as path_under and
+// query_param_raw do (each on its own): '#', empty pairs, names that are
+// prefixes of others, '?' twice, names without '=', values with '='.
+TEST(EioQuery, AgreesWithPathUnderAndQueryParamRaw) {
+    for (const char* t :
+         {"/socket.io/?EIO=4&transport=polling&sid=abc", "/socket.io/?sid=1#sid=2&transport=x",
+          "/socket.io/?#sid=1", "/socket.io/?", "/socket.io/?&&sid&transport", "/socket.io/?sid=",
+          "/socket.io/?sidx=1&xsid=2&si=3&sid=4", "/socket.io/?transports=a&transport=b=c",
+          "/socket.io/?a=1?sid=2&sid=3", "/socket.io/?sid=a&", "/socket.io?sid=z",
+          "/socket.iox?sid=z",
+          "/socket.io/#frag?sid=1", "", "?sid=1", "/socket.io/?s", "/socket.io/?transport",
+          "/socket.io/?sid=%41&transport=poll%69ng"}) {
+        for (std::string_view path : {"/socket.io/", "/", "", "/socket.io"}) {
+            const auto q = eio_query(t, path, "sid");
+            const bool under = tether::balance::path_under(t, path);
+            EXPECT_EQ(q.under_path, under) << t << " " << path;
+            const auto want = [&](std::string_view name) {
+                return under ? query_param_raw(t, name) : std::nullopt;
+            };
+            EXPECT_EQ(q.sid, want("sid")) << t << " " << path;
+            EXPECT_EQ(q.transport, want("transport")) << t << " " << path;
+        }
+    }
+}
+
 // query_param_raw + decode_param agree with query_param on every target here.
 TEST(QueryParamRaw, AgreesWithQueryParam) {
     for (const char* t : {"/?sid=a%2Fb", "/?sid", "/?q=1&sid=+x+", "/?sid=%", "/", "/?",
