@@ -40,7 +40,7 @@ public:
     Listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& ep,
              std::size_t index, http::ProxyContext& ctx, ProcessCounters& counters);
 
-    /// Starts the accept loop on the worker's executor.
+    /// Starts the accept loop on the worker's executor (plain handlers).
     void start();
     void close();
     std::uint16_t port() const { return port_; }
@@ -48,7 +48,10 @@ public:
 private:
     enum class AcceptState { taken, drained, failed };
 
-    boost::asio::awaitable<void> accept_loop();
+    /// One step of the accept loop: takes a connection, then posts the next
+    /// step, waits for the socket to be readable, or backs off.
+    void accept_ready();
+    void back_off();
     /// Takes one queued connection: taken, drained (EAGAIN) or failed
     /// (EMFILE...: back off).
     AcceptState accept_one();
