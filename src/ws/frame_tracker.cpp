@@ -31,8 +31,9 @@ void FrameTracker::parse_header_byte(unsigned char b) {
 }
 
 // A header that lies whole in the input (the common case: a read starts at a
-// frame boundary) is decoded in place; one split across reads goes byte by
-// byte through header_.
+// frame boundary) is decoded in place, and a payload that ends inside the input
+// is skipped in the same step; a header split across reads goes byte by byte
+// through header_.
 std::size_t FrameTracker::feed(const unsigned char* data, std::size_t n, bool stop_at_boundary) {
     std::size_t i = 0;
     while (i < n) {
@@ -54,17 +55,21 @@ std::size_t FrameTracker::feed(const unsigned char* data, std::size_t n, bool st
             if (n - i >= need) {
                 opcode_ = h[0] & 0x0f;
                 std::uint64_t len = len7;
-                if (ext != 0) {
+                if (ext == 2) {
+                    len = (std::uint64_t{h[2]} << 8) | h[3];
+                } else if (ext == 8) {
                     len = 0;
-                    for (std::size_t k = 0; k < ext; ++k) len = (len << 8) | h[2 + k];
+                    for (std::size_t k = 0; k < 8; ++k) len = (len << 8) | h[2 + k];
                 }
                 i += need;
-                payload_left_ = len;
-                if (len == 0) {
+                if (len <= n - i) {  // the whole frame is here
+                    i += static_cast<std::size_t>(len);
                     ++frames_;
                     if (stop_at_boundary) return i;
+                    continue;
                 }
-                continue;
+                payload_left_ = len - (n - i);
+                return n;
             }
         }
         const std::uint64_t before = frames_;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <exception>
 #include <optional>
 
@@ -59,7 +60,7 @@ struct Direction {
     Side* src = nullptr;
     Side* dst = nullptr;
     FrameTracker tracker;
-    BufferPool::Lease lease;  // owns `out` when it came from a read
+    BufferPool::Lease lease;  // owns `out` when a read was not sent whole
     std::string spill;        // owns `out` for bytes read before the tunnel (or held)
     const char* out = nullptr;
     std::size_t out_len = 0;
@@ -190,11 +191,13 @@ private:
         return true;
     }
 
-    /// One read into a borrowed buffer and one send of it; false: stop pumping
-    /// (wait for an event, or the tunnel ended).
+    /// One read into the worker's scratch buffer and one send of it; what the
+    /// destination does not take is copied into a borrowed buffer. False: stop
+    /// pumping (wait for an event, or the tunnel ended).
     bool read_and_forward(Direction& d) {
-        BufferPool::Lease buf = ctx_.buffers.borrow();
-        const ssize_t r = recv_some(d.src->fd, buf.data(), buf.size());
+        char* const buf = ctx_.buffers.scratch();
+        const std::size_t cap = ctx_.buffers.buffer_size();
+        const ssize_t r = recv_some(d.src->fd, buf, cap);
         if (r < 0) {
             if (would_block(errno)) d.src->readable = false;
             else abort();
@@ -206,14 +209,14 @@ private:
             return true;
         }
         const auto n = static_cast<std::size_t>(r);
-        if (n < buf.size() && !d.src->rdhup) d.src->readable = false;  // drained
+        if (n < cap && !d.src->rdhup) d.src->readable = false;  // drained
         last_activity_ = reactor_.now();
-        const auto* bytes = reinterpret_cast<const unsigned char*>(buf.data());
+        const auto* bytes = reinterpret_cast<const unsigned char*>(buf);
         if (d.close_sent) return !consume_after_close(d, bytes, n);
         const std::size_t len = d.tracker.feed(bytes, n, closing_);
         std::size_t w = 0;
         if (d.dst->writable) {
-            const ssize_t s = send_some(d.dst->fd, buf.data(), len);
+            const ssize_t s = send_some(d.dst->fd, buf, len);
             if (s < 0 && !would_block(errno)) {
                 abort();
                 return false;
@@ -221,10 +224,11 @@ private:
             w = s < 0 ? 0 : static_cast<std::size_t>(s);
             d.bytes += w;
         }
-        if (w == len) return true;  // the buffer goes back to the pool here
+        if (w == len) return true;
         d.dst->writable = false;
-        d.lease = std::move(buf);
-        d.out = d.lease.data() + w;
+        d.lease = ctx_.buffers.borrow();
+        std::memcpy(d.lease.data(), buf + w, len - w);
+        d.out = d.lease.data();
         d.out_len = len - w;
         return false;
     }

@@ -16,7 +16,9 @@ the machine's: 4 through a proxy, 2 direct, when no pure ACK is sent), and the v
 (slept in epoll_wait) and involuntary (preempted) context switches per message of the proxy
 (nginx: master + workers), the backend and the client. When the machine is busy all the time,
 messages/s follows the three processes' CPU per message; when it has idle time, something
-else (latency, wake-ups) limits the closed loop.
+else (latency, wake-ups) limits the closed loop. So besides the ratios of messages/s, the ratio
+of that CPU per message (the other target's over the first's) is printed per round: on a
+shared, saturated machine it moves less with the other work than messages/s does.
 
 tether and tether-b run with compare.py's configuration (one worker unless --workers);
 nginx and HAProxy likewise; direct is the backend alone. Builds nothing; starts its own
@@ -179,6 +181,12 @@ def main() -> int:
             print(f"{targets[0]} / {t} messages/s per round: "
                   + ", ".join(f"{x:.3f}" for x in ratios)
                   + f"; median {statistics.median(ratios):.3f}")
+            if t != "direct":
+                cpu = [results[t][i]["three_us"] / results[targets[0]][i]["three_us"]
+                       for i in range(a.rounds)]
+                print(f"  {t} / {targets[0]} CPU of the three processes per message (the "
+                      "messages/s ratio on a saturated machine) per round: "
+                      + ", ".join(f"{x:.3f}" for x in cpu) + f"; median {statistics.median(cpu):.3f}")
     return 0
 
 

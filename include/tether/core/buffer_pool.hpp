@@ -49,6 +49,16 @@ public:
     std::size_t buffer_size() const { return size_; }
     std::size_t free_count() const { return free_.size(); }
 
+    /// A buffer of buffer_size() bytes for one synchronous step (read into it,
+    /// hand the bytes on, return) that is never held across a wait: the same
+    /// one every time, allocated on first use, apart from the borrowed ones. A
+    /// step that has to keep bytes borrows a buffer and copies them (the plain
+    /// WebSocket tunnel, when the destination does not take a whole read).
+    char* scratch() {
+        if (!scratch_) scratch_ = std::make_unique_for_overwrite<char[]>(size_);
+        return scratch_.get();
+    }
+
 private:
     void give_back(std::unique_ptr<char[]> mem) {
         if (free_.size() < max_free_) free_.push_back(std::move(mem));
@@ -57,6 +67,7 @@ private:
     std::size_t size_;
     std::size_t max_free_;
     std::vector<std::unique_ptr<char[]>> free_;
+    std::unique_ptr<char[]> scratch_;
 };
 
 }  // namespace tether

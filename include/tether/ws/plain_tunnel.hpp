@@ -6,13 +6,13 @@
 // reactor, and its owner: no coroutine frame, no pending Asio operation, no
 // timer, no buffer.
 //
-// A step: the source socket is readable, one recv into a buffer borrowed from
-// the worker's pool, the frame tracker follows the headers, one send of the
-// same bytes; the buffer goes back at once unless the destination did not take
-// everything, in which case it is kept (and nothing more is read from that
-// source: backpressure) until the destination is writable again. A short read
-// means the socket is drained (edge-triggered: new bytes bring a new event),
-// so no read is made only to get EAGAIN.
+// A step: the source socket is readable, one recv into the worker's scratch
+// buffer (BufferPool::scratch), the frame tracker follows the headers, one
+// send of the same bytes. Only when the destination does not take everything
+// are the rest copied into a buffer borrowed from the worker's pool, kept (and
+// nothing more is read from that source: backpressure) until the destination
+// is writable again. A short read means the socket is drained (edge-triggered:
+// new bytes bring a new event), so no read is made only to get EAGAIN.
 //
 // Same behaviour as the coroutine tunnel (tunnel.hpp), which still serves TLS:
 // bytes read past the heads forwarded first, the server's first frame shown to

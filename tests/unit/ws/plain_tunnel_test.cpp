@@ -214,6 +214,27 @@ TEST_F(PlainTunnelTest, BackpressureLosesNothing) {
     EXPECT_EQ(finished().frames_to_server, 8u);
 }
 
+// Reads the destination takes whole go through the pool's scratch buffer: the
+// tunnel borrows no buffer (with one borrowed per read, the first would be back
+// in the pool's free list afterwards).
+TEST_F(PlainTunnelTest, WholeSendsBorrowNoBuffer) {
+    start(ctx());
+    for (int i = 0; i < 20; ++i) {
+        const Bytes up = frame(2, 256, true, static_cast<char>('a' + i));
+        send_all(client_.app, up);
+        EXPECT_EQ(read_exact(server_.app, up.size()), up);
+        const Bytes down = frame(2, 256, false, static_cast<char>('A' + i));
+        send_all(server_.app, down);
+        EXPECT_EQ(read_exact(client_.app, down.size()), down);
+    }
+    std::size_t free_buffers = 99;
+    run([&] { free_buffers = buffers_.free_count(); });
+    EXPECT_EQ(free_buffers, 0u);
+    client_.app.close();
+    server_.app.close();
+    EXPECT_EQ(finished().frames_to_server, 20u);
+}
+
 // A stop: each side gets a 1001 close frame once the frame in flight is whole.
 TEST_F(PlainTunnelTest, StopSendsCloseFramesAtAFrameBoundary) {
     start(ctx());
