@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 
 #include <boost/asio/ip/address.hpp>
 
@@ -155,6 +156,12 @@ std::shared_ptr<Backend> Router::bound_backend(const upstream::Upstream& u,
 
 void Router::count_redis_failure(std::string_view upstream) { ++counters(upstream).redis_failures; }
 
+void Router::set_key(std::string_view prefix, std::string_view rest) {
+    key_.resize(prefix.size() + rest.size());  // as long as the last key, mostly: no change
+    std::memcpy(key_.data(), prefix.data(), prefix.size());
+    std::memcpy(key_.data() + prefix.size(), rest.data(), rest.size());
+}
+
 LocalTable::Found Router::find_bound(const UpstreamRouting& r, Clock::time_point now,
                                      std::chrono::milliseconds ttl, const RouteInput& in) {
     const Clock::duration sync_every =
@@ -247,7 +254,7 @@ RouteDecision Router::route_ip_hash(const upstream::Upstream& u, const UpstreamR
                                     Exclude exclude) {
     const auto& cfg = u.config->ip_hash;
     const std::string masked = masked_ip(in.client_ip, cfg.prefix_v4, cfg.prefix_v6);
-    key_.assign(r.ip_hash_prefix).append(masked);
+    set_key(r.ip_hash_prefix, masked);
     const auto now = Clock::now();
     const auto ttl = u.config->affinity_ttl;
     const auto found = find_bound(r, now, ttl, in);
@@ -323,7 +330,7 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
             d.set_cookie = r.set_cookie[r.by_name.at(d.backend->name())];
         return d;
     }
-    key_.assign(r.sid_prefix).append(balance::decode_param(*raw_sid, sid_scratch_));
+    set_key(r.sid_prefix, balance::decode_param(*raw_sid, sid_scratch_));
     const auto now = Clock::now();
     const auto ttl = u.config->affinity_ttl;
     if (const auto found = find_bound(r, now, ttl, in); found.bound) {

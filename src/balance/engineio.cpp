@@ -1,6 +1,8 @@
 // Engine.IO sid extraction; see engineio.hpp.
 #include "tether/balance/engineio.hpp"
 
+#include <bit>
+#include <cstdint>
 #include <cstring>
 
 namespace tether::balance {
@@ -32,6 +34,33 @@ std::string percent_decode(std::string_view s) {
 }
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// The first byte in [p, end) equal to `a` or `b`, or end. Eight bytes per step
+// on little-endian machines: a byte equal to c is a zero byte of w ^ c*ones,
+// and (x - ones) & ~x & highs marks the lowest zero byte of x exactly (a mark
+// above it may be a borrow's; only the lowest is used), as in Sean Anderson's
+// "Bit Twiddling Hacks" (haszero). For decode_param's test of a sid: about
+// half the instructions of a byte loop on a 20-byte sid. (Tried for the pair
+// scan of eio_query too: more instructions than glibc's memchr there, whose
+// vector loop finds a byte in a short pair in ~25.)
+const char* find_either(const char* p, const char* end, char a, char b) {
+    if constexpr (std::endian::native == std::endian::little) {
+        constexpr std::uint64_t ones = 0x0101010101010101ull;
+        constexpr std::uint64_t highs = 0x8080808080808080ull;
+        const std::uint64_t wa = ones * static_cast<unsigned char>(a);
+        const std::uint64_t wb = ones * static_cast<unsigned char>(b);
+        for (; end - p >= 8; p += 8) {
+            std::uint64_t w;
+            std::memcpy(&w, p, 8);
+            const std::uint64_t xa = w ^ wa;
+            const std::uint64_t xb = w ^ wb;
+            const std::uint64_t hit = ((xa - ones) & ~xa & highs) | ((xb - ones) & ~xb & highs);
+            if (hit) return p + std::countr_zero(hit) / 8;
+        }
+    }
+    while (p < end && *p != a && *p != b) ++p;
+    return p;
+}
 
 }  // namespace
 
@@ -72,9 +101,8 @@ void for_each_pair(std::string_view query, Fn&& fn) {
 }
 
 bool needs_decoding(std::string_view raw) {
-    for (char c : raw)
-        if (c == '%' || c == '+') return true;
-    return false;
+    const char* end = raw.data() + raw.size();
+    return find_either(raw.data(), end, '%', '+') != end;
 }
 
 }  // namespace

@@ -169,6 +169,8 @@ private:
     /// while the tables stay the same.
     RouterStats& counters(const RoutingTables& tables, std::size_t ui);
 
+    /// key_ = prefix + rest, written in place.
+    void set_key(std::string_view prefix, std::string_view rest);
     /// The binding of key_ in the local table (see LocalTable::find); a TTL
     /// refresh of the shared table is due at most once per ttl/10.
     LocalTable::Found find_bound(const UpstreamRouting& r, Clock::time_point now,

@@ -329,15 +329,41 @@ TEST(EioQuery, AgreesWithPathUnderAndQueryParamRaw) {
           "/socket.io/#frag?sid=1", "", "?sid=1", "/socket.io/?s", "/socket.io/?transport",
           "/socket.io/?sid=%41&transport=poll%69ng"}) {
         for (std::string_view path : {"/socket.io/", "/", "", "/socket.io"}) {
-            const auto q = eio_query(t, path, "sid");
-            const bool under = tether::balance::path_under(t, path);
-            EXPECT_EQ(q.under_path, under) << t << " " << path;
-            const auto want = [&](std::string_view name) {
-                return under ? query_param_raw(t, name) : std::nullopt;
-            };
-            EXPECT_EQ(q.sid, want("sid")) << t << " " << path;
-            EXPECT_EQ(q.transport, want("transport")) << t << " " << path;
+            for (std::string_view param : {"sid", "", "s", "transport"}) {
+                const auto q = eio_query(t, path, param);
+                const bool under = tether::balance::path_under(t, path);
+                EXPECT_EQ(q.under_path, under) << t << " " << path;
+                const auto want = [&](std::string_view name) {
+                    return under ? query_param_raw(t, name) : std::nullopt;
+                };
+                EXPECT_EQ(q.sid, want(param)) << t << " " << path << " " << param;
+                EXPECT_EQ(q.transport, want("transport")) << t << " " << path;
+            }
         }
+    }
+}
+
+// The eight-byte scan finds '&' and '#' at every position of long queries,
+// and '%' or '+' anywhere in a long sid (decode_param copies only then).
+TEST(EioQuery, LongQueriesAtEveryOffset) {
+    for (std::size_t pad = 0; pad < 20; ++pad) {
+        const std::string filler(pad, 'x');
+        const std::string t = "/socket.io/?EIO=4&t=" + filler + "&transport=polling&" + filler +
+                              "=1&sid=" + filler + "abcdefghijklmnopq#&sid=no";
+        const auto q = eio_query(t, "/socket.io/", "sid");
+        EXPECT_EQ(q.sid, filler + "abcdefghijklmnopq") << t;
+        EXPECT_EQ(q.transport, "polling") << t;
+        for (char special : {'%', '+'}) {
+            std::string sid = "abcdefghijklmnopqrstuvw";
+            sid.insert(pad, 1, special);
+            std::string scratch;
+            const auto decoded = decode_param(sid, scratch);
+            EXPECT_EQ(decoded.data(), scratch.data()) << sid << ": decoded into the scratch";
+            EXPECT_EQ(std::string(decoded), *query_param("/?sid=" + sid, "sid")) << sid;
+        }
+        const std::string plain = "abcdefghijklmnopqrstuvw" + filler;
+        std::string scratch;
+        EXPECT_EQ(decode_param(plain, scratch).data(), plain.data()) << "no copy: " << plain;
     }
 }
 
