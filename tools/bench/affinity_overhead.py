@@ -217,10 +217,14 @@ def main() -> int:
         if a.redis:
             print()
             for base in ("sid", "ip_hash", "handshake"):
+                if base not in med or base + "+redis" not in med:  # not in --modes
+                    continue
                 print(f"{base}+redis vs {base}: requests/s {med[base + '+redis'][0] / med[base][0]:.3f}"
                       f", CPU/request {med[base + '+redis'][1] / med[base][1]:.3f}")
-            print("handshake latency (1 connection, 2000 sequential handshakes, median / p99):")
-            for mode in ("handshake", "handshake+redis"):
+            latency_modes = [m for m in ("handshake", "handshake+redis") if m in targets]
+            if latency_modes:
+                print("handshake latency (1 connection, 2000 sequential handshakes, median / p99):")
+            for mode in latency_modes:
                 proc, url, _ = targets[mode]
                 lat = handshake_latency(url, 2000)
                 print(f"  {mode}: {lat[0] * 1e6:.0f} us / {lat[1] * 1e6:.0f} us")
