@@ -4,7 +4,10 @@
     python3 tools/bench/compare.py [--workers 1] [--rounds 3] [--duration 5]
                                    [--idle-conns 10000] [--only a,d,e,b,c,w] [--out docs/benchmarks.md]
 
-One tether-demo-backend (--threads 1) serves every run. tether (`workers: W`), nginx
+One tether-demo-backend (--threads 1) serves every run but b's; b's WebSocket echo runs against
+tether-ws-echo (tools/bench/ws_echo_backend.cpp, a lean epoll echo server) through a second
+set of proxies started in front of it, so that client and backend cost little CPU per message
+and the proxies' difference shows in messages/s. tether (`workers: W`), nginx
 (`worker_processes W`) and HAProxy (`nbthread W`) proxy to it, each on its own free port on
 127.0.0.1, with equivalent configurations (see the report's notes). Scenarios:
 
@@ -257,11 +260,21 @@ class Setup:
     ports: dict[str, int] = field(default_factory=dict)  # target -> port
     procs: dict[str, Proc] = field(default_factory=dict)  # proxy -> process
     idle_backends: list[int] = field(default_factory=list)  # c: extra backends' ports
+    ws_ports: dict[str, int] = field(default_factory=dict)  # b: target -> port (tether-ws-echo)
+    ws_procs: dict[str, Proc] = field(default_factory=dict)  # b: proxy -> process
 
 
 def start_backend(s: Setup, name: str = "backend") -> int:
     proc = Proc(name, [s.args.backend, "--name", "s1", "--listen", "127.0.0.1:0",
                        "--threads", "1"], s.tmp)
+    m = wait_for_line(proc.stdout_path, r"listening [\d.]+:(\d+)", proc, START_TIMEOUT)
+    return int(m.group(1))
+
+
+def start_ws_backend(s: Setup, name: str = "ws-backend") -> int:
+    """The WebSocket echo scenarios' backend: tools/bench/ws_echo_backend.cpp (epoll, parses
+    and re-frames every message), lean so that it does not dominate the CPU per message."""
+    proc = Proc(name, [s.args.ws_backend, "--name", "s1", "--listen", "127.0.0.1:0"], s.tmp)
     m = wait_for_line(proc.stdout_path, r"listening [\d.]+:(\d+)", proc, START_TIMEOUT)
     return int(m.group(1))
 
@@ -739,7 +752,8 @@ def report(s: Setup, results: dict, info: dict[str, str], started: str) -> str:
         f"Linux {info['kernel']}; load average {info['load_start']} at start, "
         f"{info['load_end']} at the end (other work on the machine shows up as noise).",
         f"- Versions: {info['tether']}; {info['nginx']}; {info['haproxy']}; {info['wrk']}.",
-        f"- One `tether-demo-backend --threads 1` behind every proxy; tether `workers: {w}`, "
+        f"- One `tether-demo-backend --threads 1` behind every proxy (b: `tether-ws-echo`, "
+        f"tools/bench/ws_echo_backend.cpp); tether `workers: {w}`, "
         f"nginx `worker_processes {w}`, HAProxy `nbthread {w}`; everything on 127.0.0.1 of one "
         f"machine (clients, proxies and backend share its CPUs). "
         f"{a.rounds} round{'s' if a.rounds != 1 else ''}, each interleaved tether, nginx, haproxy, "
@@ -826,13 +840,15 @@ def tool_defaults() -> dict[str, str]:
     return {"tether": str(BUILD / "tether"),
             "backend": str(BUILD / "tools" / "tether-demo-backend"),
             "ws-bench": str(BUILD / "tools" / "bench" / "tether-ws-bench"),
+            "ws-backend": str(BUILD / "tools" / "bench" / "tether-ws-echo"),
             "nginx": shutil.which("nginx") or "/usr/sbin/nginx",
             "haproxy": shutil.which("haproxy") or "/usr/sbin/haproxy",
             "wrk": shutil.which("wrk") or "wrk"}
 
 
 def add_tool_args(p: argparse.ArgumentParser, *names: str) -> None:
-    """--tether, --backend, --ws-bench, --nginx, --haproxy, --wrk (those named), with defaults."""
+    """--tether, --backend, --ws-bench, --ws-backend, --nginx, --haproxy, --wrk (those named),
+    with defaults."""
     defaults = tool_defaults()
     for name in names:
         p.add_argument(f"--{name}", default=defaults[name])
@@ -848,7 +864,7 @@ def check_tool_args(p: argparse.ArgumentParser, a: argparse.Namespace, *names: s
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    tools = ("tether", "backend", "ws-bench", "nginx", "haproxy", "wrk")
+    tools = ("tether", "backend", "ws-bench", "ws-backend", "nginx", "haproxy", "wrk")
     add_tool_args(p, *tools)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3)
@@ -927,20 +943,26 @@ def main() -> int:
             s.procs[name], s.ports[name] = start_proxy(s, name)
         log("backend :{}, {}; logs in {}".format(s.backend_port, ", ".join(
             f"{n} :{s.ports[n]}" for n in PROXIES), tmp))
+        if "b" in a.only:  # WebSocket echo: its own backend, and proxies in front of it
+            s.ws_ports["direct"] = start_ws_backend(s)
+            for name in PROXIES:
+                s.ws_procs[name], s.ws_ports[name] = start_proxy(s, name, tag="-ws",
+                                                                 servers=[s.ws_ports["direct"]])
         for key in a.only:
             if key == "w":
                 results["w"] = run_scaling(s)
                 continue
             results[key] = {t: [] for t in TARGETS}
+            ports, procs = (s.ws_ports, s.ws_procs) if key == "b" else (s.ports, s.procs)
             if key != "c" and a.warmup > 0:  # discarded: first connections, caches, heaps
                 for t in TARGETS:
-                    run_load(s, key, s.ports[t], None, a.warmup)
+                    run_load(s, key, ports[t], None, a.warmup)
             for rnd in range(a.rounds):
                 for t in TARGETS:
                     if key == "c" and t == "direct":
                         continue
-                    pid = s.procs[t].pid if t in s.procs else None
-                    r = run_idle(s, t, rnd) if key == "c" else run_load(s, key, s.ports[t], pid,
+                    pid = procs[t].pid if t in procs else None
+                    r = run_idle(s, t, rnd) if key == "c" else run_load(s, key, ports[t], pid,
                                                                          a.duration)
                     results[key][t].append(r)
                     log(f"{SCENARIOS[key]} round {rnd + 1}/{a.rounds} {t}: "

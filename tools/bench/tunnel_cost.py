@@ -15,7 +15,8 @@
   message; resident bytes per tunnel = (RSS with them - RSS before) / tunnels (compare.py's
   scenario c runs the same for nginx and HAProxy).
 
-Builds nothing (uses build/); starts its own processes, bounds every wait, stops only what it
+The backend of every run is tether-ws-echo (--ws-backend; tools/bench/ws_echo_backend.cpp),
+as in compare.py's scenario b. Builds nothing (uses build/); starts its own processes, bounds every wait, stops only what it
 started, by PID. Python 3.11 standard library only.
 """
 from __future__ import annotations
@@ -73,7 +74,7 @@ def idle(s: compare.Setup) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    costs.add_args(p, "tether", "backend", "ws-bench", "nginx", "haproxy")
+    costs.add_args(p, "tether", "backend", "ws-backend", "ws-bench", "nginx", "haproxy")
     p.add_argument("--idle-conns", type=int, default=5000)
     p.add_argument("--no-idle", action="store_true")
     a = p.parse_args()
@@ -81,6 +82,7 @@ def main() -> int:
     if bad := [x for x in proxies if x not in compare.PROXIES]:
         p.error(f"unknown proxy: {bad}")
     with costs.session(a, "tunnel_cost.py") as s:
+        s.backend_port = compare.start_ws_backend(s)  # every run here is WebSocket
         a.idle_conns = min(a.idle_conns, (s.nofile - compare.FD_MARGIN) // 2)
 
         def load(port: int, d: int) -> int:

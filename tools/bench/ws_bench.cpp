@@ -5,9 +5,10 @@
 //                        [--sources 127.0.0.1,127.0.0.2,...]
 //   both: [--path /] [--timeout-ms 5000] [--concurrency 256]
 //
-// echo: every connection sends one binary message of --size bytes, waits for its echo and
-//   repeats (closed loop). The clock starts once every connection has finished its handshake
-//   and stops --seconds later. Prints one JSON line:
+// echo (ws_bench_echo.cpp: plain sockets and epoll, not Beast, so that the client costs little
+//   CPU per message): every connection sends one binary message of --size bytes, waits for its
+//   echo and repeats (closed loop). The clock starts once every connection has finished its
+//   handshake and stops --seconds later. Prints one JSON line:
 //   {"messages","msgs_per_s","p50_us","p99_us","p999_us","max_us","conns","failed","errors",...}
 // idle: opens --conns connections, at most --concurrency in flight; connection i binds source
 //   address i mod |--sources| with IP_BIND_ADDRESS_NO_PORT, so the ephemeral port is chosen per
@@ -18,11 +19,11 @@
 //   {"opened","failed","closed","close_failed","open_seconds"}. Failures are tallied by stage
 //   and error on stderr.
 //
-// Threading: one io_context run by the main thread, one coroutine per connection (echo) or
-// --concurrency worker coroutines (idle); nothing is shared across threads.
+// Threading: idle: one io_context run by the main thread, --concurrency worker coroutines;
+// echo: see ws_bench_echo.cpp. Nothing is shared across threads.
 // Deadlines: connect, upgrade, the first echo and the close handshake each run under a
 // tcp_stream expiry of --timeout-ms; Beast's own websocket timer is never armed, so an idle
-// connection costs no timer. In echo mode one watchdog closes every socket at --seconds + 10 s.
+// connection costs no timer.
 // Memory: per idle connection the client holds one stream and nothing else (no pending read).
 #include <netinet/in.h>
 #include <sys/resource.h>
@@ -45,6 +46,8 @@
 #include <string_view>
 #include <vector>
 
+#include "ws_bench_echo.h"
+
 namespace {
 
 namespace asio = boost::asio;
@@ -56,7 +59,6 @@ using Clock = std::chrono::steady_clock;
 using Ws = websocket::stream<beast::tcp_stream>;
 
 constexpr auto kTok = asio::as_tuple(asio::use_awaitable);
-constexpr auto kWatchdogGrace = std::chrono::seconds(10);
 constexpr std::string_view kProbe = "tether-ws-bench";
 
 struct Options {
@@ -232,107 +234,6 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double>(b - a).count();
 }
 
-// ---------------------------------------------------------------------------------- echo
-// State of one echo run; lives on main's stack until the io_context has run dry.
-struct EchoRun {
-    EchoRun(asio::io_context& io, const Options& o, Target t)
-        : opt(o), target(std::move(t)), gate(io, Clock::time_point::max()), watchdog(io) {}
-
-    const Options& opt;
-    Target target;
-    std::vector<std::unique_ptr<Ws>> conns;
-    std::vector<std::uint64_t> samples_ns;  // one per completed round trip inside the window
-    std::size_t arrived = 0, failed = 0, errors = 0, finished = 0;
-    bool timed_out = false;
-    asio::steady_timer gate;  // cancelled when every connection is open (or failed)
-    asio::steady_timer watchdog;
-    Clock::time_point start, end, last_done;
-    Tally tally;
-
-    // Called by each connection once its handshake is done or failed; the last one starts the
-    // clock. Returns true for the last one.
-    bool arrive() {
-        if (++arrived < conns.size()) return false;
-        start = Clock::now();
-        end = start + std::chrono::duration_cast<Clock::duration>(
-                          std::chrono::duration<double>(opt.seconds));
-        last_done = start;
-        gate.cancel();
-        watchdog.expires_at(end + kWatchdogGrace);
-        watchdog.async_wait([this](error_code ec) {
-            if (ec) return;
-            timed_out = true;
-            for (auto& ws : conns) beast::get_lowest_layer(*ws).close();
-        });
-        return true;
-    }
-
-    void done() {
-        if (++finished == conns.size()) watchdog.cancel();
-    }
-};
-
-asio::awaitable<void> echo_connection(EchoRun& run, Ws& ws) {
-    auto f = co_await open_ws(ws, run.target, nullptr);
-    if (f) {
-        ++run.failed;
-        run.tally.add(f);
-    }
-    if (!run.arrive()) co_await run.gate.async_wait(kTok);
-    if (f) {
-        run.done();
-        co_return;
-    }
-
-    std::string payload(run.opt.size, '\0');
-    for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>('a' + i % 26);
-    beast::flat_buffer buf;
-    for (auto now = Clock::now(); now < run.end;) {
-        f = co_await round_trip(ws, buf, payload);
-        const auto after = Clock::now();
-        if (f) {
-            ++run.errors;
-            run.tally.add(f);
-            break;
-        }
-        if (after <= run.end) run.samples_ns.push_back(std::uint64_t((after - now).count()));
-        now = after;
-    }
-    run.last_done = std::max(run.last_done, std::min(Clock::now(), run.end));
-    if (!f && !run.timed_out) {
-        if (auto c = co_await close_ws(ws, run.target)) run.tally.add(c);
-    }
-    run.done();
-}
-
-double percentile_us(const std::vector<std::uint64_t>& sorted, double p) {
-    if (sorted.empty()) return 0;
-    const auto i = std::min(sorted.size() - 1, static_cast<std::size_t>(p * sorted.size()));
-    return std::chrono::duration<double, std::micro>(Clock::duration(sorted[i])).count();
-}
-
-int run_echo(asio::io_context& io, const Options& opt, Target target) {
-    EchoRun run(io, opt, std::move(target));
-    run.samples_ns.reserve(1 << 20);
-    for (std::size_t i = 0; i < opt.conns; ++i) run.conns.push_back(std::make_unique<Ws>(io));
-    for (auto& ws : run.conns) asio::co_spawn(io, echo_connection(run, *ws), log_escape);
-    io.run();
-
-    auto& s = run.samples_ns;
-    std::sort(s.begin(), s.end());
-    const double secs = std::max(1e-9, seconds_between(run.start, run.last_done));
-    run.tally.print();
-    std::printf(
-        "{\"messages\":%zu,\"msgs_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
-        "\"p999_us\":%.1f,\"max_us\":%.1f,\"conns\":%zu,\"size\":%zu,\"seconds\":%.3f,"
-        "\"failed\":%zu,\"errors\":%zu,\"timed_out\":%s}\n",
-        s.size(), double(s.size()) / secs, percentile_us(s, 0.50), percentile_us(s, 0.99),
-        percentile_us(s, 0.999), s.empty() ? 0.0 : percentile_us(s, 1.0), opt.conns, opt.size,
-        secs, run.failed, run.errors, run.timed_out ? "true" : "false");
-    std::fflush(stdout);
-    return run.failed == opt.conns ? 1 : 0;
-}
-
 // ---------------------------------------------------------------------------------- idle
 struct IdleRun {
     const Options& opt;
@@ -470,6 +371,20 @@ int main(int argc, char** argv) {
     target.host_header = opt->host + ':' + opt->port;
     target.path = opt->path;
     target.timeout = opt->timeout;
-    return opt->mode == "echo" ? run_echo(io, *opt, std::move(target))
-                               : run_idle(io, *opt, std::move(target));
+    if (opt->mode == "echo") {
+        tether::bench::EchoOptions e;
+        if (!target.endpoint.address().is_v4()) {
+            std::cerr << "tether-ws-bench: echo takes an IPv4 address\n";
+            return 1;
+        }
+        std::memcpy(&e.endpoint, target.endpoint.data(), sizeof e.endpoint);
+        e.host_header = target.host_header;
+        e.path = target.path;
+        e.conns = opt->conns;
+        e.size = opt->size;
+        e.seconds = opt->seconds;
+        e.timeout = target.timeout;
+        return tether::bench::run_raw_echo(e);
+    }
+    return run_idle(io, *opt, std::move(target));
 }

@@ -21,7 +21,8 @@ of that CPU per message (the other target's over the first's) is printed per rou
 shared, saturated machine it moves less with the other work than messages/s does.
 
 tether and tether-b run with compare.py's configuration (one worker unless --workers);
-nginx and HAProxy likewise; direct is the backend alone. Builds nothing; starts its own
+nginx and HAProxy likewise; direct is the backend alone. The backend is compare.py's
+scenario b backend, tether-ws-echo (--ws-backend; tools/bench/ws_echo_backend.cpp). Builds nothing; starts its own
 processes, bounds every wait, stops only what it started, by PID. Python 3.11 standard
 library only.
 """
@@ -123,7 +124,7 @@ COLUMNS = ("mps", "p50_us", "p99_us", "client_us", "backend_us", "proxy_us", "th
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    compare.add_tool_args(p, "tether", "backend", "ws-bench", "nginx", "haproxy")
+    compare.add_tool_args(p, "tether", "ws-backend", "ws-bench", "nginx", "haproxy")
     p.add_argument("--tether-b", help="a second tether binary, run as target tether-b")
     p.add_argument("--targets", default="tether,tether-b,nginx,haproxy,direct")
     p.add_argument("--workers", type=int, default=1)
@@ -135,7 +136,7 @@ def main() -> int:
     targets = [t for t in a.targets.split(",") if t and (t != "tether-b" or a.tether_b)]
     if bad := [t for t in targets if t not in compare.TARGETS + ("tether-b",)]:
         p.error(f"unknown target: {bad}")
-    compare.check_tool_args(p, a, "tether", "backend", "ws-bench", "nginx", "haproxy")
+    compare.check_tool_args(p, a, "tether", "ws-backend", "ws-bench", "nginx", "haproxy")
     compare.raise_nofile()
     tmp = Path(tempfile.mkdtemp(prefix="tether-ws-ab-"))
     tmp.chmod(0o755)
@@ -143,7 +144,7 @@ def main() -> int:
     results: dict[str, list[dict]] = {t: [] for t in targets}
     pids: dict[str, int | None] = {"direct": None}
     try:
-        s.backend_port = compare.start_backend(s)
+        s.backend_port = compare.start_ws_backend(s, "backend")
         s.ports["direct"] = s.backend_port
         for t in targets:
             if t == "direct":
