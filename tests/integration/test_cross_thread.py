@@ -36,7 +36,7 @@ import unittest
 from types import SimpleNamespace
 
 from harness import (HOST, Backend, HttpConnection, Tether, WebSocket, _Reader, build_request,
-                     free_port, get_from, http_request, read_response, wait_port)
+                     free_ports, get_from, http_request, read_response, wait_port)
 from redis_fixture import REDIS, RedisServer
 from tls_certs import PkiTestCase, make_ca, make_leaf
 
@@ -60,8 +60,10 @@ class CrossThreadTest(PkiTestCase):
         self.backends = [Backend(n) for n in ("s1", "s2")]
         for b in self.backends:
             self.addCleanup(b.__exit__)
-        self.port, self.tls_port, self.admin_port = free_port(), free_port(), free_port()
-        self.passive_port, self.dead = free_port(), f"{HOST}:{free_port()}"
+        # Distinct ports (free_port() twice can return one port twice: "duplicate listen
+        # address" under ASan at 3369879).
+        self.port, self.tls_port, self.admin_port, self.passive_port, dead = free_ports(5)
+        self.dead = f"{HOST}:{dead}"
 
     def config(self, generation: int) -> str:
         """Generation g: s1 weighs 1 + g % 2, the checks run every 100 or 150 ms."""
