@@ -118,7 +118,9 @@ public:
         stopping_ = true;
         if (idle_) stream_.cancel();
     }
-    void tick(Clock::time_point) override {}
+    void tick(Clock::time_point) override {
+        if (eof_probe_ && idle_) probe_eof();
+    }
     void listener_closed(std::size_t slot) override {
         if (slot == listener_) begin_stop(Clock::now());
     }
@@ -128,6 +130,7 @@ private:
     awaitable<bool> handshake(std::shared_ptr<tls::ServerContext> server_ctx);
     awaitable<Outcome> serve_request();
     awaitable<bool> wait_for_bytes(const config::Config& cfg);
+    void probe_eof();
     awaitable<Outcome> proxy(Exchange& ex);
     awaitable<std::optional<Outcome>> forward(Exchange& ex, Duplex& d, bool may_retry);
     awaitable<errc> open_upstream(Exchange& ex, bool fresh_only);
@@ -169,6 +172,7 @@ private:
     int retry_after_s_ = 0;  // Retry-After of a 429
     bool first_ = true;
     bool idle_ = false;
+    bool eof_probe_ = false;  // waiting for a request without having tried a read
     bool stopping_ = false;
     bool linger_ = false;  // a response ended while the client was still sending
     std::unique_ptr<UpstreamConnection> tunnel_conn_;  // the server side of the tunnel

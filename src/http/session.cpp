@@ -6,6 +6,10 @@
 // Threading: runs on its worker's executor only.
 #include "http/client_session.hpp"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
@@ -106,11 +110,33 @@ awaitable<bool> ClientSession::wait_for_bytes(const config::Config& cfg) {
     if (buffer_.capacity() > 2 * cfg.limits.buffer_size) buffer_.shrink_to_fit();
     idle_ = true;
     stream_.expires_after(first_ ? cfg.timeouts.client_header : cfg.timeouts.idle);
+    if (!first_ && !stream_.is_tls()) {
+        // The last request came whole: if its last read drained the socket,
+        // wait for the next one without a recv that finds nothing (~0.7 per
+        // keep-alive request: the client sends it only after the answer).
+        // An end of stream that came with that request raises no new event:
+        // tick() looks for it once (probe_eof).
+        stream_.tcp().next_read_starts_message();
+        eof_probe_ = true;
+    }
     auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(4096), use_tuple);
     idle_ = false;
+    eof_probe_ = false;
     if (ec) co_return false;
     buffer_.commit(n);
     co_return true;
+}
+
+// A client that closed its side with its last request (a half-close, as
+// `nc -N` does) sent the end of the stream with it, which raises no event
+// while the session waits for the next request without trying a read: one
+// non-blocking peek at the worker's next tick finds it, and the wait ends.
+void ClientSession::probe_eof() {
+    eof_probe_ = false;
+    char byte;
+    const ssize_t n = ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        stream_.cancel();
 }
 
 awaitable<Outcome> ClientSession::serve_request() {

@@ -111,6 +111,10 @@ def callgrind(s: compare.Setup, tag: str, load: Load) -> dict:
         proc.stop()
     dumps = sorted(d.glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime)
     ir, mallocs = callgrind_counts(dumps[0]) if dumps else (0, 0)
+    if dumps and getattr(s.args, "callgrind_out", ""):
+        keep = Path(s.args.callgrind_out)
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(dumps[0], keep / f"{tag}.callgrind.out")
     return {"units": units, "ir": ir / units, "mallocs": mallocs / units}
 
 
@@ -122,6 +126,8 @@ def add_args(p: argparse.ArgumentParser, *tools: str) -> None:
     p.add_argument("--duration", type=int, default=3, help="seconds of each measured run")
     p.add_argument("--no-callgrind", action="store_true")
     p.add_argument("--no-syscalls", action="store_true")
+    p.add_argument("--callgrind-out", default="",
+                   help="directory to keep each callgrind dump in (callgrind_annotate reads them)")
 
 
 @contextlib.contextmanager

@@ -37,6 +37,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/error.hpp>
 
+#include "tether/tls/draining_buffer.hpp"
 #include "tether/tls/reactor_registration.hpp"
 
 namespace tether::tls {
@@ -79,11 +80,18 @@ public:
         s_->socket.cancel(ignored);
     }
 
+    /// Reads some bytes. A read into one buffer that got fewer bytes than
+    /// asked leaves the socket marked drained in Asio's reactor
+    /// (draining_buffer.hpp): the next read then first tries recv(2) itself,
+    /// as Asio would, unless the caller said a message just ended
+    /// (next_read_starts_message), in which case it waits for the socket's
+    /// next edge without a recv that would find nothing.
     template <class MutableBuffers, class Token>
     auto async_read_some(const MutableBuffers& buffers, Token&& token) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
             [this](auto handler, const MutableBuffers& b) {
-                if (s_->lazy) {
+                const bool starts_message = std::exchange(s_->starts_message, false);
+                if (s_->lazy || (s_->maybe_drained && !starts_message)) {
                     IoVecs io(b);
                     boost::system::error_code ec;
                     std::size_t n = 0;
@@ -93,11 +101,29 @@ public:
                     if ((ec = join_reactor())) return complete_now(std::move(handler), ec, 0);
                 }
                 s_->begin(kRead);
-                s_->socket.async_read_some(b, Timed<decltype(handler)>(s_, kRead,
-                                                                       std::move(handler)));
+                if constexpr (kDrainingReads && std::is_convertible_v<const MutableBuffers&,
+                                                                      boost::asio::mutable_buffer>) {
+                    const boost::asio::mutable_buffer one(b);
+                    s_->read_asked = one.size();
+                    s_->socket.async_read_some(DrainingBuffer(one), Timed<decltype(handler)>(
+                                                                        s_, kRead, std::move(handler)));
+                } else {
+                    s_->read_asked = 0;
+                    s_->socket.async_read_some(b, Timed<decltype(handler)>(s_, kRead,
+                                                                           std::move(handler)));
+                }
             },
             token, buffers);
     }
+
+    /// The next read is the first of a new message, and the bytes of the last
+    /// one all came (an HTTP response on a kept-alive connection, after the
+    /// request went): if the last read drained the socket, the next waits for
+    /// new bytes without trying a recv first. An end of stream that came with
+    /// the last bytes is then seen only with the next event on the socket (a
+    /// write to a closed peer brings its reset), so never use it where the
+    /// end of the stream itself is what is awaited.
+    void next_read_starts_message() { s_->starts_message = true; }
 
     template <class ConstBuffers, class Token>
     auto async_write_some(const ConstBuffers& buffers, Token&& token) {
@@ -184,6 +210,9 @@ private:
         Clock::time_point armed = Clock::time_point::max();  // the timer's wait; max: none
         std::uint64_t generation = 0;                        // of the timer's current wait
         int refs = 0;
+        std::size_t read_asked = 0;   // of the read pending in Asio (0: not a DrainingBuffer)
+        bool maybe_drained = false;   // Asio may skip trying the next read at once
+        bool starts_message = false;  // next_read_starts_message()
 
         void begin(int i) {
             Direction& d = dir[i];
@@ -232,6 +261,11 @@ public:
             : state_(std::move(state)), direction_(direction), handler_(std::move(h)) {}
         template <class... Args>
         void operator()(boost::system::error_code ec, Args&&... args) {
+            if constexpr (sizeof...(Args) == 1 &&
+                          (std::is_same_v<std::decay_t<Args>, std::size_t> && ...)) {
+                if (direction_ == kRead && state_->read_asked > 0)  // what Asio's flag now says
+                    state_->maybe_drained = (... || (args < state_->read_asked));
+            }
             state_->end(direction_, ec);
             std::move(handler_)(ec, std::forward<Args>(args)...);
         }

@@ -12,6 +12,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 
+#include "timed_pair.hpp"
+
 namespace tether::tls {
 namespace {
 
@@ -20,26 +22,7 @@ using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-struct Pair {
-    asio::io_context io;
-    std::optional<TimedSocket> timed;
-    tcp::socket peer{io};
-
-    Pair() {
-        tcp::acceptor acc(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-        tcp::socket client(io);
-        client.connect(acc.local_endpoint());
-        acc.accept(peer);
-        timed.emplace(std::move(client));
-    }
-    // Runs until `done` or 5 s (a hung test fails instead of hanging).
-    template <class Done>
-    void run_until(Done done) {
-        const auto until = Clock::now() + 5s;
-        io.restart();
-        while (!done() && Clock::now() < until) io.run_one_for(50ms);
-    }
-};
+using Pair = test::TimedPair;
 
 TEST(TimedSocket, ReadPastItsDeadlineTimesOutAtTheDeadline) {
     Pair p;

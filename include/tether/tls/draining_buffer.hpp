@@ -1,0 +1,86 @@
+// DrainingBuffer: one buffer to read a TCP socket into, whose read tells
+// Asio's epoll reactor that the socket is drained when it returns fewer
+// bytes than the buffer holds, so the next read waits for the next edge
+// instead of first trying a recv(2) that returns EAGAIN.
+//
+// Asio registers each socket once, edge-triggered, and keeps per direction a
+// "try speculatively" flag: an operation started while it is set first tries
+// the syscall at once; the flag is cleared when an operation reports the
+// socket exhausted and set again by every epoll event on it. Asio 1.26 marks
+// a send that wrote less than asked as exhausted, but a receive only when it
+// got 0 bytes. For a stream socket a read that got fewer bytes than asked
+// has emptied the receive queue (tcp_recvmsg returns early only when the
+// queue is empty), and any byte that comes later raises a new edge, which
+// sets the flag again. So a proxied keep-alive exchange's two reads that find
+// nothing (the client's next request, the backend's response) wait for their
+// edge without a recv: ~0.95 recvfrom per request less (docs/benchmarks.md).
+//
+// Asio has no hook for it: the receive operation of this buffer type is an
+// explicit specialization of Asio's reactive_socket_recv_op_base (the same
+// members; only do_perform adds the short-read case). That class is Asio's
+// detail, so the specialization is made only for the version it was written
+// against (kDrainingReads); with another Asio the buffer is read as a plain
+// mutable_buffer.
+// Threading: none of its own (the socket's executor).
+#pragma once
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/version.hpp>
+
+#if BOOST_ASIO_VERSION == 102600  // Boost 1.81 (Debian 12)
+#include <boost/asio/detail/reactive_socket_recv_op.hpp>
+#include <boost/asio/detail/socket_ops.hpp>
+#define TETHER_DRAINING_READS 1
+#else
+#define TETHER_DRAINING_READS 0
+#endif
+
+namespace tether::tls {
+
+/// True when reads into a DrainingBuffer mark a short read as draining.
+inline constexpr bool kDrainingReads = TETHER_DRAINING_READS != 0;
+
+/// A single mutable buffer (a MutableBufferSequence of one) read with the
+/// short-read rule above.
+class DrainingBuffer : public boost::asio::mutable_buffer {
+public:
+    explicit DrainingBuffer(boost::asio::mutable_buffer b) noexcept : mutable_buffer(b) {}
+};
+
+}  // namespace tether::tls
+
+#if TETHER_DRAINING_READS
+namespace boost::asio::detail {
+
+template <>
+class reactive_socket_recv_op_base<tether::tls::DrainingBuffer> : public reactor_op {
+public:
+    reactive_socket_recv_op_base(const boost::system::error_code& success_ec, socket_type socket,
+                                 socket_ops::state_type state,
+                                 const tether::tls::DrainingBuffer& buffers,
+                                 socket_base::message_flags flags, func_type complete_func)
+        : reactor_op(success_ec, &reactive_socket_recv_op_base::do_perform, complete_func),
+          socket_(socket), state_(state), buffers_(buffers), flags_(flags) {}
+
+    static status do_perform(reactor_op* base) {
+        auto* o = static_cast<reactive_socket_recv_op_base*>(base);
+        const bool stream = (o->state_ & socket_ops::stream_oriented) != 0;
+        if (!socket_ops::non_blocking_recv1(o->socket_, o->buffers_.data(), o->buffers_.size(),
+                                            o->flags_, stream, o->ec_, o->bytes_transferred_))
+            return not_done;  // EAGAIN: wait for the socket's edge
+        // Asio's rule (0 bytes: the end or an error) and the short read.
+        if (stream && (o->bytes_transferred_ == 0 ||
+                       (!o->ec_ && o->bytes_transferred_ < o->buffers_.size())))
+            return done_and_exhausted;
+        return done;
+    }
+
+private:
+    socket_type socket_;
+    socket_ops::state_type state_;
+    tether::tls::DrainingBuffer buffers_;
+    socket_base::message_flags flags_;
+};
+
+}  // namespace boost::asio::detail
+#endif

@@ -1,0 +1,137 @@
+"""Keep-alive reads that wait for the next message without trying a recv first (docs/benchmarks.md,
+"Third pass"): the ends of streams that such a wait cannot see by itself are still seen.
+
+- A client that half-closes with its last request (`nc -N`): its end of stream came with the
+  request and raises no new event; tether must still close the connection after the answer,
+  long before timeouts.idle (the worker's tick looks once).
+- A client that half-closes after several keep-alive requests on one connection.
+- A kept-alive backend connection whose server closed it with its last answer (no
+  `Connection: close`): the next request on it is answered all the same (the reset of the
+  write wakes the read; the request goes again on a fresh connection).
+- A close-delimited response body (the backend's end of stream ends it) after kept-alive use.
+
+Every test starts its own backends and tether on free ports and stops them by PID; every wait
+is bounded.
+"""
+
+import socket
+import threading
+import time
+import unittest
+
+from harness import (HOST, Backend, HttpConnection, Tether, _Reader, build_request, free_port,
+                     read_response, tether_config)
+
+
+class OneShotKeepAliveServer:
+    """A backend that answers each connection's first request with a keep-alive response
+    (no `Connection: close`) and closes the connection right after it: the end of stream comes
+    with the answer. Counts the connections it accepted."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind((HOST, 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                try:
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    if data:
+                        body = f"conn {self.connections}\n".encode()
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: " +
+                                     str(len(body)).encode() + b"\r\n\r\n" + body)
+                except OSError:
+                    pass
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
+class KeepAliveReads(unittest.TestCase):
+    def setUp(self):
+        self.backend = Backend("b1")
+        self.addCleanup(self.backend.stop)
+
+    def tether(self, servers, **overrides):
+        t = Tether(tether_config(servers, free_port(), workers=1, **overrides))
+        self.addCleanup(t.close)
+        return t
+
+    def closed_within(self, sock, reader, seconds):
+        """True when the peer closes `sock` within `seconds` (after what was read)."""
+        try:
+            return reader.read_to_eof(time.monotonic() + seconds) is not None
+        except (TimeoutError, socket.timeout):
+            return False
+
+    def test_half_close_with_the_only_request_closes_after_the_answer(self):
+        t = self.tether([("b1", self.backend.port)], timeouts="idle: 30s")
+        for _ in range(5):  # the end of stream with, or just after, the request
+            with socket.create_connection((HOST, t.port), timeout=5) as sock:
+                sock.sendall(build_request("GET", "/", host=f"{HOST}:{t.port}"))
+                sock.shutdown(socket.SHUT_WR)
+                reader = _Reader(sock)
+                resp = read_response(reader, "GET", 5)
+                self.assertEqual(resp.status, 200)
+                started = time.monotonic()
+                self.assertTrue(self.closed_within(sock, reader, 5),
+                                "tether kept a half-closed connection open")
+                self.assertLess(time.monotonic() - started, 5)
+
+    def test_half_close_after_keepalive_requests_closes_after_the_last_answer(self):
+        t = self.tether([("b1", self.backend.port)], timeouts="idle: 30s")
+        with socket.create_connection((HOST, t.port), timeout=5) as sock:
+            reader = _Reader(sock)
+            for i in range(5):
+                sock.sendall(build_request("GET", f"/?i={i}", host=f"{HOST}:{t.port}"))
+                if i == 4:
+                    sock.shutdown(socket.SHUT_WR)
+                self.assertEqual(read_response(reader, "GET", 5).status, 200)
+            self.assertTrue(self.closed_within(sock, reader, 5),
+                            "tether kept a half-closed connection open")
+
+    def test_backend_closing_with_a_keepalive_answer_is_retried(self):
+        server = OneShotKeepAliveServer()
+        self.addCleanup(server.close)
+        t = self.tether([("s1", server.port)], upstream={"keepalive": 4})
+        with HttpConnection(HOST, t.port) as conn:
+            for i in range(10):
+                resp = conn.request("GET", f"/?i={i}")
+                self.assertEqual(resp.status, 200, resp.body)
+                self.assertTrue(resp.body.startswith(b"conn "))
+        self.assertGreaterEqual(server.connections, 10)
+
+    def test_close_delimited_body_after_keepalive_use(self):
+        t = self.tether([("b1", self.backend.port)], upstream={"keepalive": 4})
+        for n in (10, 5000, 300000):
+            with HttpConnection(HOST, t.port) as conn:
+                for i in range(3):
+                    self.assertEqual(conn.request("GET", f"/?i={i}").status, 200)
+                resp = conn.request("GET", f"/bytes?n={n}&mode=close")
+                self.assertEqual(resp.status, 200)
+                self.assertEqual(len(resp.body), n)
+
+
+if __name__ == "__main__":
+    unittest.main()

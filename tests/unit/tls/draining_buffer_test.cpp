@@ -1,0 +1,196 @@
+// DrainingBuffer through TimedSocket: a read that got fewer bytes than it
+// asked for marks the socket drained, so the next read waits for the next
+// edge without a recv(2) that returns EAGAIN; a read that filled its buffer
+// does not, and the bytes left behind are read at once.
+// Real sockets on 127.0.0.1 (a connected pair per test), bounded waits. The
+// recv(2) and recvmsg(2) calls are counted by pass-through definitions in
+// this test binary (Asio's socket_ops and TimedSocket call ::recv and
+// ::recvmsg; the executable's definitions are the ones linked): every call
+// still goes to the kernel, only counted.
+#include "tether/tls/timed_socket.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+#include "timed_pair.hpp"
+
+namespace {
+
+int g_watched_fd = -1;
+int g_recv_calls = 0;
+int g_recv_would_block = 0;
+
+}  // namespace
+
+namespace {
+
+ssize_t counted(int fd, long r) {
+    if (fd == g_watched_fd) {
+        ++g_recv_calls;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) ++g_recv_would_block;
+    }
+    return static_cast<ssize_t>(r);
+}
+
+}  // namespace
+
+extern "C" ssize_t recv(int fd, void* buf, size_t len, int flags) {
+    return counted(fd, ::syscall(SYS_recvfrom, fd, buf, len, flags, nullptr, nullptr));
+}
+
+extern "C" ssize_t recvmsg(int fd, msghdr* msg, int flags) {
+    return counted(fd, ::syscall(SYS_recvmsg, fd, msg, flags));
+}
+
+namespace tether::tls {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+struct Pair : test::TimedPair {
+    Pair() {
+        timed->socket().non_blocking(true);  // as every socket tether reads asynchronously
+        g_watched_fd = timed->socket().native_handle();
+        g_recv_calls = g_recv_would_block = 0;
+    }
+    ~Pair() { g_watched_fd = -1; }
+
+    template <class Done>
+    void run_until(Done done) {
+        const auto until = Clock::now() + 5s;
+        io.restart();
+        while (!done() && Clock::now() < until) io.run_one_for(50ms);
+    }
+    // One read of up to `room` bytes started before the peer sends `data`;
+    // what it got.
+    std::string read_after_send(std::size_t room, const std::string& data) {
+        std::string buf(room, '\0');
+        std::optional<std::size_t> got;
+        timed->expires_after(5s);
+        timed->async_read_some(asio::buffer(buf), [&](auto ec, std::size_t n) {
+            EXPECT_FALSE(ec) << ec.message();
+            got = n;
+        });
+        io.restart();
+        io.poll();  // the read is pending in the reactor
+        if (!data.empty()) asio::write(peer, asio::buffer(data));
+        run_until([&] { return got.has_value(); });
+        EXPECT_TRUE(got);
+        buf.resize(got.value_or(0));
+        return buf;
+    }
+};
+
+TEST(DrainingBuffer, MessageStartAfterAShortReadWaitsWithoutARecvThatFindsNothing) {
+    if (!kDrainingReads) GTEST_SKIP() << "not this Asio version (draining_buffer.hpp)";
+    Pair p;
+    EXPECT_EQ(p.read_after_send(64, "HTTP/1.1 200 OK\r\n\r\n"), "HTTP/1.1 200 OK\r\n\r\n");
+    // Like a kept-alive backend connection: the next answer comes after the read began.
+    for (int i = 0; i < 3; ++i) {
+        g_recv_calls = g_recv_would_block = 0;
+        p.timed->next_read_starts_message();
+        EXPECT_EQ(p.read_after_send(64, "next"), "next");
+        EXPECT_EQ(g_recv_would_block, 0);  // before: 1 (the read tried at once)
+        EXPECT_EQ(g_recv_calls, 1);
+    }
+}
+
+TEST(DrainingBuffer, ReadWithinAMessageStillTriesAtOnce) {
+    Pair p;
+    EXPECT_EQ(p.read_after_send(64, "HTTP/1.1 200 OK\r\n"), "HTTP/1.1 200 OK\r\n");
+    g_recv_calls = g_recv_would_block = 0;
+    EXPECT_EQ(p.read_after_send(64, "\r\n"), "\r\n");
+    EXPECT_EQ(g_recv_would_block, 1);  // as Asio does: the read is tried when it begins
+    EXPECT_EQ(g_recv_calls, 2);
+}
+
+// The end of the stream that came with the last bytes raises no new event:
+// a read within a message must still see it at once (a close-delimited body).
+TEST(DrainingBuffer, EndOfStreamThatCameWithTheLastBytesIsSeenAtOnce) {
+    Pair p;
+    std::array<char, 64> buf{};
+    std::optional<std::size_t> first;
+    asio::write(p.peer, asio::buffer(std::string("last bytes")));
+    p.peer.shutdown(tcp::socket::shutdown_send);
+    asio::steady_timer settle(p.io, 50ms);  // both are queued before the first read
+    bool settled = false;
+    settle.async_wait([&](auto) { settled = true; });
+    p.run_until([&] { return settled; });
+    p.timed->expires_after(5s);
+    p.timed->async_read_some(asio::buffer(buf), [&](auto ec, std::size_t n) {
+        EXPECT_FALSE(ec);
+        first = n;
+    });
+    p.run_until([&] { return first.has_value(); });
+    ASSERT_TRUE(first);
+    EXPECT_EQ(std::string(buf.data(), *first), "last bytes");
+    std::optional<boost::system::error_code> second;
+    const auto start = Clock::now();
+    p.timed->expires_after(5s);
+    p.timed->async_read_some(asio::buffer(buf), [&](auto ec, std::size_t) { second = ec; });
+    p.run_until([&] { return second.has_value(); });
+    ASSERT_TRUE(second);
+    EXPECT_EQ(*second, asio::error::eof);
+    EXPECT_LT(Clock::now() - start, 1s);
+}
+
+TEST(DrainingBuffer, ReadThatFilledItsBufferLeavesTheRestReadableAtOnce) {
+    Pair p;
+    asio::write(p.peer, asio::buffer(std::string("0123456789abcdef0123")));
+    EXPECT_EQ(p.read_after_send(16, ""), "0123456789abcdef");
+    g_recv_calls = g_recv_would_block = 0;
+    EXPECT_EQ(p.read_after_send(16, ""), "0123");  // no new byte, no new edge: read at once
+    EXPECT_EQ(g_recv_would_block, 0);
+}
+
+TEST(DrainingBuffer, EndOfStreamAfterAShortReadIsSeen) {
+    Pair p;
+    EXPECT_EQ(p.read_after_send(64, "abc"), "abc");
+    std::array<char, 64> buf{};
+    std::optional<boost::system::error_code> got;
+    p.timed->expires_after(5s);
+    p.timed->async_read_some(asio::buffer(buf), [&](auto ec, std::size_t) { got = ec; });
+    p.io.restart();
+    p.io.poll();
+    p.peer.shutdown(tcp::socket::shutdown_send);
+    p.run_until([&] { return got.has_value(); });
+    ASSERT_TRUE(got);
+    EXPECT_EQ(*got, asio::error::eof);
+}
+
+TEST(DrainingBuffer, BytesThatCameWhileNoReadWasPendingAreRead) {
+    Pair p;
+    EXPECT_EQ(p.read_after_send(64, "first"), "first");
+    asio::write(p.peer, asio::buffer(std::string("second")));  // its edge comes with no read pending
+    std::array<char, 64> buf{};
+    std::optional<std::size_t> got;
+    p.io.restart();
+    p.io.poll();  // the reactor sees the edge first
+    p.timed->expires_after(5s);
+    p.timed->async_read_some(asio::buffer(buf), [&](auto ec, std::size_t n) {
+        EXPECT_FALSE(ec);
+        got = n;
+    });
+    p.run_until([&] { return got.has_value(); });
+    ASSERT_TRUE(got);
+    EXPECT_EQ(std::string(buf.data(), *got), "second");
+}
+
+}  // namespace
+}  // namespace tether::tls
