@@ -91,15 +91,9 @@ public:
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
             [this](auto handler, const MutableBuffers& b) {
                 const bool starts_message = std::exchange(s_->starts_message, false);
-                if (s_->lazy || (s_->maybe_drained && !starts_message)) {
-                    IoVecs io(b);
-                    boost::system::error_code ec;
-                    std::size_t n = 0;
-                    if (io.bytes > 0) n = receive_now(s_->socket.native_handle(), io.v, io.n, ec);
-                    if (ec != boost::asio::error::would_block)
-                        return complete_now(std::move(handler), ec, n);
-                    if ((ec = join_reactor())) return complete_now(std::move(handler), ec, 0);
-                }
+                if ((s_->lazy || (s_->maybe_drained && !starts_message)) &&
+                    done_now(b, receive_now, handler))
+                    return;
                 s_->begin(kRead);
                 if constexpr (kDrainingReads && std::is_convertible_v<const MutableBuffers&,
                                                                       boost::asio::mutable_buffer>) {
@@ -129,15 +123,7 @@ public:
     auto async_write_some(const ConstBuffers& buffers, Token&& token) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
             [this](auto handler, const ConstBuffers& b) {
-                if (s_->lazy) {
-                    IoVecs io(b);
-                    boost::system::error_code ec;
-                    std::size_t n = 0;
-                    if (io.bytes > 0) n = send_now(s_->socket.native_handle(), io.v, io.n, ec);
-                    if (ec != boost::asio::error::would_block)
-                        return complete_now(std::move(handler), ec, n);
-                    if ((ec = join_reactor())) return complete_now(std::move(handler), ec, 0);
-                }
+                if (s_->lazy && done_now(b, send_now, handler)) return;
                 s_->begin(kWrite);
                 s_->socket.async_write_some(b, Timed<decltype(handler)>(s_, kWrite,
                                                                         std::move(handler)));
@@ -184,6 +170,27 @@ private:
 
     // An operation done without the reactor: its handler runs from the
     // executor's queue, as after Asio's own speculative read or write.
+    // One non-blocking try of the operation (receive_now / send_now) without
+    // the reactor: true when it completed `handler` (bytes, an error, or the
+    // failure to join the reactor); false when it would block and the socket
+    // is now registered, so the caller goes through Asio as usual.
+    template <class Buffers, class Io, class Handler>
+    bool done_now(const Buffers& b, Io io_now, Handler& handler) {
+        IoVecs io(b);
+        boost::system::error_code ec;
+        std::size_t n = 0;
+        if (io.bytes > 0) n = io_now(s_->socket.native_handle(), io.v, io.n, ec);
+        if (ec != boost::asio::error::would_block) {
+            complete_now(std::move(handler), ec, n);
+            return true;
+        }
+        if ((ec = join_reactor())) {
+            complete_now(std::move(handler), ec, 0);
+            return true;
+        }
+        return false;
+    }
+
     template <class Handler>
     void complete_now(Handler&& handler, boost::system::error_code ec, std::size_t n) {
         boost::asio::post(s_->socket.get_executor(),
