@@ -143,16 +143,63 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def wait_port(port: int, timeout: float = DEFAULT_TIMEOUT, host: str = HOST) -> None:
-    """Waits until host:port accepts a TCP connection (which it then closes)."""
+# A port chosen by free_port(s) is released before the child binds it; meanwhile another
+# process can take it (a connection's source port, from the same ephemeral range, on a busy
+# machine): the child then fails to bind with this in its output.
+_ADDRESS_IN_USE = re.compile(r"EADDRINUSE|[Aa]ddress already in use")
+PORT_TRIES = 3
+
+
+class PortTaken(RuntimeError):
+    """A process started here exited because a port chosen for it was taken before it bound
+    it (its output said address in use); on_free_ports() starts it again on other ports."""
+
+
+def raise_if_port_taken(output: str, message: str) -> None:
+    """Raises PortTaken(message) when a process's `output` says a bind found its address in use."""
+    if _ADDRESS_IN_USE.search(output):
+        raise PortTaken(message)
+
+
+def on_free_ports(start, ports: int | list[int], tries: int = PORT_TRIES):
+    """start(ports) and its result; `ports` is a list, or how many to take from free_ports().
+    While start raises PortTaken, start(new free ports, as many) again, `tries` calls in all
+    (then the last PortTaken propagates). start must stop what it started before raising."""
+    chosen = free_ports(ports) if isinstance(ports, int) else list(ports)
+    tried = set(chosen)
+    for attempt in range(tries):
+        try:
+            return start(chosen)
+        except PortTaken:
+            if attempt + 1 == tries:
+                raise
+            for _ in range(10):  # none tried before: a config text may still hold those
+                chosen = free_ports(len(chosen))
+                if tried.isdisjoint(chosen):
+                    break
+            tried.update(chosen)
+
+
+def wait_port(port: int, timeout: float = DEFAULT_TIMEOUT, host: str = HOST,
+              proc: subprocess.Popen | None = None, output=lambda: "") -> None:
+    """Waits until host:port accepts a TCP connection (which it then closes). With `proc`
+    (the process that is to listen there): when it exits first, raises PortTaken or else
+    RuntimeError, with the end of its output()."""
     deadline = time.monotonic() + timeout
+    what = proc.args[0] if proc else "process"
     while True:
+        if proc is not None and proc.poll() is not None:
+            text = output()
+            message = f"{what} exited with {proc.returncode} before accepting:\n{text[-2000:]}"
+            raise_if_port_taken(text, message)
+            raise RuntimeError(message)
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing accepts on {host}:{port} after {timeout}s")
+                raise TimeoutError(f"nothing accepts on {host}:{port} after {timeout}s"
+                                   + (f"; {what}'s output:\n{output()[-2000:]}" if proc else ""))
             time.sleep(0.02)
 
 
@@ -325,6 +372,14 @@ def _listen_ports(config_text: str) -> list[int]:
     return ports
 
 
+def _with_ports(config_text: str, moved: dict[int, int]) -> str:
+    """config_text with each address HOST:OLD of `moved` written HOST:NEW."""
+    def swap(m: re.Match) -> str:
+        port = int(m.group(1))
+        return f"{HOST}:{moved.get(port, port)}"
+    return re.sub(rf"(?<![\w.]){re.escape(HOST)}:(\d+)(?!\d)", swap, config_text)
+
+
 class Tether:
     """The tether binary run on a YAML text written to a fresh temp dir.
 
@@ -333,27 +388,58 @@ class Tether:
     the config) is listened on by this process; a process that exits first raises with its
     logs. close() (or leaving the `with` block) stops it and removes the dir. preexec_fn runs
     in the child before exec (e.g. a low RLIMIT_NOFILE).
+
+    The ports were chosen free (free_port) and released: one can be taken before tether binds
+    it. When tether then exits with "address in use", it is started again with the addresses
+    HOST:PORT of `ports` in the config moved to new free ports (on_free_ports, PORT_TRIES
+    starts in all). So connect to the ports of .ports / .port (in the order given), not to the
+    numbers put in the config; .moved maps each changed port to its new one, and reload()
+    moves them in a new config text too.
     """
 
     def __init__(self, config_text: str, ports: Iterable[int] | None = None,
                  timeout: float = DEFAULT_TIMEOUT, args: Iterable[str] = (),
-                 env: dict | None = None, preexec_fn=None):
+                 env: dict | None = None, preexec_fn=None, tries: int = PORT_TRIES):
         self.dir = tempfile.mkdtemp(prefix="tether-it-")
         self.config_path = os.path.join(self.dir, "tether.yaml")
-        self.write_config(config_text)
-        self.ports = list(ports) if ports is not None else _listen_ports(config_text)
-        self.port = self.ports[0] if self.ports else None
-        self._out = open(os.path.join(self.dir, "stdout.log"), "wb")
-        self._err = open(os.path.join(self.dir, "stderr.log"), "wb")
+        asked = list(ports) if ports is not None else _listen_ports(config_text)
+        self.moved: dict[int, int] = {}
+        self.proc = None
         cmd = [_binary("TETHER_BIN"), *args, "-c", self.config_path]
-        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err,
-                                     stdin=subprocess.DEVNULL, preexec_fn=preexec_fn,
-                                     env={**os.environ, **(env or {})})
-        _live.add(self.proc)
+        env = {**os.environ, **(env or {})}
+
+        def start(chosen: list[int]) -> None:
+            self.moved = {a: b for a, b in zip(asked, chosen) if a != b}
+            text = self.write_config(config_text)
+            self.ports = chosen
+            self.port = chosen[0] if chosen else None
+            if self.proc is not None:  # the files of the start before
+                self._out.close()
+                self._err.close()
+            self._out = open(os.path.join(self.dir, "stdout.log"), "wb")
+            self._err = open(os.path.join(self.dir, "stderr.log"), "wb")
+            self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err,
+                                         stdin=subprocess.DEVNULL, preexec_fn=preexec_fn,
+                                         env=env)
+            _live.add(self.proc)
+            try:
+                self._wait_ready(timeout)
+            except PortTaken:
+                missing = [p for p in chosen if f"{HOST}:{p}" not in text]
+                self.stop()  # and go on with the next start, unless no port can be moved
+                _check_sanitizer(self.proc.pid, "tether", self.logs())
+                if missing:
+                    raise RuntimeError(f"tether: a port was taken, and {missing} are not "
+                                       f"written {HOST}:PORT in its config: {self.logs()}")
+                raise
+
         try:
-            self._wait_ready(timeout)
+            on_free_ports(start, asked, tries)
         except BaseException:
-            self.close()  # the error carries the logs
+            if self.proc is not None:
+                self.close()  # the error carries the logs
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
             raise
 
     def _wait_ready(self, timeout: float) -> None:
@@ -361,7 +447,9 @@ class Tether:
         pending = set(self.ports)
         while pending:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"tether exited with {self.proc.returncode}: {self.logs()}")
+                message = f"tether exited with {self.proc.returncode}: {self.logs()}"
+                raise_if_port_taken(self.logs(), message)
+                raise RuntimeError(message)
             pending = {p for p in pending if not _process_listens(self.proc.pid, p)}
             if pending and time.monotonic() > deadline:
                 raise TimeoutError(f"tether not listening on {sorted(pending)} after "
@@ -373,12 +461,16 @@ class Tether:
     def pid(self) -> int:
         return self.proc.pid
 
-    def write_config(self, config_text: str) -> None:
+    def write_config(self, config_text: str) -> str:
+        """Writes the config file, with the ports of .moved moved; returns that text."""
+        config_text = _with_ports(config_text, self.moved)
         with open(self.config_path, "w") as f:
             f.write(config_text)
+        return config_text
 
     def reload(self, config_text: str) -> None:
-        """Rewrites the config file and sends SIGHUP."""
+        """Rewrites the config file (write_config: the ports of .moved moved, so a text made
+        with the ports first chosen still fits) and sends SIGHUP."""
         self.write_config(config_text)
         self.signal(signal.SIGHUP)
 

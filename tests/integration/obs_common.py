@@ -156,6 +156,7 @@ class ObsTether:
                 for b in self.backends:
                     b.__exit__(None, None, None)
             raise
+        self.ports = dict(zip(names, self.tether.ports))  # moved if one was taken
 
     def admin(self, path: str, method: str = "GET") -> tuple[int, str]:
         r = http_request(HOST, self.ports["admin"], method, path)

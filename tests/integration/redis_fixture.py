@@ -8,13 +8,14 @@ stopped by PID only. redis_commands() sends commands pipelined on one connection
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
 
-from harness import HOST, _live, free_port
+from harness import HOST, _live, on_free_ports, raise_if_port_taken
 
 REDIS = shutil.which("redis-server")
 
@@ -81,21 +82,33 @@ def wait_redis_ready(port: int, proc: subprocess.Popen, timeout: float = 10.0) -
 
 
 class RedisServer:
-    """A redis-server on 127.0.0.1:port, no persistence, stopped by PID. start() after kill()
-    restarts it empty on the same port."""
+    """A redis-server on 127.0.0.1:port, no persistence, stopped by PID. The port (`port`, or
+    a free one) is moved to another free one when it was taken before redis-server bound it
+    (on_free_ports): read .port. start() after kill() restarts it empty on the same port."""
 
     def __init__(self, port: int | None = None):
-        self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="tether-redis-")
-        self.start()
+
+        def first_start(ports: list[int]) -> None:
+            self.port = ports[0]
+            self.start()
+        on_free_ports(first_start, [port] if port else 1)
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no",
-             "--enable-debug-command", "yes", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        log = os.path.join(self.dir, "redis.log")
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [REDIS, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly",
+                 "no", "--enable-debug-command", "yes", "--dir", self.dir],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _live.add(self.proc)
-        wait_redis_ready(self.port, self.proc)
+        try:
+            wait_redis_ready(self.port, self.proc)
+        except RuntimeError as e:  # it exited: why is in its log
+            with open(log, "rb") as f:
+                output = f.read().decode(errors="replace")[-2000:]
+            raise_if_port_taken(output, f"{e}: {output}")
+            raise RuntimeError(f"{e}: {output}") from None
 
     def kill(self) -> None:
         """SIGKILL (a crashed Redis)."""

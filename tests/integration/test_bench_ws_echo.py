@@ -50,9 +50,9 @@ class BenchWsEchoTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.backend = EchoBackend()
-        cls.proxy_port = harness.free_port()
         cls.tether = harness.Tether(harness.tether_config([("e1", cls.backend.port)],
-                                                          cls.proxy_port))
+                                                          harness.free_port()))
+        cls.proxy_port = cls.tether.port
 
     @classmethod
     def tearDownClass(cls):

@@ -16,8 +16,8 @@ import tempfile
 import time
 import unittest
 
-from harness import (HOST, Backend, Tether, _Reader, build_request, free_port, http_request,
-                     read_response, tether_config)
+from harness import (HOST, Backend, Tether, _Reader, build_request, free_port, free_ports,
+                     http_request, read_response, tether_config)
 from tls_certs import make_ca, make_leaf
 
 CLIENTS = [f"198.51.100.{i}" for i in range(1, 25)]
@@ -66,10 +66,10 @@ class Identity(unittest.TestCase):
             b = Backend(name)
             self.addCleanup(b.__exit__, None, None, None)
             self.backends.append(b)
-        port = free_port()
+        port, admin_port = free_ports(2)
         ports = [port]
         if admin:
-            self.admin = free_port()
+            self.admin = admin_port
             overrides["admin"] = {"address": f"{HOST}:{self.admin}"}
             ports.append(self.admin)
         overrides.setdefault("upstream", IP_HASH)
@@ -77,6 +77,8 @@ class Identity(unittest.TestCase):
                             **overrides)
         t = Tether(cfg, ports=ports)
         self.addCleanup(t.close)
+        if admin:
+            self.admin = t.ports[1]
         return t
 
     def placements(self, port: int, make_preamble, headers_for=lambda ip: (), wrap=None):
@@ -219,7 +221,7 @@ class Identity(unittest.TestCase):
         t2 = Tether(tether_config(names, port, workers=2, upstream=IP_HASH,
                                   listen={"proxy_protocol": True}), ports=[port])
         self.addCleanup(t2.close)
-        by_proxy = self.placements(port, proxy_v1)
+        by_proxy = self.placements(t2.port, proxy_v1)
         self.assertEqual(by_xff, by_proxy)
 
 

@@ -95,7 +95,7 @@ class ConfigGuardTest(unittest.TestCase):
             port = free_port()
             good = tether_config([("s1", s1.port)], port, workers=1)
             with Tether(good) as t:
-                self.assertEqual(http_request(HOST, port, "GET", "/").status, 200)
+                self.assertEqual(http_request(HOST, t.port, "GET", "/").status, 200)
                 before = t.rss_kb()
                 for n, name in enumerate(HOSTILE, start=1):
                     with open(t.config_path, "wb") as f:
@@ -105,7 +105,7 @@ class ConfigGuardTest(unittest.TestCase):
                                what=f"refusal of {name}")
                     self.assertRegex(t.logs(), re.escape(t.config_path) + HOSTILE[name][1])
                     self.assertTrue(t.running())
-                    self.assertEqual(http_request(HOST, port, "GET", "/").status, 200)
+                    self.assertEqual(http_request(HOST, t.port, "GET", "/").status, 200)
                 grown_mb = (t.rss_kb() - before) // 1024
                 print(f"\nRSS growth over {len(HOSTILE)} refused reloads: {grown_mb} MiB")
                 self.assertLess(grown_mb, 512 if sanitized(t.pid) else 64)

@@ -36,7 +36,7 @@ import unittest
 from types import SimpleNamespace
 
 from harness import (HOST, Backend, HttpConnection, Tether, WebSocket, _Reader, build_request,
-                     free_ports, get_from, http_request, read_response, wait_port)
+                     free_ports, get_from, http_request, read_response)
 from redis_fixture import REDIS, RedisServer
 from tls_certs import PkiTestCase, make_ca, make_leaf
 
@@ -127,9 +127,10 @@ access_log:
         return http_request(HOST, self.admin_port, method, path, timeout=10)
 
     def start(self) -> Tether:
-        t = Tether(self.config(0))
+        t = Tether(self.config(0),
+                   ports=[self.port, self.tls_port, self.passive_port, self.admin_port])
         self.addCleanup(t.close)
-        wait_port(self.admin_port)
+        self.port, self.tls_port, self.passive_port, self.admin_port = t.ports  # moved if taken
         deadline = time.monotonic() + 10
         while "redis: connected" not in t.logs():
             self.assertLess(time.monotonic(), deadline, t.logs())

@@ -14,9 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -55,15 +53,10 @@ def npm_ci() -> str | None:
     return None if done.returncode == 0 else "npm ci failed: " + done.stderr[-500:]
 
 
-class ProcessExited(RuntimeError):
-    def __init__(self, args, returncode: int, output: str):
-        super().__init__(f"{args[0]} exited with {returncode} before accepting:\n{output[-2000:]}")
-        self.output = output
-
-
 class Proc:
     """A process started here, stopped by PID. With `port`: waits (at most START_TIMEOUT) until
-    it accepts there; ProcessExited (with its output) if it exits first."""
+    it accepts there; RuntimeError (with its output) if it exits first,
+    harness.PortTaken when that output says its port was taken."""
 
     def __init__(self, args, env=None, port=None):
         self.args = args
@@ -74,38 +67,19 @@ class Proc:
         harness._live.add(self.proc)
         if port:
             try:
-                self._wait_accepting(port)
+                harness.wait_port(port, START_TIMEOUT, proc=self.proc, output=self.output)
             except BaseException:
                 self.close()
                 raise
 
-    def _wait_accepting(self, port: int) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise ProcessExited(self.args, self.proc.returncode, self.output())
-            try:
-                with socket.create_connection((HOST, port), timeout=0.5):
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{self.args[0]}: nothing accepts on {HOST}:{port} after "
-                                       f"{START_TIMEOUT} s; its output:\n{self.output()[-2000:]}")
-                time.sleep(0.02)
-
     @classmethod
     def on_free_port(cls, make) -> tuple[Proc, int]:
-        """Proc(*make(port), port=port) on a free port. free_port() releases the port, and
-        another process's connection can take it as its source port before this one binds it
-        (other tests and benchmarks on the machine): then again on another port, 3 tries."""
-        for attempt in range(3):
-            port = free_port()
-            args, env = make(port)
-            try:
-                return cls(args, env=env, port=port), port
-            except ProcessExited as e:
-                if attempt == 2 or not re.search(r"EADDRINUSE|Address already in use", e.output):
-                    raise
+        """Proc(*make(port), port=port) on a free port, again on another one while the port
+        was taken before it bound it (harness.on_free_ports)."""
+        def start(ports):
+            args, env = make(ports[0])
+            return cls(args, env=env, port=ports[0]), ports[0]
+        return harness.on_free_ports(start, 1)
 
     def output(self) -> str:
         self.log.seek(0)
@@ -207,7 +181,7 @@ class ComposeExampleWithoutDocker(unittest.TestCase):
             config["listen"][0]["address"] = f"{HOST}:{port}"
             cls.tethers.append(Tether(yaml.safe_dump(config), ports=[port],
                                       env={"TETHER_COOKIE_SECRET": "compose-example-test"}))
-            cls.ports.append(port)
+            cls.ports.append(cls.tethers[-1].port)
 
     @classmethod
     def tearDownClass(cls):

@@ -19,8 +19,8 @@ import socket
 import time
 import unittest
 
-from harness import (HOST, Backend, HttpConnection, Tether, WebSocket, free_port, http_request,
-                     tether_check, tether_config, wait_port)
+from harness import (HOST, Backend, HttpConnection, Tether, WebSocket, free_port, free_ports,
+                     http_request, tether_check, tether_config, wait_port)
 
 
 def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
@@ -50,12 +50,13 @@ class HealthTestCase(unittest.TestCase):
         return b
 
     def tether(self, servers, workers=1, **overrides) -> Tether:
-        self.port, self.admin_port = free_port(), free_port()
+        self.port, self.admin_port = free_ports(2)
         self.servers = [(s.name, s.port) if isinstance(s, Backend) else s for s in servers]
         self.overrides = {"workers": workers, "admin": {"address": f"{HOST}:{self.admin_port}"},
                           **overrides}
         t = Tether(self.config(), ports=[self.port, self.admin_port])
         self.addCleanup(t.close)
+        self.port, self.admin_port = t.ports  # moved if one was taken (config() follows)
         self.t = t
         return t
 
@@ -477,10 +478,11 @@ class Reload(HealthTestCase):
 
     def test_reload_adds_and_removes_listeners(self):
         s1, s2 = self.backends("s1", "s2")
-        a, b, self.admin_port = free_port(), free_port(), free_port()
+        a, b, self.admin_port = free_ports(3)
         t = Tether(self.two_upstreams([(a, "u")], self.admin_port, s1, s2),
                    ports=[a, self.admin_port])
         self.addCleanup(t.close)
+        a, self.admin_port = t.ports
         ws = WebSocket.connect(HOST, a, "/chat")
         self.addCleanup(ws.abort)
         idle = HttpConnection(HOST, a)
@@ -509,10 +511,11 @@ class Reload(HealthTestCase):
 
     def test_reload_with_a_listener_that_cannot_bind_is_refused(self):
         s1, s2 = self.backends("s1", "s2")
-        a, self.admin_port = free_port(), free_port()
+        a, self.admin_port = free_ports(2)
         t = Tether(self.two_upstreams([(a, "u")], self.admin_port, s1, s2),
                    ports=[a, self.admin_port])
         self.addCleanup(t.close)
+        a, self.admin_port = t.ports
         taken = socket.socket()  # another process's port (no SO_REUSEPORT)
         self.addCleanup(taken.close)
         taken.bind((HOST, 0))

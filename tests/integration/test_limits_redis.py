@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from harness import HOST, Backend, Tether, free_port, http_request, tether_config, wait_port
+from harness import HOST, Backend, Tether, free_ports, http_request, tether_config
 from redis_fixture import REDIS, RedisServer
 
 
@@ -45,7 +45,7 @@ class LimitsTest(unittest.TestCase):
             self.redis.close()
 
     def tether(self, rate=None, redis=False, per_ip=None, admin=False):
-        port = free_port()
+        port, admin_port = free_ports(2)
         limits = {}
         if rate:
             limits["rate"] = rate
@@ -55,13 +55,13 @@ class LimitsTest(unittest.TestCase):
         if redis:
             extra["redis"] = {"address": f"{HOST}:{self.redis.port}", "key_prefix": "lim:"}
         if admin:
-            extra["admin"] = {"address": f"{HOST}:{free_port()}"}
+            extra["admin"] = {"address": f"{HOST}:{admin_port}"}
         t = Tether(tether_config([("s1", self.backend.port)], port, workers=2,
-                                 access_log='path: "off"', **extra))
+                                 access_log='path: "off"', **extra),
+                   ports=[port, admin_port] if admin else [port])
         self.tethers.append(t)
         if admin:
-            t.admin_port = int(extra["admin"]["address"].rsplit(":", 1)[1])
-            wait_port(t.admin_port)
+            t.admin_port = t.ports[1]  # the port is listened on (moved if it was taken)
         if redis:
             deadline = time.monotonic() + 10
             while "redis: connected" not in t.logs():

@@ -89,10 +89,15 @@ class Nginx:
             stdin=subprocess.DEVNULL)
         harness._live.add(self.proc)
         try:
-            wait_port(port, TIMEOUT)
+            wait_port(port, TIMEOUT, proc=self.proc, output=self.errors)
         except BaseException:
             self.close()
             raise
+
+    def errors(self) -> str:
+        """Its stderr, once it has exited (nginx writes its startup errors there)."""
+        return self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None \
+            else ""
 
     def close(self) -> None:
         harness._stop_process(self.proc, 5.0)
@@ -210,16 +215,17 @@ http {{
 
     def both(self, upstream: str):
         """Starts nginx and tether (converted) on the same nginx.conf; returns their ports."""
-        nginx_port, tether_port = free_port(), free_port()
-        nginx_conf = self.nginx_conf(nginx_port, upstream)
-        nginx = Nginx(nginx_conf, nginx_port, self.tmp)
+        nginx, nginx_port = harness.on_free_ports(  # again on another port if it was taken
+            lambda ports: (Nginx(self.nginx_conf(ports[0], upstream), ports[0], self.tmp),
+                           ports[0]), 1)
         self.addCleanup(nginx.close)
+        tether_port = free_port()
         tether_conf = self.nginx_conf(tether_port, upstream)  # same text, tether's port
         done = run([CONVERTER, tether_conf])
         self.assertEqual(done.returncode, 0, done.stderr)
         tether = Tether(done.stdout + "\nadmin: off\n")
         self.addCleanup(tether.close)
-        return {"nginx": nginx_port, "tether": tether_port}
+        return {"nginx": nginx_port, "tether": tether.port}
 
     def tether_only(self, upstream: str) -> int:
         """tether (converted) alone on the nginx.conf; returns its port."""
@@ -228,7 +234,7 @@ http {{
         self.assertEqual(done.returncode, 0, done.stderr)
         tether = Tether(done.stdout + "\nadmin: off\n")
         self.addCleanup(tether.close)
-        return port
+        return tether.port
 
     def servers(self, **weights) -> str:
         return "\n".join(f"        server {HOST}:{self.port[name]}"

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import HOST, LoggedProcess, Tether, free_port, http_request
+from harness import HOST, LoggedProcess, Tether, free_ports, http_request
 from redis_fixture import RedisServer
 from obs_common import REPO, parse_metrics, require_tool, wait_for
 
@@ -56,7 +56,7 @@ class EngineIoSessionsTest(unittest.TestCase):
             self.addCleanup(srv.close)
             port = int(re.fullmatch(r"listening (\d+)", srv.read_line(30)).group(1))
             servers.append(f"      - {{name: {name}, address: \"{HOST}:{port}\"}}")
-        self.port, self.admin = free_port(), free_port()
+        self.port, self.admin = free_ports(2)
         servers_yaml = "\n".join(servers)
         self.tether = Tether(f"""workers: 2
 listen:
@@ -71,6 +71,7 @@ upstreams:
 {servers_yaml}
 """, ports=[self.port, self.admin])
         self.addCleanup(self.tether.close)
+        self.port, self.admin = self.tether.ports  # moved if one was taken
 
     def clients(self, transports: str, n: int, duration_ms: int) -> tuple[LoggedProcess, str]:
         ready = os.path.join(self.dir, f"ready-{transports}")

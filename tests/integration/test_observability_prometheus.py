@@ -20,8 +20,9 @@ import urllib.request
 
 import socket
 
-from harness import HOST, Backend, LoggedProcess, WebSocket, _Reader, build_request, free_port, get_from, \
-    http_request, read_response
+from harness import (HOST, Backend, LoggedProcess, PortTaken, WebSocket, _Reader, _stop_process,
+                     build_request, get_from, http_request, on_free_ports, raise_if_port_taken,
+                     read_response)
 from redis_fixture import RedisServer
 from obs_common import CONF, Load, ObsTether, cookie_of, require_tool, wait_for
 from test_observability_metrics import promtool_check_metrics
@@ -45,20 +46,31 @@ scrape_configs:
     static_configs:
       - targets: {json.dumps(targets)}
 """)
-        self.port = free_port()
-        super().__init__([require_tool("prometheus"), f"--config.file={config}",
-                          f"--storage.tsdb.path={os.path.join(directory, 'data')}",
-                          f"--web.listen-address={HOST}:{self.port}", "--log.level=warn"],
-                         "prometheus", directory=directory)
+
+        def start(ports: list[int]) -> None:  # again on another port if it was taken
+            self.port = ports[0]
+            super(Prometheus, self).__init__(
+                [require_tool("prometheus"), f"--config.file={config}",
+                 f"--storage.tsdb.path={os.path.join(directory, 'data')}",
+                 f"--web.listen-address={HOST}:{self.port}", "--log.level=warn"],
+                "prometheus", directory=directory)
+            try:
+                wait_for(self._ready, 30, 0.2, "prometheus ready")
+            except PortTaken:
+                _stop_process(self.proc, 5.0)  # the directory stays for the next start
+                self.log.close()
+                raise
         try:
-            wait_for(self._ready, 30, 0.2, "prometheus ready")
+            on_free_ports(start, 1)
         except BaseException:
             self.close()
             raise
 
     def _ready(self):
         if self.proc.poll() is not None:
-            raise RuntimeError(f"prometheus exited: {self.logs()}")
+            message = f"prometheus exited: {self.logs()}"
+            raise_if_port_taken(self.logs(), message)
+            raise RuntimeError(message)
         try:
             with urllib.request.urlopen(f"http://{HOST}:{self.port}/-/ready", timeout=1) as r:
                 return r.status == 200

@@ -24,7 +24,7 @@ import threading
 import time
 import unittest
 
-from harness import HOST, Backend, Tether, free_port, http_request, tether_config, wait_port
+from harness import HOST, Backend, Tether, free_ports, http_request, tether_config
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -100,17 +100,16 @@ class Overload(unittest.TestCase):
         self.addCleanup(self.backend.stop)
 
     def start(self, admin=False, preexec=None, workers=2, **overrides):
-        port = free_port()
+        port, admin_port = free_ports(2)
         extra = {}
         if admin:
-            extra["admin"] = {"address": f"{HOST}:{free_port()}"}
+            extra["admin"] = {"address": f"{HOST}:{admin_port}"}
         config = tether_config([("b1", self.backend.port)], port, workers=workers,
                                access_log='path: "off"', **extra, **overrides)
-        t = Tether(config, preexec_fn=preexec)
+        t = Tether(config, ports=[port, admin_port] if admin else [port], preexec_fn=preexec)
         self.addCleanup(t.close)
         if admin:
-            t.admin_port = int(extra["admin"]["address"].rsplit(":", 1)[1])
-            wait_port(t.admin_port)
+            t.admin_port = t.ports[1]  # the port is listened on (moved if it was taken)
         return t
 
     def test_slowloris_500_closed_by_client_header_while_20_clients_work(self):

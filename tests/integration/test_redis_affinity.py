@@ -20,8 +20,7 @@ import threading
 import time
 import unittest
 
-from harness import (HOST, Backend, Tether, free_port, get_from, http_request, tether_config,
-                     wait_port)
+from harness import HOST, Backend, Tether, free_ports, get_from, http_request, tether_config
 from redis_fixture import REDIS, RedisServer
 
 
@@ -56,7 +55,7 @@ class RedisAffinityTest(unittest.TestCase):
 
     def replica(self, names, redis=True, timeout="100ms", admin=False, affinity="ip_hash",
                 weights=None):
-        port = free_port()
+        port, admin_port = free_ports(2)
         servers = [(n, self.backends[n].port, {"weight": (weights or {}).get(n, 1)})
                    for n in names]
         extra = {}
@@ -64,14 +63,13 @@ class RedisAffinityTest(unittest.TestCase):
             extra["redis"] = {"address": f"{HOST}:{self.redis.port}", "timeout": timeout,
                               "key_prefix": "it:"}
         if admin:
-            extra["admin"] = {"address": f"{HOST}:{free_port()}"}
+            extra["admin"] = {"address": f"{HOST}:{admin_port}"}
         text = tether_config(servers, port, workers=2, access_log="path: \"off\"",
                              upstream={"affinity": affinity, "balance": "round_robin"}, **extra)
-        t = Tether(text)
+        t = Tether(text, ports=[port, admin_port] if admin else [port])
         self.tethers.append(t)
         if admin:
-            t.admin_port = int(extra["admin"]["address"].rsplit(":", 1)[1])
-            wait_port(t.admin_port)
+            t.admin_port = t.ports[1]  # the port is listened on (moved if it was taken)
         if redis:
             self.wait_redis_up(t)
         return t

@@ -16,7 +16,7 @@ import time
 import unittest
 
 from harness import (HOST, Backend, HttpConnection, Tether, WebSocket, _Reader, build_request,
-                     free_port, http_request, read_response, tether_check, tether_config)
+                     free_port, free_ports, http_request, read_response, tether_check, tether_config)
 from tls_certs import PkiTestCase, make_ca, make_leaf
 
 
@@ -92,14 +92,14 @@ class TlsTestCase(PkiTestCase):
     def start(self, tls: str, workers: int = 2, **overrides) -> tuple[Tether, int]:
         self.backend = Backend("s1")
         self.addCleanup(self.backend.__exit__, None, None, None)
-        port, admin = free_port(), free_port()
+        port, admin = free_ports(2)
         overrides.setdefault("timeouts", "client_header: 2s")
         cfg = tether_config([("s1", self.backend.port)], port, workers=workers,
                             listen=tls_listen(tls), admin={"address": f"{HOST}:{admin}"},
                             **overrides)
         t = Tether(cfg, ports=[port, admin])
         self.addCleanup(t.close)
-        return t, admin
+        return t, t.ports[1]  # admin's (moved if it was taken)
 
     def one_cert(self, name: str = "a", extra: str = "") -> str:
         return f"certificate: {self.path(name + '.pem')}\nprivate_key: {self.path(name + '.key')}\n" + extra

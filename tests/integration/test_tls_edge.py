@@ -14,7 +14,7 @@ import tempfile
 import time
 import unittest
 
-from harness import HOST, Backend, Tether, free_port, tether_check, tether_config
+from harness import HOST, Backend, Tether, free_port, free_ports, tether_check, tether_config
 from test_tls import TlsTestCase, tls_listen
 from tls_certs import make_leaf
 
@@ -197,7 +197,7 @@ class TicketKeys(TlsTestCase):
     def test_resumption_per_sni_certificate_never_across_listeners(self):
         backend = Backend("s1")
         self.addCleanup(backend.__exit__, None, None, None)
-        p1, p2 = free_port(), free_port()
+        p1, p2 = free_ports(2)
         tls = "".join(
             f"      - certificate: {self.path(n + '.pem')}\n        private_key: {self.path(n + '.key')}\n"
             for n in ("a", "b"))
@@ -211,6 +211,7 @@ class TicketKeys(TlsTestCase):
                + tls.replace("      ", "        "))
         t = Tether(cfg, ports=[p1, p2])
         self.addCleanup(t.close)
+        p1, p2 = t.ports  # moved if one was taken
         d = tempfile.mkdtemp(prefix="tether-sess-")
         self.addCleanup(shutil.rmtree, d, True)
         sb, tmp = os.path.join(d, "b"), os.path.join(d, "tmp")

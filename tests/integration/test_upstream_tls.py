@@ -16,8 +16,8 @@ import threading
 import time
 import unittest
 
-from harness import (HOST, HttpConnection, Tether, WebSocket, free_port, http_request,
-                     tether_check, tether_config)
+from harness import (HOST, HttpConnection, Tether, WebSocket, free_port, free_ports,
+                     http_request, tether_check, tether_config)
 from test_tls import client_context, metric, tls_listen, wss_connect
 from tls_backend import TlsBackend
 from tls_certs import PkiTestCase, make_ca, make_leaf
@@ -65,9 +65,10 @@ class UpstreamTlsCase(PkiTestCase):
               **overrides) -> Tether:
         self.backend = backend or TlsBackend(self.backend_context())
         self.addCleanup(self.backend.stop)
-        self.port, self.admin = free_port(), free_port()
+        self.port, self.admin = free_ports(2)
         t = Tether(self.config_for(tls, upstream, **overrides), ports=[self.port, self.admin])
         self.addCleanup(t.close)
+        self.port, self.admin = t.ports  # moved if one was taken (config_for follows)
         return t
 
     def handshakes(self, result: str) -> float:
