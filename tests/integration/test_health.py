@@ -347,6 +347,15 @@ class Backups(HealthTestCase):
         ws.send_text("whoami")
         return ws, ws.recv_text()
 
+    def tunnel_or_none(self) -> tuple | None:
+        """tunnel(), or None when tether answered the upgrade 503."""
+        try:
+            return self.tunnel()
+        except ValueError as e:
+            if e.args[1].status != 503:
+                raise
+            return None
+
     def who_kept(self, n: int) -> dict:
         """Like who(), on one keep-alive connection: its requests are served one after the
         other by one worker, so a request's own count is gone before the next one is placed
@@ -374,7 +383,10 @@ class Backups(HealthTestCase):
         by_server = {name: ws for ws, name in held.items()}
         # Both primaries up but full: the backup takes new clients (as nginx does).
         self.assertEqual(self.who_kept(6), {"bk": 6})
-        ws_bk, on = self.tunnel()
+        # The last kept-alive request holds bk's one connection until tether has written its
+        # answer, which the client can read first: a new connection on the other worker may
+        # find bk full for that moment (503).
+        ws_bk, on = wait_until(self.tunnel_or_none, 3, what="a tunnel to the backup")
         self.assertEqual(on, "bk")
         # Primaries and backup all full: 503 with Retry-After, whichever worker answers.
         for _ in range(6):
