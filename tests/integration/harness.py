@@ -161,11 +161,13 @@ def raise_if_port_taken(output: str, message: str) -> None:
         raise PortTaken(message)
 
 
-def on_free_ports(start, ports: int | list[int], tries: int = PORT_TRIES):
-    """start(ports) and its result; `ports` is a list, or how many to take from free_ports().
-    While start raises PortTaken, start(new free ports, as many) again, `tries` calls in all
-    (then the last PortTaken propagates). start must stop what it started before raising."""
-    chosen = free_ports(ports) if isinstance(ports, int) else list(ports)
+def on_free_ports(start, ports: int | list[int], tries: int = PORT_TRIES, choose=None):
+    """start(ports) and its result; `ports` is a list, or how many to choose. While start
+    raises PortTaken, start(as many new ports) again, `tries` calls in all (then the last
+    PortTaken propagates). choose(n) gives n ports (default free_ports). start must stop what
+    it started before raising."""
+    choose = choose or free_ports
+    chosen = choose(ports) if isinstance(ports, int) else list(ports)
     tried = set(chosen)
     for attempt in range(tries):
         try:
@@ -174,7 +176,7 @@ def on_free_ports(start, ports: int | list[int], tries: int = PORT_TRIES):
             if attempt + 1 == tries:
                 raise
             for _ in range(10):  # none tried before: a config text may still hold those
-                chosen = free_ports(len(chosen))
+                chosen = choose(len(chosen))
                 if tried.isdisjoint(chosen):
                     break
             tried.update(chosen)

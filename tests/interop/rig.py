@@ -20,7 +20,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))  # the shared Redis fixture
 from redis_fixture import wait_redis_ready  # noqa: E402
-from harness import sanitizer_report  # noqa: E402
+from harness import raise_if_port_taken, sanitizer_report, wait_port  # noqa: E402
 
 NPM_CI_TIMEOUT = 300
 _npm_ready = None  # None = not tried, else (ok, message)
@@ -79,6 +79,35 @@ def tail(path, n=30):
             return "".join(f.readlines()[-n:])
     except OSError:
         return ""
+
+
+def read_from(path, offset):
+    """What `path` holds past `offset` bytes ("" when it does not exist)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def size(path):
+    return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+def spawn_listening(tmp, procs, name, argv, ports, timeout=10.0):
+    """spawn() of a process that is to listen on every port of `ports`, once it does (within
+    `timeout` s). When it exits first: harness.PortTaken if its stderr of this start says a
+    port was taken (on_free_ports can start it again on others), else RuntimeError with it;
+    TimeoutError if it does not listen in time."""
+    log = os.path.join(tmp, f"{name}.stderr")
+    log_at = size(log)  # the file is appended to: an earlier start's lines are before
+    p = spawn(tmp, procs, name, argv)
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        wait_port(port, max(0.0, deadline - time.monotonic()), proc=p,
+                  output=lambda: read_from(log, log_at))
+    return p
 
 
 def spawn(tmp, procs, name, argv, stdout=None, cwd=None):
@@ -143,14 +172,20 @@ def stderr_tails(places, n=30):
 
 def start_redis(redis_bin, tmp, procs, name, port, debug=False):
     """A redis-server on 127.0.0.1:port without persistence (DEBUG allowed from localhost when
-    debug), ready to answer; RuntimeError with its output otherwise."""
+    debug), ready to answer; harness.PortTaken when it exited because the port was taken,
+    RuntimeError with its output otherwise."""
     argv = [redis_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no"] + (["--enable-debug-command", "local"] if debug else [])
+    log = os.path.join(tmp, f"{name}.stdout")
+    log_at = size(log)
     p = spawn(tmp, procs, name, argv)
     try:
         wait_redis_ready(port, p)
     except (RuntimeError, TimeoutError) as e:
-        raise RuntimeError(f"{name}: {e}\n" + tail(os.path.join(tmp, f"{name}.stdout")))
+        output = read_from(log, log_at)[-3000:]
+        if p.poll() is not None:
+            raise_if_port_taken(output, f"{name}: {e}\n{output}")
+        raise RuntimeError(f"{name}: {e}\n{output}")
     return p
 
 

@@ -17,14 +17,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import unittest
 
 import rig  # puts tests/integration on sys.path
-from rig import HERE, free_port, read_listening, tail
+from rig import HERE, read_listening, tail
+from harness import on_free_ports  # (on the path rig set)
 
 
 class InteropTest(unittest.TestCase):
@@ -54,9 +54,11 @@ class InteropTest(unittest.TestCase):
         return rig.stderr_tails([(self.tmp, self.procs)])
 
     def start_redis(self):
-        self.redis_port = free_port()
-        try:
-            rig.start_redis(self.redis_bin, self.tmp, self.procs, "redis", self.redis_port)
+        def start(ports):
+            rig.start_redis(self.redis_bin, self.tmp, self.procs, "redis", ports[0])
+            return ports[0]
+        try:  # on another port when the one chosen was taken before redis-server bound it
+            self.redis_port = on_free_ports(start, 1)
         except RuntimeError as e:
             self.fail(str(e))
 
@@ -79,13 +81,20 @@ class InteropTest(unittest.TestCase):
             self.fail(f"{e}:\n{self._logs()}")
 
     def start_tether(self, affinity, health_check=False, extra_upstream=""):
-        self.tether_port = free_port()
+        try:  # on another port when the one chosen was taken before tether bound it
+            self.tether_port = on_free_ports(
+                lambda ports: self._start_tether(ports[0], affinity, health_check,
+                                                 extra_upstream), 1)
+        except (RuntimeError, TimeoutError) as e:
+            self.fail(f"{e}\n{self._logs()}")
+
+    def _start_tether(self, listen_port, affinity, health_check, extra_upstream):
         lines = [
             "workers: 2",
             "admin: off",
             "access_log: {path: off}",
             "listen:",
-            f"  - {{address: 127.0.0.1:{self.tether_port}, upstream: io}}",
+            f"  - {{address: 127.0.0.1:{listen_port}, upstream: io}}",
             "upstreams:",
             "  io:",
             f"    affinity: {affinity}",
@@ -102,17 +111,9 @@ class InteropTest(unittest.TestCase):
         cfg = os.path.join(self.tmp, "tether.yaml")
         with open(cfg, "w") as f:
             f.write("\n".join(lines) + "\n")
-        p = self._spawn("tether", [self.tether_bin, "-c", cfg])
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if p.poll() is not None:
-                self.fail(f"tether exited with {p.returncode}:\n{self._logs()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.tether_port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.fail("tether did not listen within 10 s")
+        rig.spawn_listening(self.tmp, self.procs, "tether", [self.tether_bin, "-c", cfg],
+                            [listen_port])
+        return listen_port
 
     def client_argv(self, version, clients, transports, duration_ms, broadcasts=0, extra=()):
         return [self.node, os.path.join(HERE, "client.js"), "--version", str(version),

@@ -39,6 +39,7 @@ import unittest
 import urllib.request
 
 import rig  # puts tests/integration on sys.path
+from harness import on_free_ports
 from redis_fixture import redis_commands
 from eio_client import Browser, Collector, Load, decode_payload
 from l4_proxy import RoundRobinProxy
@@ -164,19 +165,20 @@ class ReplicasTest(unittest.TestCase):
 
     def start_replicas(self, shared=True, fallback_cookie=False, timeout="100ms"):
         for r in "abc":
-            # A free port can be taken (as a connection's source port) before tether binds it:
-            # then start this replica again on other ports.
-            for attempt in range(3):
-                rep = self._start_replica(r, shared, fallback_cookie, timeout)
-                if self._wait_listening(rep, retry_bind=attempt < 2):
-                    self.replicas.append(rep)
-                    break
+            # A port can be taken before tether binds it: then this replica is started again
+            # on other ports (harness.on_free_ports).
+            try:
+                self.replicas.append(on_free_ports(
+                    lambda ports: self._start_replica(r, ports, shared, fallback_cookie, timeout),
+                    len(VERSIONS) + 1, choose=lambda n: [listen_port() for _ in range(n)]))
+            except (RuntimeError, TimeoutError) as e:
+                self.fail(f"tether-{r}: {e}\n{self._logs()}")
         if shared:
             self.wait_redis_up(1, within=10)
 
-    def _start_replica(self, r, shared, fallback_cookie, timeout):
-        ports = {v: listen_port() for v in VERSIONS}
-        admin = listen_port()
+    def _start_replica(self, r, chosen, shared, fallback_cookie, timeout):
+        """Replica r listening on chosen[:-1] (one per version) with its admin on chosen[-1]."""
+        ports, admin = dict(zip(VERSIONS, chosen)), chosen[-1]
         lines = [
             "workers: 1",
             f"admin: {{address: 127.0.0.1:{admin}}}",
@@ -203,31 +205,9 @@ class ReplicasTest(unittest.TestCase):
         cfg = os.path.join(self.tmp, f"tether-{r}.yaml")
         with open(cfg, "w") as f:
             f.write("\n".join(lines) + "\n")
-        log = os.path.join(self.tmp, f"tether-{r}.stderr")
-        log_at = os.path.getsize(log) if os.path.exists(log) else 0  # an earlier attempt's lines
-        p = rig.spawn(self.tmp, self.procs, f"tether-{r}", [self.tether_bin, "-c", cfg])
-        return {"name": r, "ports": ports, "admin": admin, "proc": p, "log": log, "log_at": log_at}
-
-    def _wait_listening(self, rep, retry_bind):
-        """True once the replica listens; False if it could not bind and may be retried."""
-        deadline = time.monotonic() + 10
-        for port in [*rep["ports"].values(), rep["admin"]]:
-            while True:
-                if rep["proc"].poll() is not None:
-                    with open(rep["log"], "rb") as f:
-                        f.seek(rep["log_at"])
-                        text = f.read().decode(errors="replace")
-                    if retry_bind and "Address already in use" in text:
-                        return False
-                    self.fail(f"tether-{rep['name']} exited with {rep['proc'].returncode}:\n{self._logs()}")
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=1):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        self.fail(f"tether-{rep['name']} did not listen on {port} within 10 s")
-                    time.sleep(0.05)
-        return True
+        p = rig.spawn_listening(self.tmp, self.procs, f"tether-{r}", [self.tether_bin, "-c", cfg],
+                                chosen)
+        return {"name": r, "ports": ports, "admin": admin, "proc": p}
 
     def ports(self, version):
         return [rep["ports"][version] for rep in self.replicas]
