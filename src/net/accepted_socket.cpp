@@ -72,10 +72,10 @@ void peer_text(const sockaddr_storage& peer, std::string& address, std::uint16_t
     }
 }
 
-boost::system::error_code set_listener_no_delay(tcp::acceptor& acceptor) {
+boost::system::error_code set_listener_no_delay(int listen_fd) {
     boost::system::error_code ec;
     const int one = 1;
-    if (::setsockopt(acceptor.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+    if (::setsockopt(listen_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
         ec.assign(errno, boost::system::system_category());
     return ec;
 }

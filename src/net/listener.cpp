@@ -1,14 +1,15 @@
 // Accept loop; see listener.hpp.
 #include "tether/net/listener.hpp"
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <utility>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -30,32 +31,79 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr int kBacklog = 4096;
 constexpr std::chrono::milliseconds kAcceptBackoff{50};
 
+[[noreturn]] void throw_errno(const char* what) {
+    throw boost::system::system_error(errno, boost::system::system_category(), what);
+}
+
+// A listening socket with the options every listener has: non-blocking
+// (accept4 until EAGAIN), SO_REUSEADDR and SO_REUSEPORT (one per worker),
+// IPv6 only on an IPv6 address, TCP_NODELAY for the sockets accepted from it
+// (accepted_socket.hpp: one setsockopt here instead of one per connection).
+// Plain system calls: the socket joins no io_context here.
+int open_listening_socket(const tcp::endpoint& ep) {
+    const int fd = ::socket(ep.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                            IPPROTO_TCP);
+    if (fd < 0) throw_errno("socket");
+    try {
+        const int one = 1;
+        if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+            throw_errno("SO_REUSEADDR");
+        if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+            throw_errno("SO_REUSEPORT");
+        if (ep.address().is_v6() &&
+            ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0)
+            throw_errno("IPV6_V6ONLY");
+        if (::bind(fd, ep.data(), static_cast<socklen_t>(ep.size())) != 0) throw_errno("bind");
+        if (::listen(fd, kBacklog) != 0) throw_errno("listen");
+        if (const auto ec = set_listener_no_delay(fd))
+            throw boost::system::system_error(ec, "TCP_NODELAY");
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+    return fd;
+}
+
 }  // namespace
 
 Listener::Listener(asio::io_context& io, const tcp::endpoint& ep, std::size_t index,
                    http::ProxyContext& ctx, ProcessCounters& counters)
-    : acceptor_(io), backoff_(io), index_(index), ctx_(ctx), counters_(counters) {
-    acceptor_.open(ep.protocol());
-    acceptor_.set_option(asio::socket_base::reuse_address(true));
-    const int one = 1;
-    if (::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-        throw boost::system::system_error(errno, boost::system::system_category(), "SO_REUSEPORT");
-    if (ep.address().is_v6()) acceptor_.set_option(asio::ip::v6_only(true));
-    acceptor_.bind(ep);
-    acceptor_.listen(kBacklog);
-    acceptor_.native_non_blocking(true);  // accept4 until EAGAIN
-    // Inherited by every accepted socket (accepted_socket.hpp): one
-    // setsockopt here instead of one per connection.
-    if (const auto ec = set_listener_no_delay(acceptor_))
-        throw boost::system::system_error(ec, "TCP_NODELAY");
-    port_ = acceptor_.local_endpoint().port();
+    : acceptor_(io),
+      backoff_(io),
+      index_(index),
+      ctx_(ctx),
+      counters_(counters),
+      bound_fd_(open_listening_socket(ep)),
+      protocol_(ep.protocol()) {
+    sockaddr_storage local{};
+    socklen_t len = sizeof local;
+    if (::getsockname(bound_fd_, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
+        const boost::system::system_error e(errno, boost::system::system_category(), "getsockname");
+        ::close(bound_fd_);
+        throw e;
+    }
+    port_ = ntohs(local.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6&>(local).sin6_port
+                                              : reinterpret_cast<sockaddr_in&>(local).sin_port);
+}
+
+Listener::~Listener() {
+    if (bound_fd_ >= 0) ::close(bound_fd_);
 }
 
 void Listener::start() {
+    if (bound_fd_ < 0) return;  // closed before it started
+    boost::system::error_code ec;
+    acceptor_.assign(protocol_, std::exchange(bound_fd_, -1), ec);
+    if (ec) {  // the reactor refused it (epoll_ctl: ENOMEM, ENOSPC)
+        log::error("listener on port " + std::to_string(port_) + " not started: " + ec.message());
+        return;
+    }
+    acceptor_.native_non_blocking(true, ec);  // what Asio knows: it is non-blocking already
     asio::post(acceptor_.get_executor(), [this] { accept_ready(); });
 }
 
 void Listener::close() {
+    if (bound_fd_ >= 0) ::close(std::exchange(bound_fd_, -1));
     boost::system::error_code ec;
     acceptor_.close(ec);
     backoff_.cancel();

@@ -51,6 +51,9 @@ boost::system::error_code adopt_accepted(boost::asio::ip::tcp::socket& socket,
 void peer_text(const sockaddr_storage& peer, std::string& address, std::uint16_t& port);
 
 /// Sets TCP_NODELAY on a listening socket, for the sockets accepted from it.
-boost::system::error_code set_listener_no_delay(boost::asio::ip::tcp::acceptor& acceptor);
+boost::system::error_code set_listener_no_delay(int listen_fd);
+inline boost::system::error_code set_listener_no_delay(boost::asio::ip::tcp::acceptor& acceptor) {
+    return set_listener_no_delay(acceptor.native_handle());
+}
 
 }  // namespace tether::net

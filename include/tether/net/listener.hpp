@@ -7,8 +7,14 @@
 // taken with accept4 until EAGAIN (accepted_socket.hpp: no ioctl,
 // getpeername, setsockopt or epoll_ctl DEL per connection). An accept error
 // such as EMFILE backs off instead of spinning.
-// Threading: created on the main thread before the worker starts; after that
-// touched only on the worker's thread.
+// Threading: created on the main thread (before the worker starts, or by a
+// reload while it runs); after that touched only on the worker's thread. The
+// listening socket is bound on the main thread (so a reload that cannot bind
+// is refused) but joins the worker's reactor only in start(), which runs
+// before the worker's thread exists or on it: no thread but the worker's ever
+// touches its reactor's state for a descriptor (the worker's io_context runs
+// without per-descriptor locks, worker.cpp).
+// ~Listener and close() close a socket never started.
 #pragma once
 
 #include <atomic>
@@ -36,11 +42,17 @@ struct ProcessCounters {
 
 class Listener {
 public:
-    /// Binds and listens; throws boost::system::system_error on failure.
+    /// Binds and listens (a socket of its own, not yet with the reactor);
+    /// throws boost::system::system_error on failure.
     Listener(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& ep,
              std::size_t index, http::ProxyContext& ctx, ProcessCounters& counters);
+    ~Listener();
+    Listener(const Listener&) = delete;
+    Listener& operator=(const Listener&) = delete;
 
-    /// Starts the accept loop on the worker's executor (plain handlers).
+    /// Hands the socket to the acceptor (registering it with the reactor)
+    /// and starts the accept loop (plain handlers). On the worker's thread,
+    /// or before it starts.
     void start();
     void close();
     std::uint16_t port() const { return port_; }
@@ -75,6 +87,8 @@ private:
     http::ProxyContext& ctx_;
     ProcessCounters& counters_;
     std::uint16_t port_ = 0;
+    int bound_fd_ = -1;  // the listening socket until start() hands it to acceptor_
+    boost::asio::ip::tcp protocol_;
 };
 
 }  // namespace tether::net
