@@ -15,6 +15,21 @@ constexpr unsigned kSweepEveryTicks = 10;
 // tether_event_loop_lag_seconds is the worst tick lateness of the last
 // completed window of this many ticks (1 s): a stall between scrapes shows.
 constexpr unsigned kLagWindowTicks = 10;
+
+// One thread runs the io_context, and other threads reach it only through
+// post() (install, drain_server, begin_stop, request_snapshot, the Redis
+// thread's answers, halt's stop()): the scheduler keeps its lock, and the
+// reactor's registration lock (timers, descriptor state allocation) stays
+// too, but the per-descriptor lock that every read, write and epoll event
+// took is off (Asio's "unsafe I/O" hint; 3.9 of the 8.1 mutex lock/unlock
+// pairs per keep-alive request). That lock guards a socket's reactor state
+// against use from two threads at once, which tether never does: every
+// socket, timer wait and descriptor of a worker is opened, used and closed
+// on its thread, the listening sockets included (a reload binds them on the
+// main thread as plain descriptors; listener.hpp); the health checker, the
+// admin server, the Redis client and the access-log writer have io_contexts
+// or threads of their own.
+constexpr int kWorkerConcurrency = BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO;
 }  // namespace
 
 Worker::Worker(std::size_t index, std::shared_ptr<const upstream::Runtime> runtime,
@@ -23,7 +38,7 @@ Worker::Worker(std::size_t index, std::shared_ptr<const upstream::Runtime> runti
                http::AccessLogWriter* log_writer, affinity::LocalTable& table,
                ProcessCounters& counters, affinity::RedisStore* store)
     : index_(index),
-      io_(std::make_unique<asio::io_context>(1)),
+      io_(std::make_unique<asio::io_context>(kWorkerConcurrency)),
       ctx_(io_->get_executor(), runtime->config->limits.buffer_size, log_writer, table,
            0x7e7e7e7e ^ (index * 0x9e3779b97f4a7c15ull) ^
                static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()),
