@@ -74,7 +74,7 @@ std::optional<std::string> holder_of(const redis::Result& r) {
 RedisStore::RedisStore(LocalTable& local, std::string key_prefix)
     : local_(local), prefix_(std::move(key_prefix)), replica_(random_id()) {}
 
-asio::awaitable<RedisStore::Fetched> RedisStore::fetch(const std::string& key) {
+Awaitable<RedisStore::Fetched> RedisStore::fetch(const std::string& key) {
     Fetched out;
     if (!client_ || !client_->up()) {
         out.failed = true;
@@ -82,29 +82,29 @@ asio::awaitable<RedisStore::Fetched> RedisStore::fetch(const std::string& key) {
     }
     // (GCC 12 cannot take a braced list inside co_await: name the vector.)
     std::vector<std::string> cmd{"GET", prefix_ + key};
-    const redis::Result r = co_await client_->async_command(std::move(cmd));
+    const redis::Result r = co_await client_->async_command(std::move(cmd), use_awaitable);
     if (!r.ok()) out.failed = true;
     else if (r.reply.kind == Reply::Kind::string) out.server = r.reply.str;
     co_return out;
 }
 
-asio::awaitable<std::optional<std::string>> RedisStore::claim(const std::string& key,
-                                                              const std::string& server,
-                                                              std::chrono::milliseconds ttl) {
+Awaitable<std::optional<std::string>> RedisStore::claim(const std::string& key,
+                                                        const std::string& server,
+                                                        std::chrono::milliseconds ttl) {
     if (!client_ || !client_->up()) co_return std::nullopt;
     std::vector<std::string> cmd{"EVAL", std::string(kClaim), "1", prefix_ + key, server, ms(ttl)};
-    const redis::Result r = co_await client_->async_command(std::move(cmd));
+    const redis::Result r = co_await client_->async_command(std::move(cmd), use_awaitable);
     co_return holder_of(r);
 }
 
-asio::awaitable<std::optional<std::string>> RedisStore::replace(const std::string& key,
-                                                                const std::string& previous,
-                                                                const std::string& server,
-                                                                std::chrono::milliseconds ttl) {
+Awaitable<std::optional<std::string>> RedisStore::replace(const std::string& key,
+                                                          const std::string& previous,
+                                                          const std::string& server,
+                                                          std::chrono::milliseconds ttl) {
     if (!client_ || !client_->up()) co_return std::nullopt;
     std::vector<std::string> cmd{"EVAL", std::string(kReplace), "1", prefix_ + key,
                                  previous,      server,                ms(ttl)};
-    const redis::Result r = co_await client_->async_command(std::move(cmd));
+    const redis::Result r = co_await client_->async_command(std::move(cmd), use_awaitable);
     auto holder = holder_of(r);
     if (holder && *holder == server) publish("set\n" + key + "\n" + server + "\n" + ms(ttl));
     co_return holder;

@@ -11,13 +11,13 @@
 #include <span>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
 
 #include "http/duplex.hpp"
 #include "http/relay.hpp"
 #include "tether/balance/engineio.hpp"
+#include "tether/core/executor.hpp"
 #include "tether/http/engineio_gauge.hpp"
 #include "tether/http/request_check.hpp"
 #include "tether/http/session.hpp"
@@ -30,9 +30,6 @@ namespace tether::http::detail {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
-using asio::awaitable;
-
-inline constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 enum class Outcome { close, keep_alive, tunnel };
 
@@ -48,7 +45,7 @@ public:
         : router_(router), store_(store), runtime_(std::move(rt)), upstream_(u),
           server_(std::move(server)) {}
 
-    awaitable<bool> inspect(std::string_view bytes) override;
+    Awaitable<bool> inspect(std::string_view bytes) override;
 
 private:
     affinity::Router& router_;
@@ -93,8 +90,7 @@ void count_failure(upstream::Backend& b, std::string_view upstream);
 
 class ClientSession final : public TrackedConnection {
 public:
-    ClientSession(tcp::socket socket, ProxyContext& ctx, std::size_t listener,
-                  ClientOrigin origin)
+    ClientSession(TcpSocket socket, ProxyContext& ctx, std::size_t listener, ClientOrigin origin)
         : ctx_(ctx), stream_(std::move(socket)), listener_(listener), entry_(ctx.registry, this),
           peer_ip_(std::move(origin.address)), peer_port_(origin.port),
           preread_(std::move(origin.preread)), hold_(std::move(origin.hold)) {
@@ -112,7 +108,7 @@ public:
     }
     ~ClientSession() override { ctx_.scratch.give_back({buffer_, head_, upstream_head_, request_id_}); }
 
-    awaitable<void> run();
+    Awaitable<void> run();
 
     void begin_stop(Clock::time_point) override {
         stopping_ = true;
@@ -127,31 +123,31 @@ public:
 
 private:
     bool start(std::shared_ptr<tls::ServerContext>& server_ctx);
-    awaitable<bool> handshake(std::shared_ptr<tls::ServerContext> server_ctx);
-    awaitable<Outcome> serve_request();
-    awaitable<bool> wait_for_bytes(const config::Config& cfg);
+    Awaitable<bool> handshake(std::shared_ptr<tls::ServerContext> server_ctx);
+    Awaitable<Outcome> serve_request();
+    Awaitable<bool> wait_for_bytes(const config::Config& cfg);
     void probe_eof();
-    awaitable<Outcome> proxy(Exchange& ex);
-    awaitable<std::optional<Outcome>> forward(Exchange& ex, Duplex& d, bool may_retry);
-    awaitable<errc> open_upstream(Exchange& ex, bool fresh_only);
+    Awaitable<Outcome> proxy(Exchange& ex);
+    Awaitable<std::optional<Outcome>> forward(Exchange& ex, Duplex& d, bool may_retry);
+    Awaitable<errc> open_upstream(Exchange& ex, bool fresh_only);
     bool connect_spec(const Exchange& ex, ConnectSpec& spec);
-    awaitable<errc> connect_new(Exchange& ex, std::shared_ptr<upstream::Backend> backend);
+    Awaitable<errc> connect_new(Exchange& ex, std::shared_ptr<upstream::Backend> backend);
     std::string proxy_header(config::SendProxy version);
-    awaitable<void> fetch_shared(Exchange& ex, affinity::RouteInput& in, const std::string& key);
-    awaitable<void> share_decision(Exchange& ex, affinity::RouteDecision& d,
+    Awaitable<void> fetch_shared(Exchange& ex, affinity::RouteInput& in, const std::string& key);
+    Awaitable<void> share_decision(Exchange& ex, affinity::RouteDecision& d,
                                    std::span<const upstream::Backend* const> exclude);
-    awaitable<std::tuple<beast::error_code, std::size_t>> read_response_head(Exchange& ex,
+    Awaitable<std::tuple<beast::error_code, std::size_t>> read_response_head(Exchange& ex,
                                                                              bool pumped);
-    awaitable<void> send_request(Exchange& ex, Duplex& d);
+    Awaitable<void> send_request(Exchange& ex, Duplex& d);
     std::optional<std::size_t> whole_body_here(Exchange& ex) const;
     void take_held_body(Exchange& ex);
-    awaitable<Outcome> respond(Exchange& ex, Duplex& d);
-    awaitable<void> linger();
-    awaitable<Outcome> start_tunnel(Exchange& ex);
-    awaitable<void> run_tunnel();
+    Awaitable<Outcome> respond(Exchange& ex, Duplex& d);
+    Awaitable<void> linger();
+    Awaitable<Outcome> start_tunnel(Exchange& ex);
+    Awaitable<void> run_tunnel();
     void hand_off_tunnel(const ws::TunnelContext& tctx);
-    awaitable<void> send_error(Exchange* ex, errc e);
-    awaitable<void> send_unknown_sid(Exchange& ex);
+    Awaitable<void> send_error(Exchange* ex, errc e);
+    Awaitable<void> send_unknown_sid(Exchange& ex);
     void assign_request_id(const RequestHead& req, bool from_headers);
     void set_client_ip(const RequestHead& req);
     void record(const Exchange& ex);

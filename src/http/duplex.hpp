@@ -29,21 +29,20 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include "http/relay.hpp"
+#include "tether/core/executor.hpp"
 
 namespace tether::http {
 
 /// The pump's two timers, made only when there is a pump (a request whose
 /// body is here whole, the usual case, needs none).
 struct PumpTimers {
-    explicit PumpTimers(const boost::asio::any_io_executor& ex) : deadline(ex), finished_signal(ex) {
-        finished_signal.expires_at(boost::asio::steady_timer::time_point::max());
+    explicit PumpTimers(const Executor& ex) : deadline(ex), finished_signal(ex) {
+        finished_signal.expires_at(SteadyTimer::time_point::max());
     }
-    boost::asio::steady_timer deadline;         ///< upstream_response, run by the pump
-    boost::asio::steady_timer finished_signal;  ///< cancelled when the pump ends
+    SteadyTimer deadline;         ///< upstream_response, run by the pump
+    SteadyTimer finished_signal;  ///< cancelled when the pump ends
 };
 
 struct Duplex {
@@ -82,11 +81,11 @@ inline void head_read_ended(Duplex& d) {
 
 /// The pump: relays the request body, then keeps the response head deadline.
 template <class ClientStream, class UpstreamStream, class Parser>
-boost::asio::awaitable<void> pump_request(Duplex& d, ClientStream& client,
-                                          boost::beast::flat_buffer& client_buf, Parser& p,
-                                          UpstreamStream& upstream,
-                                          std::string_view head, Framing framing, RelayEnv env,
-                                          std::chrono::milliseconds response_timeout) {
+Awaitable<void> pump_request(Duplex& d, ClientStream& client,
+                             boost::beast::flat_buffer& client_buf, Parser& p,
+                             UpstreamStream& upstream,
+                             std::string_view head, Framing framing, RelayEnv env,
+                             std::chrono::milliseconds response_timeout) {
     namespace asio = boost::asio;
     env.stop = &d.stop;
     d.request_status =
@@ -98,7 +97,7 @@ boost::asio::awaitable<void> pump_request(Duplex& d, ClientStream& client,
     }
     if (d.stop || d.head_received) co_return;
     d.timers->deadline.expires_after(response_timeout);
-    auto [ec] = co_await d.timers->deadline.async_wait(asio::as_tuple(asio::use_awaitable));
+    auto [ec] = co_await d.timers->deadline.async_wait(use_tuple);
     if (ec || d.stop || d.head_received) co_return;
     d.head_timed_out = true;
     boost::system::error_code ignored;
@@ -106,8 +105,8 @@ boost::asio::awaitable<void> pump_request(Duplex& d, ClientStream& client,
 }
 
 /// Runs `pump` beside the caller; join() waits for its end.
-inline void start_pump(Duplex& d, const boost::asio::any_io_executor& ex,
-                       boost::asio::awaitable<void> pump) {
+inline void start_pump(Duplex& d, const Executor& ex,
+                       Awaitable<void> pump) {
     d.pumped = true;
     d.finished = false;
     d.timers.emplace(ex);
@@ -119,10 +118,10 @@ inline void start_pump(Duplex& d, const boost::asio::any_io_executor& ex,
 }
 
 /// Waits until the pump has ended; rethrows what escaped it.
-inline boost::asio::awaitable<void> join(Duplex& d) {
+inline Awaitable<void> join(Duplex& d) {
     namespace asio = boost::asio;
     while (!d.finished)
-        co_await d.timers->finished_signal.async_wait(asio::as_tuple(asio::use_awaitable));
+        co_await d.timers->finished_signal.async_wait(use_tuple);
     if (d.error) std::rethrow_exception(d.error);
 }
 

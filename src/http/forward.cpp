@@ -23,7 +23,7 @@ void count_failure(upstream::Backend& b, std::string_view upstream) {
                   "': out for fail_timeout after max_fails failures");
 }
 
-awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
+Awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
     bool fresh_only = false;
     for (int stale = 0;; ++stale) {
         const errc e = co_await open_upstream(ex, fresh_only);
@@ -56,7 +56,7 @@ awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
 // One try on one upstream connection: the request head, then the request body
 // and the response at once. nullopt: the kept-alive connection turned out
 // closed before any request body byte was taken from the client; try again.
-awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d,
+Awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d,
                                                          bool may_retry) {
     co_await send_request(ex, d);
     beast::error_code ec = asio::error::broken_pipe;
@@ -97,7 +97,7 @@ awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d
 // Picks a backend and gets a connection to it: a kept-alive one, or a new one
 // within timeouts.connect. A failed connect tries another server, `retries`
 // times at most, never the same server twice.
-awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
+Awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
     ex.conn.reset();
     ex.active.reset();
     if (ex.runtime != ctx_.runtime || !ex.pickers) {  // first try, or a reload landed
@@ -166,7 +166,7 @@ awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
 // A new connection to `backend` (its own coroutine, so that what a connect
 // needs is not in open_upstream's frame on the kept-alive path): counted,
 // and on failure logged and counted as a failure of the server.
-awaitable<errc> ClientSession::connect_new(Exchange& ex, std::shared_ptr<upstream::Backend> backend) {
+Awaitable<errc> ClientSession::connect_new(Exchange& ex, std::shared_ptr<upstream::Backend> backend) {
     auto r = co_await ctx_.pool.connect(backend, ex.cfg().timeouts.connect, ex.spec);
     ++ctx_.stats.upstream_connects;
     if (ex.spec.tls && (!r.ec || r.tls_failed)) {
@@ -219,7 +219,7 @@ std::string ClientSession::proxy_header(config::SendProxy version) {
 // On a local miss of the key this request is routed by (the router's
 // Op::fetch), asks Redis (within redis.timeout) and puts what it knows into
 // the local table; the request is then routed again, and never fetches twice.
-awaitable<void> ClientSession::fetch_shared(Exchange& ex, affinity::RouteInput& in,
+Awaitable<void> ClientSession::fetch_shared(Exchange& ex, affinity::RouteInput& in,
                                             const std::string& key) {
     in.may_fetch = false;
     const auto& uc = *ex.upstream->config;  // ex.runtime keeps it alive
@@ -235,7 +235,7 @@ awaitable<void> ClientSession::fetch_shared(Exchange& ex, affinity::RouteInput& 
 // Makes the decision's binding shared before the request goes on. A binding
 // another replica made first (claim) or replaced first (replace) is adopted
 // when its server can take this client.
-awaitable<void> ClientSession::share_decision(Exchange& ex, affinity::RouteDecision& d,
+Awaitable<void> ClientSession::share_decision(Exchange& ex, affinity::RouteDecision& d,
                                               std::span<const upstream::Backend* const> exclude) {
     using Op = affinity::SharedWrite::Op;
     auto& w = d.write;

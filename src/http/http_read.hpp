@@ -15,14 +15,14 @@
 #include <tuple>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/error.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/read_size.hpp>
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
+
+#include "tether/core/executor.hpp"
 
 namespace tether::http {
 
@@ -77,7 +77,7 @@ bool after_read(boost::beast::flat_buffer& b, boost::beast::http::basic_parser<i
 /// http::async_read_header: reads until `p` has the whole head. The bytes
 /// parsed are returned (0 with an error: nothing of a message came).
 template <class Stream, bool isRequest>
-boost::asio::awaitable<std::tuple<boost::beast::error_code, std::size_t>> read_header(
+Awaitable<std::tuple<boost::beast::error_code, std::size_t>> read_header(
     Stream& s, boost::beast::flat_buffer& b, boost::beast::http::basic_parser<isRequest>& p) {
     namespace asio = boost::asio;
     boost::beast::error_code ec;
@@ -89,7 +89,7 @@ boost::asio::awaitable<std::tuple<boost::beast::error_code, std::size_t>> read_h
         }
         const auto room = read_room(b, ec);
         if (ec) break;
-        auto [rec, n] = co_await s.async_read_some(room, asio::as_tuple(asio::use_awaitable));
+        auto [rec, n] = co_await s.async_read_some(room, use_tuple);
         if (after_read(b, p, rec, n, ec)) break;
     }
     co_return std::tuple(ec, used);
@@ -98,7 +98,7 @@ boost::asio::awaitable<std::tuple<boost::beast::error_code, std::size_t>> read_h
 /// http::async_read_some: parses what is buffered, reading (once or more)
 /// only while the parser needs more to make progress.
 template <class Stream, bool isRequest>
-boost::asio::awaitable<std::tuple<boost::beast::error_code, std::size_t>> read_some(
+Awaitable<std::tuple<boost::beast::error_code, std::size_t>> read_some(
     Stream& s, boost::beast::flat_buffer& b, boost::beast::http::basic_parser<isRequest>& p) {
     namespace asio = boost::asio;
     boost::beast::error_code ec;
@@ -107,7 +107,7 @@ boost::asio::awaitable<std::tuple<boost::beast::error_code, std::size_t>> read_s
         if (parse_buffered(b, p, ec, used)) break;
         const auto room = read_room(b, ec);
         if (ec) break;
-        auto [rec, n] = co_await s.async_read_some(room, asio::as_tuple(asio::use_awaitable));
+        auto [rec, n] = co_await s.async_read_some(room, use_tuple);
         if (after_read(b, p, rec, n, ec)) break;
     }
     co_return std::tuple(ec, used);

@@ -21,10 +21,8 @@
 #include <string_view>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ssl/error.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -32,6 +30,7 @@
 
 #include "tether/core/buffer_pool.hpp"
 #include "tether/core/errors.hpp"
+#include "tether/core/executor.hpp"
 #include "tether/core/stream_inspector.hpp"
 #include "http/http_read.hpp"
 #include "tether/http/headers.hpp"
@@ -107,16 +106,15 @@ inline errc source_error(const boost::beast::error_code& ec) {
 /// written, until it says it is done. Src and Dst: tls::ClientStream (the
 /// client or the backend, each plain or TLS).
 template <class Src, class Dst, class Parser>
-boost::asio::awaitable<RelayStatus> relay_body(Src& src,
-                                               boost::beast::flat_buffer& src_buf, Parser& p,
-                                               Dst& dst,
-                                               std::string_view head, Framing framing,
-                                               RelayEnv env, RelayProgress& progress,
-                                               StreamInspector* inspector = nullptr) {
+Awaitable<RelayStatus> relay_body(Src& src,
+                                  boost::beast::flat_buffer& src_buf, Parser& p,
+                                  Dst& dst,
+                                  std::string_view head, Framing framing,
+                                  RelayEnv env, RelayProgress& progress,
+                                  StreamInspector* inspector = nullptr) {
     namespace asio = boost::asio;
     namespace bhttp = boost::beast::http;
-    constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-    static constexpr std::string_view kCrlf = "\r\n";
+        static constexpr std::string_view kCrlf = "\r\n";
     static constexpr std::string_view kLastChunk = "0\r\n\r\n";
     static constexpr std::string_view kCrlfLastChunk = "\r\n0\r\n\r\n";
     RelayStatus st;

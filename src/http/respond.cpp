@@ -25,7 +25,7 @@ constexpr auto kLingerRead = std::chrono::seconds(5);
 
 }  // namespace
 
-awaitable<bool> SidLearner::inspect(std::string_view bytes) {
+Awaitable<bool> SidLearner::inspect(std::string_view bytes) {
     const auto state = parser_.feed(bytes);
     if (state == balance::OpenPacketParser::State::found) {
         auto w = router_.bind_sid(upstream_, parser_.sid(), server_->name());
@@ -42,7 +42,7 @@ awaitable<bool> SidLearner::inspect(std::string_view bytes) {
 // from the pump, beside the response. A body here whole is written from the
 // client buffer as is and parsed only once the response head came, so that a
 // kept-alive connection found closed can be retried with the whole request.
-awaitable<void> ClientSession::send_request(Exchange& ex, Duplex& d) {
+Awaitable<void> ClientSession::send_request(Exchange& ex, Duplex& d) {
     const RequestHead& req = ex.request.get();
     RequestRewrite rw;
     rw.client_ip = client_ip_;
@@ -107,7 +107,7 @@ void ClientSession::take_held_body(Exchange& ex) {
 // (counted from the end of the request: by the pump when there is one),
 // skipping interim 1xx responses (other than 101), which the client does not
 // expect: tether answered any Expect: 100-continue itself.
-awaitable<std::tuple<beast::error_code, std::size_t>> ClientSession::read_response_head(
+Awaitable<std::tuple<beast::error_code, std::size_t>> ClientSession::read_response_head(
     Exchange& ex, bool pumped) {
     for (int status_of_last_try = 0;;) {
         ex.response.emplace();
@@ -131,7 +131,7 @@ awaitable<std::tuple<beast::error_code, std::size_t>> ClientSession::read_respon
     }
 }
 
-awaitable<Outcome> ClientSession::respond(Exchange& ex, Duplex& d) {
+Awaitable<Outcome> ClientSession::respond(Exchange& ex, Duplex& d) {
     auto& res = *ex.response;
     const ResponseHead& head = res.get();
     const unsigned version = ex.request.get().version();
@@ -192,7 +192,7 @@ awaitable<Outcome> ClientSession::respond(Exchange& ex, Duplex& d) {
 // end our side (FIN), then read and drop what still comes, for a bounded
 // time, so that closing does not reset the connection under a response the
 // client has not read yet (nginx's lingering close).
-awaitable<void> ClientSession::linger() {
+Awaitable<void> ClientSession::linger() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     if (ec) co_return;
@@ -214,7 +214,7 @@ awaitable<void> ClientSession::linger() {
 // 101 from the backend: forward it, then hand both sockets and the bytes
 // already read past the heads to the tunnel, after this exchange's state is
 // gone (an idle tunnel must not keep a parser or a header buffer alive).
-awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
+Awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
     ResponseRewrite rw;
     rw.upgrade = true;
     rw.extra = ex.set_cookie;
@@ -306,7 +306,7 @@ void ClientSession::hand_off_tunnel(const ws::TunnelContext& tctx) {
     ws::start_plain_tunnel(ctx_.tunnel_reactor(), std::move(setup), tctx, std::move(owner));
 }
 
-awaitable<void> ClientSession::run_tunnel() {
+Awaitable<void> ClientSession::run_tunnel() {
     buffer_.shrink_to_fit();
     std::string().swap(head_);
     std::string().swap(upstream_head_);

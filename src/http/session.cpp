@@ -45,7 +45,7 @@ bool is_client_gone(const beast::error_code& ec) {
 
 }  // namespace
 
-awaitable<void> ClientSession::run() {
+Awaitable<void> ClientSession::run() {
     std::shared_ptr<tls::ServerContext> server_ctx;
     if (!start(server_ctx)) co_return;
     if (server_ctx && !co_await handshake(std::move(server_ctx))) co_return;
@@ -84,7 +84,7 @@ bool ClientSession::start(std::shared_ptr<tls::ServerContext>& server_ctx) {
 
 // The TLS handshake on a TLS listener (counted, failures logged), the bytes
 // read past a PROXY header given to it. False: close.
-awaitable<bool> ClientSession::handshake(std::shared_ptr<tls::ServerContext> server_ctx) {
+Awaitable<bool> ClientSession::handshake(std::shared_ptr<tls::ServerContext> server_ctx) {
     const auto& rt = *ctx_.runtime;
     idle_ = true;  // a stop closes a connection still in its handshake
     std::string reason;
@@ -105,7 +105,7 @@ awaitable<bool> ClientSession::handshake(std::shared_ptr<tls::ServerContext> ser
 
 // Waits, without a parser, until the next request's first bytes are there:
 // timeouts.idle between keep-alive requests, client_header before the first.
-awaitable<bool> ClientSession::wait_for_bytes(const config::Config& cfg) {
+Awaitable<bool> ClientSession::wait_for_bytes(const config::Config& cfg) {
     if (buffer_.size() > 0) co_return true;
     if (buffer_.capacity() > 2 * cfg.limits.buffer_size) buffer_.shrink_to_fit();
     idle_ = true;
@@ -139,7 +139,7 @@ void ClientSession::probe_eof() {
         stream_.cancel();
 }
 
-awaitable<Outcome> ClientSession::serve_request() {
+Awaitable<Outcome> ClientSession::serve_request() {
     {
         const auto rt = ctx_.runtime;  // the wait's settings, kept while it runs
         if (!co_await wait_for_bytes(*rt->config)) co_return Outcome::close;
@@ -234,7 +234,7 @@ void ClientSession::set_client_ip(const RequestHead& req) {
     client_ip_ = ctx_.trusted.client_ip(peer_ip_, std::span<const std::string_view>(lines.data(), n));
 }
 
-awaitable<void> ClientSession::send_error(Exchange* ex, errc e) {
+Awaitable<void> ClientSession::send_error(Exchange* ex, errc e) {
     ++ctx_.stats.errors;
     if (ex) {
         ex->status = to_http_status(e);
@@ -246,7 +246,7 @@ awaitable<void> ClientSession::send_error(Exchange* ex, errc e) {
     co_await asio::async_write(stream_, asio::buffer(head_), use_tuple);
 }
 
-awaitable<void> ClientSession::send_unknown_sid(Exchange& ex) {
+Awaitable<void> ClientSession::send_unknown_sid(Exchange& ex) {
     ex.status = 400;
     ex.close = true;
     std::string_view origin;
@@ -294,7 +294,7 @@ void ClientSession::record(const Exchange& ex) {
 
 }  // namespace detail
 
-boost::asio::awaitable<void> serve_client(boost::asio::ip::tcp::socket socket, ProxyContext& ctx, std::size_t listener,
+Awaitable<void> serve_client(TcpSocket socket, ProxyContext& ctx, std::size_t listener,
                              ClientOrigin origin) {
     detail::ClientSession session(std::move(socket), ctx, listener, std::move(origin));
     co_await session.run();

@@ -45,9 +45,9 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle(const upstream::Back
     return nullptr;
 }
 
-asio::awaitable<ConnectResult> UpstreamPool::connect(std::shared_ptr<upstream::Backend> b,
-                                                     std::chrono::milliseconds timeout,
-                                                     ConnectSpec spec) {
+Awaitable<ConnectResult> UpstreamPool::connect(std::shared_ptr<upstream::Backend> b,
+                                               std::chrono::milliseconds timeout,
+                                               ConnectSpec spec) {
     ConnectResult r;
     r.conn = std::make_unique<UpstreamConnection>(ex_);
     auto& c = *r.conn;
@@ -56,7 +56,7 @@ asio::awaitable<ConnectResult> UpstreamPool::connect(std::shared_ptr<upstream::B
     auto& raw = c.stream.tcp();
     const auto until = std::chrono::steady_clock::now() + timeout;
     raw.expires_at(until);
-    auto [ec, ep] = co_await raw.async_connect(b->endpoints(), asio::as_tuple(asio::use_awaitable));
+    auto [ec, ep] = co_await raw.async_connect(b->endpoints(), use_tuple);
     if (ec) {
         r.ec = ec;
         co_return r;
@@ -66,7 +66,7 @@ asio::awaitable<ConnectResult> UpstreamPool::connect(std::shared_ptr<upstream::B
     if (!spec.proxy_header.empty()) {
         raw.expires_at(until);
         auto [wec, wn] = co_await asio::async_write(raw, asio::buffer(spec.proxy_header),
-                                                    asio::as_tuple(asio::use_awaitable));
+                                                    use_tuple);
         if (wec) {
             r.ec = wec;
             co_return r;

@@ -81,7 +81,7 @@ RateDecision RateLimiter::take_local(std::string_view ip, const config::RateLimi
     return d;
 }
 
-boost::asio::awaitable<RateDecision> RateLimiter::take(std::string ip, config::RateLimit rate) {
+Awaitable<RateDecision> RateLimiter::take(std::string ip, config::RateLimit rate) {
     bool failed = false;
     if (rate.shared && redis_ && redis_->up()) {
         const double refill_ms = rate.burst / rate.requests_per_second * 1000.0;
@@ -92,7 +92,7 @@ boost::asio::awaitable<RateDecision> RateLimiter::take(std::string ip, config::R
                                      number(rate.requests_per_second),
                                      number(rate.burst),
                                      std::to_string(static_cast<long long>(refill_ms) + 1000)};
-        const redis::Result r = co_await redis_->async_command(std::move(cmd));
+        const redis::Result r = co_await redis_->async_command(std::move(cmd), use_awaitable);
         const auto& e = r.reply.elements;
         if (r.ok() && e.size() == 2 && e[0].kind == redis::Reply::Kind::integer &&
             e[1].kind == redis::Reply::Kind::integer) {

@@ -49,7 +49,7 @@ bool accept_connection(int listen_fd, AcceptedConnection& out) {
     return out.fd >= 0;
 }
 
-boost::system::error_code adopt_accepted(tcp::socket& socket, const AcceptedConnection& c,
+boost::system::error_code adopt_accepted(TcpSocket& socket, const AcceptedConnection& c,
                                          bool register_now) {
     const tcp protocol = c.peer.ss_family == AF_INET6 ? tcp::v6() : tcp::v4();
     return tls::adopt_descriptor(socket, c.fd, protocol, register_now);

@@ -11,7 +11,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include "tether/core/log.hpp"
@@ -23,11 +22,9 @@ namespace tether::net {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-using asio::awaitable;
 
 namespace {
 
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr int kBacklog = 4096;
 constexpr std::chrono::milliseconds kAcceptBackoff{50};
 
@@ -193,7 +190,7 @@ void Listener::take(const AcceptedConnection& c, bool proxy) {
         ::close(c.fd);
         return;
     }
-    tcp::socket socket(acceptor_.get_executor());
+    TcpSocket socket(ctx_.executor);
     // A PROXY protocol header is read with Beast's tcp_stream (Asio's own
     // operations): registered now. A plain listener's session reads and
     // writes through tls::TimedSocket, which registers the socket only
@@ -217,7 +214,7 @@ void Listener::take(const AcceptedConnection& c, bool proxy) {
     // A plain listener's session is spawned as it is (no coroutine frame in between).
     auto session = proxy ? serve_proxied(std::move(socket), std::move(origin))
                          : http::serve_client(std::move(socket), ctx_, index_, std::move(origin));
-    asio::co_spawn(acceptor_.get_executor(), std::move(session),
+    asio::co_spawn(ctx_.executor, std::move(session),
                    [](std::exception_ptr e) {
                        if (!e) return;
                        try {
@@ -248,8 +245,8 @@ bool Listener::proxy_protocol() const {
 
 // Reads the PROXY protocol header within timeouts.client_header. The bytes
 // read past it go to the session (`preread`). False: refused (counted, logged).
-awaitable<bool> Listener::read_proxy_header(tcp::socket& socket, http::ClientOrigin& origin) {
-    boost::beast::tcp_stream stream(std::move(socket));
+Awaitable<bool> Listener::read_proxy_header(TcpSocket& socket, http::ClientOrigin& origin) {
+    boost::beast::basic_stream<tcp, Executor> stream(std::move(socket));
     std::string bytes;
     ProxyHeader h;
     stream.expires_after(ctx_.runtime->config->timeouts.client_header);
@@ -292,7 +289,7 @@ awaitable<bool> Listener::read_proxy_header(tcp::socket& socket, http::ClientOri
     co_return true;
 }
 
-awaitable<void> Listener::serve_proxied(tcp::socket socket, http::ClientOrigin origin) {
+Awaitable<void> Listener::serve_proxied(TcpSocket socket, http::ClientOrigin origin) {
     if (!co_await read_proxy_header(socket, origin)) co_return;
     // The client's address (a LOCAL header keeps the peer) counted per IP
     // now; over the limit the connection closes unanswered, as at accept.

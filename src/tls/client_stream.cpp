@@ -11,7 +11,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
 #include "tether/tls/upstream_context.hpp"
@@ -25,11 +24,9 @@ namespace tether::tls {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-using asio::awaitable;
 
 namespace {
 
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kFirstRead = 1024;   // the start of a ClientHello, or of a plain request
 constexpr std::size_t kGatherLimit = 4096;  // small pieces gathered into one TLS record
 constexpr auto kPlainLinger = std::chrono::seconds(1);
@@ -65,7 +62,7 @@ std::string_view to_string(Handshake h) {
     return "failed";
 }
 
-ClientStream::ClientStream(asio::ip::tcp::socket socket) : tcp_(std::move(socket)) {}
+ClientStream::ClientStream(TcpSocket socket) : tcp_(std::move(socket)) {}
 ClientStream::ClientStream(const executor_type& ex) : tcp_(ex) {}
 ClientStream::~ClientStream() = default;
 
@@ -80,7 +77,7 @@ std::string_view ClientStream::tls_version() const {
     return SSL_get_version(const_cast<Tls&>(*tls_).stream.native_handle());
 }
 
-awaitable<Handshake> ClientStream::handshake(std::shared_ptr<ServerContext> ctx,
+Awaitable<Handshake> ClientStream::handshake(std::shared_ptr<ServerContext> ctx,
                                              std::chrono::milliseconds deadline,
                                              std::string_view preread, std::string& reason) {
     const auto until = std::chrono::steady_clock::now() + deadline;
@@ -130,10 +127,10 @@ awaitable<Handshake> ClientStream::handshake(std::shared_ptr<ServerContext> ctx,
     co_return Handshake::failed;
 }
 
-awaitable<boost::system::error_code> ClientStream::connect_tls(std::shared_ptr<UpstreamContext> ctx,
-                                                              std::string key,
-                                                              std::string_view name,
-                                                              std::string& reason) {
+Awaitable<boost::system::error_code> ClientStream::connect_tls(std::shared_ptr<UpstreamContext> ctx,
+                                                               std::string key,
+                                                               std::string_view name,
+                                                               std::string& reason) {
     UpstreamContext& uc = *ctx;
     tls_ = std::make_unique<Tls>(tcp_, std::move(ctx));
     tls_->session_key = std::move(key);

@@ -31,11 +31,11 @@ namespace ops = asio::detail::socket_ops;
 // it, its reactor registration, the protocol) lives in the protected member
 // of basic_socket, reached through a pointer to member formed in a derived
 // class (the standard's way to name a protected member from outside).
-struct SocketImpl : tcp::socket {
-    static auto& of(tcp::socket& s) { return (s.*(&SocketImpl::impl_)).get_implementation(); }
+struct SocketImpl : TcpSocket {
+    static auto& of(TcpSocket& s) { return (s.*(&SocketImpl::impl_)).get_implementation(); }
 };
 
-asio::detail::reactor& reactor_of(tcp::socket& s) {
+asio::detail::reactor& reactor_of(TcpSocket& s) {
     return asio::use_service<asio::detail::reactor>(
         asio::query(s.get_executor(), asio::execution::context));
 }
@@ -43,7 +43,7 @@ asio::detail::reactor& reactor_of(tcp::socket& s) {
 
 }  // namespace
 
-boost::system::error_code adopt_descriptor(tcp::socket& socket, int fd, const tcp& protocol,
+boost::system::error_code adopt_descriptor(TcpSocket& socket, int fd, const tcp& protocol,
                                            bool now) {
     boost::system::error_code ec;
     if (socket.is_open()) {
@@ -73,7 +73,7 @@ boost::system::error_code adopt_descriptor(tcp::socket& socket, int fd, const tc
     return ec;
 }
 
-bool unregistered(tcp::socket& socket) {
+bool unregistered(TcpSocket& socket) {
 #if TETHER_ASIO_REACTIVE_SOCKETS
     return socket.is_open() && SocketImpl::of(socket).reactor_data_ == nullptr;
 #else
@@ -82,7 +82,7 @@ bool unregistered(tcp::socket& socket) {
 #endif
 }
 
-boost::system::error_code register_socket(tcp::socket& socket) {
+boost::system::error_code register_socket(TcpSocket& socket) {
 #if TETHER_ASIO_REACTIVE_SOCKETS
     if (!unregistered(socket)) return {};
     auto& impl = SocketImpl::of(socket);

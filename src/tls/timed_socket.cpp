@@ -5,11 +5,10 @@
 
 namespace tether::tls {
 
-TimedSocket::TimedSocket(boost::asio::ip::tcp::socket socket)
-    : s_(new State(std::move(socket))) {}
+TimedSocket::TimedSocket(TcpSocket socket) : s_(new State(std::move(socket))) {}
 
 TimedSocket::TimedSocket(const executor_type& ex)
-    : s_(new State(boost::asio::ip::tcp::socket(ex))) {}
+    : s_(new State(TcpSocket(ex))) {}
 
 TimedSocket::~TimedSocket() {
     boost::system::error_code ignored;

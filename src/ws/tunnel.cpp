@@ -18,8 +18,6 @@ namespace tether::ws {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-using asio::awaitable;
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 
@@ -48,7 +46,7 @@ public:
         last_activity_ = Clock::now();
     }
 
-    awaitable<TunnelStats> run() {
+    Awaitable<TunnelStats> run() {
         using namespace asio::experimental::awaitable_operators;
         boost::system::error_code ec;
         if (!setup_.client.is_tls()) setup_.client.socket().non_blocking(true, ec);
@@ -81,8 +79,8 @@ public:
 
 private:
     struct Direction {
-        tcp::socket* src = nullptr;
-        tcp::socket* dst = nullptr;
+        TcpSocket* src = nullptr;
+        TcpSocket* dst = nullptr;
         tls::ClientStream* src_tls = nullptr;  // reads go through TLS (wss client)
         tls::ClientStream* dst_tls = nullptr;  // writes go through TLS
         FrameTracker tracker;
@@ -130,7 +128,7 @@ private:
         return w;
     }
 
-    awaitable<bool> write_all(Direction& d, const void* p, std::size_t n) {
+    Awaitable<bool> write_all(Direction& d, const void* p, std::size_t n) {
         const auto now = write_now(d, p, n);
         if (!now) co_return false;
         if (*now == n) co_return true;
@@ -142,7 +140,7 @@ private:
         co_return !ec;
     }
 
-    awaitable<bool> send_close(Direction& d) {
+    Awaitable<bool> send_close(Direction& d) {
         d.close_sent = true;
         if (d.to_client)
             co_return co_await write_all(d, kCloseGoingAwayToClient, sizeof kCloseGoingAwayToClient);
@@ -150,7 +148,7 @@ private:
     }
 
     /// Forwards bytes already read by the HTTP layer, then pumps.
-    awaitable<void> pump(Direction& d, std::string& leftover) {
+    Awaitable<void> pump(Direction& d, std::string& leftover) {
         if (d.to_client && setup_.first_frame_inspector) {
             if (!co_await hold_first_frame(d, leftover)) co_return abort();
         }
@@ -167,7 +165,7 @@ private:
     /// Reads until the server's first frame is complete (at most
     /// OpenPacket-sized: kMaxFirstFrame bytes), lets the inspector see its
     /// payload, and leaves the bytes in `held` to be forwarded as usual.
-    awaitable<bool> hold_first_frame(Direction& d, std::string& held) {
+    Awaitable<bool> hold_first_frame(Direction& d, std::string& held) {
         static constexpr std::size_t kMaxFirstFrame = 4096;
         for (;;) {
             FrameTracker probe;
@@ -197,7 +195,7 @@ private:
 
     /// One step per readiness: read what is there into a borrowed buffer and
     /// write it on. Returns when the source ended or the tunnel failed.
-    awaitable<void> pump_loop(Direction& d) {
+    Awaitable<void> pump_loop(Direction& d) {
         for (;;) {
             if (closing_ && !d.close_sent && d.tracker.at_boundary()) {
                 if (!co_await send_close(d)) co_return abort();
@@ -274,7 +272,7 @@ private:
 
 }  // namespace
 
-awaitable<TunnelStats> run_tunnel(TunnelSetup setup, TunnelContext ctx) {
+Awaitable<TunnelStats> run_tunnel(TunnelSetup setup, TunnelContext ctx) {
     Tunnel tunnel(setup, ctx);
     co_return co_await tunnel.run();
 }

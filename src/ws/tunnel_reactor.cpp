@@ -27,7 +27,7 @@ constexpr int kBatch = 128;
 
 }  // namespace
 
-TunnelReactor::TunnelReactor(asio::any_io_executor ex)
+TunnelReactor::TunnelReactor(Executor ex)
     : executor_(ex), epoll_(ex, make_epoll()), now_(std::chrono::steady_clock::now()) {
     wait();
 }

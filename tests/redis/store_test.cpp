@@ -41,7 +41,7 @@ struct Replica {
     ~Replica() { client->stop(); }
 
     template <class T>
-    T run(asio::awaitable<T> a) {
+    T run(Awaitable<T> a) {
         asio::io_context io;
         auto f = asio::co_spawn(io, std::move(a), asio::use_future);
         io.run();

@@ -28,9 +28,8 @@
 #include <string>
 #include <string_view>
 
-#include <boost/asio/awaitable.hpp>
-
 #include "tether/affinity/local_table.hpp"
+#include "tether/core/executor.hpp"
 #include "tether/redis/client.hpp"
 
 namespace tether::affinity {
@@ -55,18 +54,18 @@ public:
         bool failed = false;  ///< Redis did not answer in time (or is down)
     };
     /// GET of one table key.
-    boost::asio::awaitable<Fetched> fetch(const std::string& key);
+    Awaitable<Fetched> fetch(const std::string& key);
     /// Binds `key` to `server` unless Redis has a binding; returns the
     /// server bound afterwards (ours or the earlier one), nullopt on failure.
-    boost::asio::awaitable<std::optional<std::string>> claim(const std::string& key,
-                                                             const std::string& server,
-                                                             std::chrono::milliseconds ttl);
+    Awaitable<std::optional<std::string>> claim(const std::string& key,
+                                                const std::string& server,
+                                                std::chrono::milliseconds ttl);
     /// Replaces `previous` (or nothing) by `server`; returns the holder
     /// afterwards (a live binding another replica made wins), nullopt on failure.
-    boost::asio::awaitable<std::optional<std::string>> replace(const std::string& key,
-                                                               const std::string& previous,
-                                                               const std::string& server,
-                                                               std::chrono::milliseconds ttl);
+    Awaitable<std::optional<std::string>> replace(const std::string& key,
+                                                  const std::string& previous,
+                                                  const std::string& server,
+                                                  std::chrono::milliseconds ttl);
     /// Extends the binding's TTL (re-creating it if Redis lost it). No wait.
     void refresh(const std::string& key, const std::string& server, std::chrono::milliseconds ttl);
     /// Deletes the binding if it still names `previous`, and tells the others. No wait.

@@ -6,7 +6,7 @@
 
 #include <string_view>
 
-#include <boost/asio/awaitable.hpp>
+#include "tether/core/executor.hpp"
 
 namespace tether {
 
@@ -14,7 +14,7 @@ class StreamInspector {
 public:
     virtual ~StreamInspector() = default;
     /// Sees the next bytes; returns true when it needs no more.
-    virtual boost::asio::awaitable<bool> inspect(std::string_view bytes) = 0;
+    virtual Awaitable<bool> inspect(std::string_view bytes) = 0;
 };
 
 }  // namespace tether

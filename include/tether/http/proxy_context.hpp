@@ -15,14 +15,13 @@
 #include <string>
 #include <vector>
 
-#include <boost/asio/any_io_executor.hpp>
-
 #include "tether/affinity/redis_store.hpp"
 #include "tether/affinity/router.hpp"
 #include "tether/limits/rate_limiter.hpp"
 #include "tether/balance/picker.hpp"
 #include "tether/core/buffer_pool.hpp"
 #include "tether/core/connection_registry.hpp"
+#include "tether/core/executor.hpp"
 #include "tether/core/hash.hpp"
 #include "tether/http/access_log.hpp"
 #include "tether/http/client_ip.hpp"
@@ -105,19 +104,19 @@ struct WorkerStats {
 };
 
 struct ProxyContext {
-    ProxyContext(boost::asio::any_io_executor ex, std::size_t buffer_size,
-                 AccessLogWriter* log_writer, affinity::LocalTable& table, std::uint64_t seed,
+    ProxyContext(Executor ex, std::size_t buffer_size, AccessLogWriter* log_writer,
+                 affinity::LocalTable& table, std::uint64_t seed,
                  affinity::RedisStore* shared_store = nullptr)
-        : executor(ex),
-          buffers(buffer_size, 256),
-          pool(ex),
-          router(table, shared_store != nullptr),
-          store(shared_store),
-          access_log(log_writer),
-          rng(seed) {}
-
-    /// Installs a new routing snapshot (start-up and reload).
-    void install(std::shared_ptr<const upstream::Runtime> rt,
+                 : executor(ex),
+                 buffers(buffer_size, 256),
+                 pool(ex),
+                 router(table, shared_store != nullptr),
+                 store(shared_store),
+                 access_log(log_writer),
+                 rng(seed) {}
+                 
+                 /// Installs a new routing snapshot (start-up and reload).
+                 void install(std::shared_ptr<const upstream::Runtime> rt,
                  std::shared_ptr<const affinity::RoutingTables> tables) {
         runtime = std::move(rt);
         routing = std::move(tables);
@@ -134,7 +133,7 @@ struct ProxyContext {
         return *tunnels;
     }
 
-    boost::asio::any_io_executor executor;
+    Executor executor;
     std::shared_ptr<const upstream::Runtime> runtime;
     std::shared_ptr<const affinity::RoutingTables> routing;  ///< built with runtime
     std::shared_ptr<std::vector<balance::Picker>> pickers;  ///< by upstream index in runtime

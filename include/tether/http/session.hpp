@@ -16,9 +16,9 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "tether/core/executor.hpp"
 #include "tether/http/proxy_context.hpp"
 #include "tether/limits/ip_connections.hpp"
 
@@ -79,7 +79,7 @@ struct ClientOrigin {
 };
 
 /// Serves `socket` (accepted on listener `listener`) until it closes.
-boost::asio::awaitable<void> serve_client(boost::asio::ip::tcp::socket socket, ProxyContext& ctx,
-                                          std::size_t listener, ClientOrigin origin = {});
+Awaitable<void> serve_client(TcpSocket socket, ProxyContext& ctx,
+                             std::size_t listener, ClientOrigin origin = {});
 
 }  // namespace tether::http

@@ -36,12 +36,12 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include "tether/core/connection_registry.hpp"
+#include "tether/core/executor.hpp"
 #include "tether/tls/client_stream.hpp"
 #include "tether/tls/upstream_context.hpp"
 #include "tether/upstream/backend.hpp"
@@ -49,7 +49,7 @@
 namespace tether::http {
 
 struct UpstreamConnection {
-    explicit UpstreamConnection(const boost::asio::any_io_executor& ex) : stream(ex) {}
+    explicit UpstreamConnection(const Executor& ex) : stream(ex) {}
     tls::ClientStream stream;  ///< plain or TLS
     boost::beast::flat_buffer buffer;  ///< bytes read past the last response (normally none)
     std::shared_ptr<upstream::Backend> backend;
@@ -81,7 +81,7 @@ public:
     /// ...and never more than this many times `keepalive` in all.
     static constexpr int kSurplusFactor = 4;
 
-    explicit UpstreamPool(boost::asio::any_io_executor ex) : ex_(std::move(ex)) {}
+    explicit UpstreamPool(Executor ex) : ex_(std::move(ex)) {}
 
     /// Idle connections younger than this are not peeked at for a request
     /// that can be sent again whole.
@@ -96,9 +96,9 @@ public:
 
     /// Opens a new connection to `b` within `timeout`: TCP, the PROXY header,
     /// the TLS handshake.
-    boost::asio::awaitable<ConnectResult> connect(std::shared_ptr<upstream::Backend> b,
-                                                  std::chrono::milliseconds timeout,
-                                                  ConnectSpec spec);
+    Awaitable<ConnectResult> connect(std::shared_ptr<upstream::Backend> b,
+                                     std::chrono::milliseconds timeout,
+                                     ConnectSpec spec);
 
     /// Keeps `c` for reuse (`keepalive` > 0), dropping the oldest idle one
     /// when the backend's pool holds kSurplusFactor x keepalive already.
@@ -128,7 +128,7 @@ public:
     void clear() { idle_.clear(); }
 
 private:
-    boost::asio::any_io_executor ex_;
+    Executor ex_;
     std::unordered_map<const upstream::Backend*, std::vector<std::unique_ptr<UpstreamConnection>>>
         idle_;
 };

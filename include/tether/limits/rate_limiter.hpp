@@ -19,9 +19,8 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "tether/core/executor.hpp"
 #include "tether/core/hash.hpp"
-
-#include <boost/asio/awaitable.hpp>
 
 #include "tether/config/config.hpp"
 #include "tether/core/connection_registry.hpp"
@@ -47,7 +46,7 @@ public:
     RateLimiter(std::size_t max_entries, redis::Client* redis, std::string key_prefix);
 
     /// Takes one token for `ip` under `rate`.
-    boost::asio::awaitable<RateDecision> take(std::string ip, config::RateLimit rate);
+    Awaitable<RateDecision> take(std::string ip, config::RateLimit rate);
     /// False when take() would only use the local bucket (not shared, or no
     /// Redis): the caller may call take_local() directly, without a coroutine.
     bool may_use_redis(const config::RateLimit& rate) const { return rate.shared && redis_; }

@@ -26,6 +26,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/system/error_code.hpp>
 
+#include "tether/core/executor.hpp"
+
 namespace tether::net {
 
 /// One connection taken by accept4: its descriptor and its peer.
@@ -43,8 +45,8 @@ bool accept_connection(int listen_fd, AcceptedConnection& out);
 /// `register_now`, else when an operation through tls::TimedSocket first
 /// would block (a socket used with Asio directly must be registered now).
 /// Afterwards `socket` owns the descriptor; on an error it is closed.
-boost::system::error_code adopt_accepted(boost::asio::ip::tcp::socket& socket,
-                                         const AcceptedConnection& c, bool register_now);
+boost::system::error_code adopt_accepted(TcpSocket& socket, const AcceptedConnection& c,
+                                         bool register_now);
 
 /// The peer's address as text ("203.0.113.7", or as Asio writes an IPv6
 /// address) and its port. IPv4 is formatted here without printf.

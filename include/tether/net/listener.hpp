@@ -20,11 +20,10 @@
 #include <atomic>
 #include <cstddef>
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 
+#include "tether/core/executor.hpp"
 #include "tether/http/proxy_context.hpp"
 #include "tether/http/session.hpp"
 #include "tether/limits/ip_connections.hpp"
@@ -76,13 +75,11 @@ private:
     /// Whether this listener reads a PROXY protocol header first (current config).
     bool proxy_protocol() const;
     /// Reads the PROXY header, counts the client's address, then serves.
-    boost::asio::awaitable<void> serve_proxied(boost::asio::ip::tcp::socket socket,
-                                               http::ClientOrigin origin);
-    boost::asio::awaitable<bool> read_proxy_header(boost::asio::ip::tcp::socket& socket,
-                                                   http::ClientOrigin& origin);
+    Awaitable<void> serve_proxied(TcpSocket socket, http::ClientOrigin origin);
+    Awaitable<bool> read_proxy_header(TcpSocket& socket, http::ClientOrigin& origin);
 
     boost::asio::ip::tcp::acceptor acceptor_;
-    boost::asio::steady_timer backoff_;
+    SteadyTimer backoff_;
     std::size_t index_;
     http::ProxyContext& ctx_;
     ProcessCounters& counters_;

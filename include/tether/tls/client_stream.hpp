@@ -25,9 +25,9 @@
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
 
+#include "tether/core/executor.hpp"
 #include "tether/tls/server_context.hpp"
 #include "tether/tls/timed_socket.hpp"
 
@@ -37,11 +37,11 @@ class UpstreamContext;
 
 class ClientStream {
 public:
-    using executor_type = boost::asio::any_io_executor;
+    using executor_type = Executor;  // the worker's (core/executor.hpp)
     using Handler = boost::asio::any_completion_handler<void(boost::system::error_code, std::size_t)>;
     static constexpr std::size_t kMaxGather = 8;
 
-    explicit ClientStream(boost::asio::ip::tcp::socket socket);
+    explicit ClientStream(TcpSocket socket);
     explicit ClientStream(const executor_type& ex);
     ~ClientStream();
     ClientStream(const ClientStream&) = delete;
@@ -51,16 +51,16 @@ public:
     /// the stream). `preread`: bytes already read from the socket (after a
     /// PROXY header). plain_http: a plain request came; it was answered 400.
     /// On failure `reason` says why (OpenSSL's reason).
-    boost::asio::awaitable<Handshake> handshake(std::shared_ptr<ServerContext> ctx,
-                                                std::chrono::milliseconds deadline,
-                                                std::string_view preread, std::string& reason);
+    Awaitable<Handshake> handshake(std::shared_ptr<ServerContext> ctx,
+                                   std::chrono::milliseconds deadline, std::string_view preread,
+                                   std::string& reason);
 
     /// Client-side TLS handshake to a server (an upstream connection), within
     /// the deadline already set on the stream (expires_at). `key` names the
     /// server for session resumption, `name` is checked and sent as SNI
     /// (UpstreamContext::prepare). On failure `reason` says why (for a
     /// refused certificate, the verification error: "hostname mismatch").
-    boost::asio::awaitable<boost::system::error_code> connect_tls(
+    Awaitable<boost::system::error_code> connect_tls(
         std::shared_ptr<UpstreamContext> ctx, std::string key, std::string_view name,
         std::string& reason);
     /// The last handshake resumed a session.
@@ -68,7 +68,7 @@ public:
 
     bool is_tls() const { return tls_ != nullptr; }
     executor_type get_executor() { return tcp_.get_executor(); }
-    boost::asio::ip::tcp::socket& socket() { return tcp_.socket(); }
+    TcpSocket& socket() { return tcp_.socket(); }
     TimedSocket& tcp() { return tcp_; }
     void expires_after(std::chrono::steady_clock::duration d) { tcp_.expires_after(d); }
     void expires_never() { tcp_.expires_never(); }

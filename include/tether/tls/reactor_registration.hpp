@@ -29,6 +29,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/system/error_code.hpp>
 
+#include "tether/core/executor.hpp"
+
 namespace tether::tls {
 
 /// Puts `fd` (a connected TCP socket, non-blocking, close-on-exec, never
@@ -37,15 +39,15 @@ namespace tether::tls {
 /// what it is: non-blocking, and closed with a plain close() (no epoll_ctl
 /// DEL: the kernel drops a file from an epoll set when its last descriptor
 /// closes). On an error `fd` is closed.
-boost::system::error_code adopt_descriptor(boost::asio::ip::tcp::socket& socket, int fd,
+boost::system::error_code adopt_descriptor(TcpSocket& socket, int fd,
                                            const boost::asio::ip::tcp& protocol, bool now);
 
 /// Open and not registered with its reactor.
-bool unregistered(boost::asio::ip::tcp::socket& socket);
+bool unregistered(TcpSocket& socket);
 
 /// Registers an unregistered socket with its reactor; nothing when it is
 /// registered already or closed.
-boost::system::error_code register_socket(boost::asio::ip::tcp::socket& socket);
+boost::system::error_code register_socket(TcpSocket& socket);
 
 /// One non-blocking recvmsg into `v`: the bytes read, or 0 with `ec`
 /// (would_block: nothing yet; eof: the peer's end of stream).

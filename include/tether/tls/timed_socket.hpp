@@ -34,9 +34,9 @@
 #include <boost/asio/handler_continuation_hook.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/error.hpp>
 
+#include "tether/core/executor.hpp"
 #include "tether/tls/draining_buffer.hpp"
 #include "tether/tls/reactor_registration.hpp"
 
@@ -45,17 +45,17 @@ namespace tether::tls {
 class TimedSocket {
 public:
     using Clock = std::chrono::steady_clock;
-    using executor_type = boost::asio::any_io_executor;
-    using lowest_layer_type = boost::asio::ip::tcp::socket;  // for asio::ssl::stream
+    using executor_type = Executor;       // the worker's (core/executor.hpp)
+    using lowest_layer_type = TcpSocket;  // for asio::ssl::stream
 
-    explicit TimedSocket(boost::asio::ip::tcp::socket socket);
+    explicit TimedSocket(TcpSocket socket);
     explicit TimedSocket(const executor_type& ex);
     ~TimedSocket();  // closes the socket, as tcp_stream's destructor
     TimedSocket(const TimedSocket&) = delete;
     TimedSocket& operator=(const TimedSocket&) = delete;
 
     executor_type get_executor() { return s_->socket.get_executor(); }
-    boost::asio::ip::tcp::socket& socket() { return s_->socket; }
+    TcpSocket& socket() { return s_->socket; }
     lowest_layer_type& lowest_layer() { return s_->socket; }
 
     /// The deadline of the next read and of the next write (a direction with
@@ -206,10 +206,10 @@ private:
     };
 
     struct State {
-        explicit State(boost::asio::ip::tcp::socket s)
+        explicit State(TcpSocket s)
             : socket(std::move(s)), timer(socket.get_executor()), lazy(unregistered(socket)) {}
-        boost::asio::ip::tcp::socket socket;
-        boost::asio::steady_timer timer;
+        TcpSocket socket;
+        SteadyTimer timer;
         // Not registered with the reactor yet (reactor_registration.hpp): a
         // read or write is tried at once, and registers it only if it would block.
         bool lazy;

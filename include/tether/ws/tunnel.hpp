@@ -27,11 +27,11 @@
 #include <cstdint>
 #include <string>
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
 #include "tether/core/buffer_pool.hpp"
 #include "tether/core/connection_registry.hpp"
+#include "tether/core/executor.hpp"
 #include "tether/core/stream_inspector.hpp"
 #include "tether/tls/client_stream.hpp"
 
@@ -71,6 +71,6 @@ struct TunnelStats {
 };
 
 /// Runs the tunnel until both directions ended; never throws.
-boost::asio::awaitable<TunnelStats> run_tunnel(TunnelSetup setup, TunnelContext ctx);
+Awaitable<TunnelStats> run_tunnel(TunnelSetup setup, TunnelContext ctx);
 
 }  // namespace tether::ws

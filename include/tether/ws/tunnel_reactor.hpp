@@ -22,8 +22,9 @@
 #include <chrono>
 #include <cstdint>
 
-#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+
+#include "tether/core/executor.hpp"
 
 namespace tether::ws {
 
@@ -51,7 +52,7 @@ private:
 
 class TunnelReactor {
 public:
-    explicit TunnelReactor(boost::asio::any_io_executor ex);
+    explicit TunnelReactor(Executor ex);
     ~TunnelReactor();  // destroys every client, live or retired
     TunnelReactor(const TunnelReactor&) = delete;
     TunnelReactor& operator=(const TunnelReactor&) = delete;
@@ -69,7 +70,7 @@ public:
     std::chrono::steady_clock::time_point now() const {
         return in_batch_ ? now_ : std::chrono::steady_clock::now();
     }
-    const boost::asio::any_io_executor& executor() const { return executor_; }
+    const Executor& executor() const { return executor_; }
     std::size_t size() const { return live_count_; }
 
 private:
@@ -80,7 +81,7 @@ private:
     static void unlink(ReactorClient*& head, ReactorClient* c);
     static void push(ReactorClient*& head, ReactorClient* c);
 
-    boost::asio::any_io_executor executor_;
+    Executor executor_;
     boost::asio::posix::stream_descriptor epoll_;  // the nested epoll instance
     std::chrono::steady_clock::time_point now_;
     ReactorClient* live_ = nullptr;

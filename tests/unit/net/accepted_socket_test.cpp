@@ -92,7 +92,7 @@ TEST(AcceptedSocket, AdoptedSocketWorksAndItsCloseLeavesTheEpollSet) {
         const auto c = l.take();
         if (round == 0) first_fd = c.fd;
         EXPECT_EQ(c.fd, first_fd);
-        tcp::socket server(l.io);
+        TcpSocket server(l.io);
         ASSERT_FALSE(adopt_accepted(server, c, true));
         EXPECT_TRUE(server.native_non_blocking());
         EXPECT_EQ(server.remote_endpoint().port(), client.local_endpoint().port());

@@ -78,14 +78,14 @@ struct Accepted {
 
 TEST(ReactorRegistration, AdoptedNowIsInTheEpollSetDeferredIsNot) {
     Accepted a;
-    tcp::socket now(a.io);
+    TcpSocket now(a.io);
     ASSERT_FALSE(adopt_descriptor(now, a.fd, tcp::v4(), true));
     EXPECT_TRUE(now.is_open());
     EXPECT_FALSE(unregistered(now));
     EXPECT_TRUE(in_an_epoll_set(a.fd));
 
     Accepted b;
-    tcp::socket later(b.io);
+    TcpSocket later(b.io);
     ASSERT_FALSE(adopt_descriptor(later, b.fd, tcp::v4(), false));
     EXPECT_TRUE(later.is_open());
     EXPECT_TRUE(unregistered(later));
@@ -103,7 +103,7 @@ TEST(ReactorRegistration, AdoptedNowIsInTheEpollSetDeferredIsNot) {
 // writes without the reactor, and the socket never joins the epoll set.
 TEST(ReactorRegistration, ReadyReadAndWriteNeverRegister) {
     Accepted a;
-    tcp::socket s(a.io);
+    TcpSocket s(a.io);
     ASSERT_FALSE(adopt_descriptor(s, a.fd, tcp::v4(), false));
     TimedSocket timed(std::move(s));
     asio::write(a.client, asio::buffer(std::string("request")));
@@ -142,7 +142,7 @@ TEST(ReactorRegistration, ReadyReadAndWriteNeverRegister) {
 // the reactor when the bytes come; its deadline still applies afterwards.
 TEST(ReactorRegistration, ReadThatWouldBlockRegistersAndWaits) {
     Accepted a;
-    tcp::socket s(a.io);
+    TcpSocket s(a.io);
     ASSERT_FALSE(adopt_descriptor(s, a.fd, tcp::v4(), false));
     TimedSocket timed(std::move(s));
     std::array<char, 16> buf{};
@@ -173,7 +173,7 @@ TEST(ReactorRegistration, ReadThatWouldBlockRegistersAndWaits) {
 // the rest through the reactor once the peer reads.
 TEST(ReactorRegistration, WriteThatWouldBlockRegistersAndFinishes) {
     Accepted a;
-    tcp::socket s(a.io);
+    TcpSocket s(a.io);
     ASSERT_FALSE(adopt_descriptor(s, a.fd, tcp::v4(), false));
     TimedSocket timed(std::move(s));
     const std::string big(16 << 20, 'x');
@@ -208,7 +208,7 @@ TEST(ReactorRegistration, WriteThatWouldBlockRegistersAndFinishes) {
 // the socket itself registers it first; an Asio operation then works.
 TEST(ReactorRegistration, JoinReactorBeforeAsioOperations) {
     Accepted a;
-    tcp::socket s(a.io);
+    TcpSocket s(a.io);
     ASSERT_FALSE(adopt_descriptor(s, a.fd, tcp::v4(), false));
     TimedSocket timed(std::move(s));
     ASSERT_FALSE(timed.join_reactor());
@@ -229,7 +229,7 @@ TEST(ReactorRegistration, CloseOfAnUnregisteredSocketAndReuseOfItsNumber) {
     tcp::socket c2(a.io);  // its descriptor taken before `first` is free again
     c2.connect(a.acceptor.local_endpoint());
     {
-        tcp::socket s(a.io);
+        TcpSocket s(a.io);
         ASSERT_FALSE(adopt_descriptor(s, a.fd, tcp::v4(), false));
         s.close();
     }
@@ -240,7 +240,7 @@ TEST(ReactorRegistration, CloseOfAnUnregisteredSocketAndReuseOfItsNumber) {
     const int fd = ::accept4(a.acceptor.native_handle(), nullptr, nullptr,
                              SOCK_NONBLOCK | SOCK_CLOEXEC);
     ASSERT_EQ(fd, first);
-    tcp::socket again(a.io);
+    TcpSocket again(a.io);
     ASSERT_FALSE(adopt_descriptor(again, fd, tcp::v4(), false));
     ASSERT_FALSE(register_socket(again));
     EXPECT_TRUE(in_an_epoll_set(fd));

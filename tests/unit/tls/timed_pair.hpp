@@ -21,7 +21,7 @@ struct TimedPair {
     TimedPair() {
         using boost::asio::ip::tcp;
         tcp::acceptor acc(io, tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
-        tcp::socket client(io);
+        TcpSocket client(io);
         client.connect(acc.local_endpoint());
         acc.accept(peer);
         timed.emplace(std::move(client));

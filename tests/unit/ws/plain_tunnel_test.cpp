@@ -98,7 +98,7 @@ private:
 
 class Inspector final : public StreamInspector {
 public:
-    asio::awaitable<bool> inspect(std::string_view bytes) override {
+    Awaitable<bool> inspect(std::string_view bytes) override {
         seen.assign(bytes);
         co_return true;
     }
