@@ -56,11 +56,14 @@ private:
     balance::OpenPacketParser parser_;
 };
 
-/// State of one request/response exchange.
+/// State of one request/response exchange. Made on the heap once a request
+/// began (serve_request), its memory recycled by the thread's RecyclingPool.
 struct Exchange {
     Exchange(std::shared_ptr<const upstream::Runtime> rt,
              std::shared_ptr<const affinity::RoutingTables> tables)
         : runtime(std::move(rt)), routing(std::move(tables)) {}
+    static void* operator new(std::size_t n) { return RecyclingPool::allocate(n); }
+    static void operator delete(void* p, std::size_t n) noexcept { RecyclingPool::deallocate(p, n); }
     std::shared_ptr<const upstream::Runtime> runtime;  // pinned for the whole request
     std::shared_ptr<const affinity::RoutingTables> routing;  // built with `runtime`
     std::shared_ptr<std::vector<balance::Picker>> pickers;   // made with `runtime`
@@ -68,7 +71,7 @@ struct Exchange {
     const upstream::Upstream* upstream = nullptr;
     std::size_t upstream_index = 0;
     StrictRequestParser<bhttp::buffer_body> request;
-    std::optional<bhttp::response_parser<bhttp::buffer_body>> response;
+    std::optional<bhttp::response_parser<bhttp::buffer_body, FieldsAllocator>> response;
     std::unique_ptr<UpstreamConnection> conn;
     ConnectSpec spec;  ///< how conn is (to be) made: TLS context, PROXY header
     upstream::ActiveGuard active;
@@ -83,6 +86,8 @@ struct Exchange {
     std::uint64_t bytes_sent = 0;  // response body bytes to the client
     Clock::time_point start = Clock::now();
 };
+
+static_assert(sizeof(Exchange) <= RecyclingPool::kMaxBlock, "past the pool's classes: malloc per request");
 
 /// Passive health: a connect, send or response-head failure of `b`, or an
 /// answer with a status in the upstream's fail_on_status (not by default).

@@ -3,7 +3,9 @@
 // Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade),
 // tether's own framing and forwarding fields added. Heads are written
 // straight into a reusable string, not rebuilt as Beast messages.
-// Pure functions, no I/O.
+// Pure functions, no I/O. The heads' fields take their memory from the
+// thread's RecyclingPool (core/recycling_pool.hpp): a node per field and the
+// method, target and reason strings, made and freed once per request.
 #pragma once
 
 #include <string>
@@ -12,11 +14,15 @@
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
 
+#include "tether/core/recycling_pool.hpp"
+
 namespace tether::http {
 
 namespace bhttp = boost::beast::http;
-using RequestHead = bhttp::request_header<bhttp::fields>;
-using ResponseHead = bhttp::response_header<bhttp::fields>;
+using FieldsAllocator = RecyclingAllocator<char>;
+using Fields = bhttp::basic_fields<FieldsAllocator>;
+using RequestHead = bhttp::request_header<Fields>;
+using ResponseHead = bhttp::response_header<Fields>;
 
 enum class Framing { none, length, chunked, until_close };
 

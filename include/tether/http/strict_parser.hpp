@@ -17,6 +17,8 @@
 
 #include <boost/beast/http/parser.hpp>
 
+#include "tether/http/headers.hpp"
+
 namespace tether::http {
 
 inline constexpr std::size_t kMaxChunkExtension = 1024;
@@ -29,8 +31,8 @@ bool folded_field(std::string_view name, std::string_view value);
 bool framing_lookalike(std::string_view name);
 
 template <class Body>
-class StrictRequestParser : public boost::beast::http::request_parser<Body> {
-    using base = boost::beast::http::request_parser<Body>;
+class StrictRequestParser : public boost::beast::http::request_parser<Body, FieldsAllocator> {
+    using base = boost::beast::http::request_parser<Body, FieldsAllocator>;
 
 public:
     StrictRequestParser() = default;

@@ -13,8 +13,8 @@ using namespace tether::http;
 namespace bhttp = boost::beast::http;
 
 template <bool IsRequest>
-bhttp::header<IsRequest> parse(std::string_view raw) {
-    bhttp::parser<IsRequest, bhttp::empty_body> p;
+bhttp::header<IsRequest, Fields> parse(std::string_view raw) {
+    bhttp::parser<IsRequest, bhttp::empty_body, FieldsAllocator> p;
     p.eager(false);
     boost::beast::error_code ec;
     p.put(boost::asio::buffer(raw.data(), raw.size()), ec);
