@@ -3,7 +3,7 @@
 the kernel's TCP, the scheduler), next to its own cost, and whether it is idle or waiting.
 
     python3 tools/bench/system_cost.py [--targets tether,nginx,haproxy,direct] [--rounds 3]
-        [--duration 5] [--conns 64] [--path /] [--no-epoll] [--by-name] [--nice -10]
+        [--duration 5] [--conns 64] [--path /] [--no-epoll] [--by-name] [--nice -10] [--pin]
         [--tether-b OTHER_BINARY --targets tether,tether-b,haproxy]
 
 A proxy that spends little CPU per request can still lose requests/s when, with client, proxy
@@ -40,8 +40,10 @@ gets an equal share of the CPUs however many processes it runs: client, proxy an
 in one session beside another shell's build, share about one CPU of two, and requests/s then
 follows the sum of the three's CPU per request. --nice -10 runs the script in a session of its
 own whose autogroup has nice -10 (/proc/self/autogroup; ~9x the weight of nice 0), closer to a
-quiet machine. Builds nothing (uses build/); starts its own processes, bounds every wait,
-stops only what it started, by PID. Needs root (perf tracepoints). Python 3.11 stdlib only.
+quiet machine. --pin puts every proxy on CPU 0 and the backend and wrk on CPU 1, so that no
+round depends on where the scheduler placed the three. Builds nothing (uses build/); starts
+its own processes, bounds every wait, stops only what it started, by PID. Needs root (perf
+tracepoints). Python 3.11 standard library only.
 """
 from __future__ import annotations
 
@@ -152,6 +154,16 @@ def sched_counts(pids: list[int]) -> dict[str, float]:
     return out
 
 
+def pin(pids: list[int], cpu: int) -> None:
+    """Every thread of pids (ours: a proxy, the backend) to run on `cpu` only."""
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                os.sched_setaffinity(int(task.name), {cpu})
+            except (OSError, ValueError):
+                pass  # a thread that ended meanwhile
+
+
 def run_under_perf(s: compare.Setup, tag: str, target: str, mode: list[str],
                    files: dict[str, Path]) -> tuple[dict[str, float], dict[str, dict]]:
     """One wrk run of --duration seconds with `perf <mode>` on each watched process and around
@@ -170,12 +182,16 @@ def run_under_perf(s: compare.Setup, tag: str, target: str, mode: list[str],
             perfs.append(subprocess.Popen(["perf", "stat", "-x", ",", "-o", str(files["machine"]),
                                            "-a", "-e", MACHINE_EVENTS],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        if s.args.pin:
+            for role, pids in roles.items():
+                pin(pids, 0 if role == "proxy" else 1)
         time.sleep(0.5)  # perf attaches
         before = {role: sched_counts(pids) for role, pids in roles.items()}
         t0 = time.monotonic()
         out_path = s.tmp / f"{tag}.wrk.txt"
         with open(out_path, "w") as out:
-            wrk = subprocess.Popen(["perf"] + mode + ["-o", str(files["wrk"]), "--"]
+            taskset = ["taskset", "-c", "1"] if s.args.pin else []
+            wrk = subprocess.Popen(taskset + ["perf"] + mode + ["-o", str(files["wrk"]), "--"]
                                    + wrk_argv(s, port, s.args.duration),
                                    stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + s.args.duration + 60
@@ -366,6 +382,9 @@ def main() -> int:
                    help="run in a session of its own whose autogroup has this nice value (e.g. "
                         "-10; root): the other sessions' load then takes less of the measured "
                         "processes' CPU, closer to a quiet machine")
+    p.add_argument("--pin", action="store_true",
+                   help="the proxy on CPU 0, the backend and wrk on CPU 1 (for every target "
+                        "alike): no round then depends on where the scheduler put them")
     p.add_argument("--top", type=int, default=6, help="syscalls shown per process")
     a = p.parse_args()
     targets = [t for t in a.targets.split(",") if t]
@@ -374,6 +393,8 @@ def main() -> int:
         p.error(f"unknown target {bad}; valid: {', '.join(valid)}")
     if "tether-b" in targets and not (a.tether_b and Path(a.tether_b).is_file()):
         p.error("target tether-b needs --tether-b BINARY")
+    if a.pin and len(os.sched_getaffinity(0)) < 2:
+        p.error("--pin needs two CPUs")
     if a.rounds < 1 or a.duration < 1 or a.conns < 1:
         p.error("--rounds, --duration and --conns must be >= 1")
     compare.check_tool_args(p, a, "tether", "backend", "wrk",
