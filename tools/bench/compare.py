@@ -342,7 +342,10 @@ http {{
     }}
     upstream bench {{
 {lines}
-        keepalive 32;
+        # tether's default keepalive 32 keeps a surplus of up to 4 x 32 idle for 1 s; nginx
+        # closes every idle connection past its keepalive at once: with 32, a 64-connection
+        # load closed and reopened ~0.4 upstream connections per request (system_cost.py)
+        keepalive 128;
         keepalive_requests 1000000;
     }}
     server {{
@@ -768,7 +771,8 @@ def report(s: Setup, results: dict, info: dict[str, str], started: str) -> str:
         f"tunnels each carrying one message, a fresh proxy per round; RSS of tether's process, "
         f"of nginx's master + workers, of HAProxy's process; bytes per tunnel = "
         f"(after - before) / tunnels open. w: scenario a with 1 and 2 workers of each proxy.",
-        "- nginx: upstream keepalive 32, proxy_http_version 1.1, Connection \"\" or upgrade, "
+        "- nginx: upstream keepalive 128 (tether's default 32 keeps up to 4 x 32 idle for 1 s), "
+        "proxy_http_version 1.1, Connection \"\" or upgrade, "
         "proxy_buffering on, proxy_max_temp_file_size 0, access_log off, worker_connections 200000, "
         f"worker_rlimit_nofile {min(300000, s.nofile)}, keepalive_requests 1000000, reuseport "
         "backlog=4096, 1h proxy timeouts. HAProxy: mode http, option http-keep-alive (no "
