@@ -24,6 +24,8 @@
 // Threading: none of its own (the socket's executor).
 #pragma once
 
+#include <utility>
+
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/version.hpp>
 
@@ -42,9 +44,25 @@ inline constexpr bool kDrainingReads = TETHER_DRAINING_READS != 0;
 
 /// A single mutable buffer (a MutableBufferSequence of one) read with the
 /// short-read rule above.
+///
+/// `found_empty`: the caller has just tried a recv on the socket that found
+/// nothing, and the socket has just joined the reactor (an accepted socket
+/// that TimedSocket read at once, reactor_registration.hpp). Asio would try
+/// the read once more as it begins (a new registration is marked "try at
+/// once"); that try is skipped, and the read waits for the socket's edge.
+/// No byte can be missed: epoll_ctl(ADD) reports a socket that became
+/// readable before it as ready at once. Only for a socket whose io_context
+/// one thread runs (every worker's): between the registration and the start
+/// of this read no other thread may take an event of the socket from epoll.
 class DrainingBuffer : public boost::asio::mutable_buffer {
 public:
-    explicit DrainingBuffer(boost::asio::mutable_buffer b) noexcept : mutable_buffer(b) {}
+    explicit DrainingBuffer(boost::asio::mutable_buffer b, bool found_empty = false) noexcept
+        : mutable_buffer(b), skip_try_(found_empty) {}
+    /// True once: the try to skip (see above).
+    bool take_skip() noexcept { return std::exchange(skip_try_, false); }
+
+private:
+    bool skip_try_;
 };
 
 }  // namespace tether::tls
@@ -64,6 +82,7 @@ public:
 
     static status do_perform(reactor_op* base) {
         auto* o = static_cast<reactive_socket_recv_op_base*>(base);
+        if (o->buffers_.take_skip()) return not_done;  // the caller's recv found nothing
         const bool stream = (o->state_ & socket_ops::stream_oriented) != 0;
         if (!socket_ops::non_blocking_recv1(o->socket_, o->buffers_.data(), o->buffers_.size(),
                                             o->flags_, stream, o->ec_, o->bytes_transferred_))

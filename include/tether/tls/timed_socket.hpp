@@ -91,6 +91,9 @@ public:
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
             [this](auto handler, const MutableBuffers& b) {
                 const bool starts_message = std::exchange(s_->starts_message, false);
+                // Unregistered: tried at once; if that found nothing, the
+                // socket has just joined the reactor and Asio need not try again.
+                const bool found_empty = s_->lazy;
                 if ((s_->lazy || (s_->maybe_drained && !starts_message)) &&
                     done_now(b, receive_now, handler))
                     return;
@@ -99,8 +102,9 @@ public:
                                                                       boost::asio::mutable_buffer>) {
                     const boost::asio::mutable_buffer one(b);
                     s_->read_asked = one.size();
-                    s_->socket.async_read_some(DrainingBuffer(one), Timed<decltype(handler)>(
-                                                                        s_, kRead, std::move(handler)));
+                    s_->socket.async_read_some(
+                        DrainingBuffer(one, found_empty),
+                        Timed<decltype(handler)>(s_, kRead, std::move(handler)));
                 } else {
                     s_->read_asked = 0;
                     s_->socket.async_read_some(b, Timed<decltype(handler)>(s_, kRead,

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -32,6 +33,7 @@ namespace {
 int g_watched_fd = -1;
 int g_recv_calls = 0;
 int g_recv_would_block = 0;
+void (*g_after_would_block)() = nullptr;  // run once after a watched recv found nothing
 
 }  // namespace
 
@@ -40,7 +42,14 @@ namespace {
 ssize_t counted(int fd, long r) {
     if (fd == g_watched_fd) {
         ++g_recv_calls;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) ++g_recv_would_block;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ++g_recv_would_block;
+            if (auto after = std::exchange(g_after_would_block, nullptr)) {
+                const int saved = errno;
+                after();
+                errno = saved;
+            }
+        }
     }
     return static_cast<ssize_t>(r);
 }
@@ -190,6 +199,59 @@ TEST(DrainingBuffer, BytesThatCameWhileNoReadWasPendingAreRead) {
     p.run_until([&] { return got.has_value(); });
     ASSERT_TRUE(got);
     EXPECT_EQ(std::string(buf.data(), *got), "second");
+}
+
+// An accepted socket out of the reactor (reactor_registration.hpp) whose
+// first read finds nothing: TimedSocket's own recv said so and the socket
+// joined the reactor; the read then waits for the edge without Asio trying
+// a second recv first, and still gets the bytes, whether they come later or
+// came between that recv and the registration (epoll_ctl ADD reports a
+// socket that is readable already).
+TEST(DrainingBuffer, FirstReadOfAnUnregisteredSocketTriesOnce) {
+    if (!kDrainingReads) GTEST_SKIP() << "not this Asio version (draining_buffer.hpp)";
+    static tcp::socket* client_of_test = nullptr;
+    for (const bool before_add : {false, true}) {
+        asio::io_context io;
+        tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+        tcp::socket client(io);
+        client.connect(acceptor.local_endpoint());
+        const int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr,
+                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+        ASSERT_GE(fd, 0);
+        TcpSocket s(io);
+        ASSERT_FALSE(adopt_descriptor(s, fd, tcp::v4(), false));
+        TimedSocket timed(std::move(s));
+        g_watched_fd = fd;
+        g_recv_calls = g_recv_would_block = 0;
+        client_of_test = &client;
+        if (before_add)  // the request comes right after TimedSocket's recv found nothing
+            g_after_would_block = [] {
+                asio::write(*client_of_test, asio::buffer(std::string_view("request")));
+            };
+        std::array<char, 64> buf{};
+        std::optional<std::size_t> got;
+        timed.expires_after(5s);
+        timed.async_read_some(asio::buffer(buf), [&](auto ec, std::size_t n) {
+            EXPECT_FALSE(ec) << ec.message();
+            got = n;
+        });
+        EXPECT_FALSE(unregistered(timed.socket()));
+        EXPECT_EQ(g_recv_calls, 1);  // before: 2 (TimedSocket's, then Asio's as the read began)
+        EXPECT_EQ(g_recv_would_block, 1);
+        if (!before_add) {
+            io.poll();
+            EXPECT_FALSE(got);
+            asio::write(client, asio::buffer(std::string_view("request")));
+        }
+        const auto until = Clock::now() + 5s;
+        while (!got && Clock::now() < until) io.run_one_for(50ms);
+        ASSERT_TRUE(got) << (before_add ? "bytes before the registration" : "bytes after it");
+        EXPECT_EQ(std::string(buf.data(), *got), "request");
+        EXPECT_EQ(g_recv_calls, 2);
+        EXPECT_EQ(g_recv_would_block, 1);
+        g_watched_fd = -1;
+        client_of_test = nullptr;
+    }
 }
 
 }  // namespace
