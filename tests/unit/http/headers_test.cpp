@@ -42,6 +42,38 @@ TEST(Headers, HopByHopRemovedAndForwardedAdded) {
               "X-Forwarded-Host: example.com\r\nX-Request-Id: abc\r\n\r\n");
 }
 
+// Fields are matched by Beast's parsed field enum where they have one: any
+// spelling of a hop-by-hop name is dropped, a name that only starts like one
+// is kept, a field the Connection header names is dropped in any case, and
+// the last X-Forwarded-For and the first Host are the ones used (Beast
+// keeps fields of one name together, in the order they came).
+TEST(Headers, FieldsMatchedInAnyCase) {
+    RequestRewrite rw{"10.1.2.3", "http", "", true, false, Framing::none, ""};
+    const std::string out = rewrite(
+        "GET / HTTP/1.1\r\nhost: first.example\r\nCONNECTION: close, x-drop\r\n"
+        "keep-alive: 1\r\nConnection-Id: 7\r\nX-DROP: 1\r\nTe: trailers\r\n"
+        "x-forwarded-for: 1.1.1.1\r\nX-FORWARDED-FOR: 2.2.2.2\r\nexpect: 100-continue\r\n"
+        "X-Real-Ip: 6.6.6.6\r\nHost: second.example\r\n\r\n",
+        rw);
+    EXPECT_EQ(out,
+              "GET / HTTP/1.1\r\nhost: first.example\r\nHost: second.example\r\n"
+              "Connection-Id: 7\r\nX-Forwarded-For: 2.2.2.2, 10.1.2.3\r\n"
+              "X-Real-IP: 10.1.2.3\r\nX-Forwarded-Proto: http\r\n"
+              "X-Forwarded-Host: first.example\r\n\r\n");
+    auto res = parse<false>(
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: X-Internal\r\nx-internal: 1\r\n"
+        "UPGRADE: h2c\r\nProxy-Connection: x\r\nTrailer-Info: kept\r\n\r\n");
+    std::string head;
+    ResponseRewrite rrw;
+    rrw.body = Framing::length;
+    write_response_head(res, 11, rrw, head);
+    EXPECT_EQ(head, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nTrailer-Info: kept\r\n\r\n");
+    head.clear();
+    rrw.body = Framing::chunked;
+    write_response_head(res, 11, rrw, head);
+    EXPECT_EQ(head, "HTTP/1.1 200 OK\r\nTrailer-Info: kept\r\nTransfer-Encoding: chunked\r\n\r\n");
+}
+
 TEST(Headers, ForwardedForAppendsToExistingChain) {
     RequestRewrite rw{"10.0.0.9", "https", "", true, false, Framing::none, ""};
     const std::string out = rewrite(
