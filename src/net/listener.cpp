@@ -96,7 +96,7 @@ void Listener::start() {
         return;
     }
     acceptor_.native_non_blocking(true, ec);  // what Asio knows: it is non-blocking already
-    asio::post(acceptor_.get_executor(), [this] { accept_ready(); });
+    asio::post(ctx_.executor, [this] { accept_ready(); });
 }
 
 void Listener::close() {
@@ -128,7 +128,7 @@ void Listener::accept_ready() {
     if (!acceptor_.is_open()) return;
     switch (state) {
         case AcceptState::taken:
-            asio::post(acceptor_.get_executor(), [this] { accept_ready(); });
+            asio::post(ctx_.executor, [this] { accept_ready(); });
             break;
         case AcceptState::drained:
             acceptor_.async_wait(tcp::acceptor::wait_read, [this](boost::system::error_code ec) {
