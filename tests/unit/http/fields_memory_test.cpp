@@ -17,13 +17,15 @@ namespace {
 thread_local std::size_t g_news = 0;  // calls of operator new on this thread
 }  // namespace
 
-void* operator new(std::size_t n) {
+// Not inlined: GCC would then see free() of what a new-expression returned
+// (-Wmismatched-new-delete, an error with -Werror in the TSan build).
+[[gnu::noinline]] void* operator new(std::size_t n) {
     ++g_news;
     if (void* p = std::malloc(n ? n : 1)) return p;
     throw std::bad_alloc();
 }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p) noexcept { std::free(p); }
+[[gnu::noinline]] void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
