@@ -17,6 +17,7 @@
 #include "http/duplex.hpp"
 #include "http/relay.hpp"
 #include "tether/balance/engineio.hpp"
+#include "tether/core/coarse_clock.hpp"
 #include "tether/core/executor.hpp"
 #include "tether/http/engineio_gauge.hpp"
 #include "tether/http/request_check.hpp"
@@ -84,7 +85,7 @@ struct Exchange {
     std::string_view set_cookie;   // Set-Cookie line(s) for the answer (in `routing`)
     int status = 0;
     std::uint64_t bytes_sent = 0;  // response body bytes to the client
-    Clock::time_point start = Clock::now();
+    Clock::time_point start = core::coarse_now();
 };
 
 static_assert(sizeof(Exchange) <= RecyclingPool::kMaxBlock, "past the pool's classes: malloc per request");

@@ -18,7 +18,7 @@ constexpr int kMaxStaleRetries = 3;
 /// Passive health: a connect, send or response-head failure of `b`, or an
 /// answer with a status in the upstream's fail_on_status.
 void count_failure(upstream::Backend& b, std::string_view upstream) {
-    if (b.record_failure(Clock::now()))
+    if (b.record_failure(core::coarse_now()))
         log::warn("upstream '" + std::string(upstream) + "' server '" + b.name() +
                   "': out for fail_timeout after max_fails failures");
 }
@@ -70,7 +70,7 @@ Awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d
         if (config::status_in(ex.response->get().result_int(), uc.fail_on_status))
             count_failure(*ex.conn->backend, uc.name);
         else
-            ex.conn->backend->record_success(Clock::now());
+            ex.conn->backend->record_success(core::coarse_now());
         take_held_body(ex);
         co_return co_await respond(ex, d);
     }
@@ -150,7 +150,7 @@ Awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
                                  eio_transport(uc, req.method_string(), false, ex.eio_query));
         if (!fresh_only)
             ex.conn = ctx_.pool.take_idle(*backend, spec, whole_body_here(ex).has_value(),
-                                          Clock::now());
+                                          core::coarse_now());
         if (ex.conn) {
             ++ctx_.stats.upstream_reuses;
             co_return errc::ok;
@@ -227,7 +227,7 @@ Awaitable<void> ClientSession::fetch_shared(Exchange& ex, affinity::RouteInput& 
     if (found.failed) {
         ctx_.router.count_redis_failure(uc.name);
     } else if (found.server) {
-        ctx_.router.table().put(key, *found.server, Clock::now(), uc.affinity_ttl);
+        ctx_.router.table().put(key, *found.server, core::coarse_now(), uc.affinity_ttl);
         in.fetched = true;
     }
 }
@@ -259,7 +259,7 @@ Awaitable<void> ClientSession::share_decision(Exchange& ex, affinity::RouteDecis
     const auto other = ctx_.router.bound_backend(*ex.upstream, ex.routing->upstreams[ex.upstream_index],
                                                  *holder, exclude);
     if (!other) co_return;  // it cannot take this client here: keep our placement
-    ctx_.router.table().put(w.key, *holder, Clock::now(), w.ttl);
+    ctx_.router.table().put(w.key, *holder, core::coarse_now(), w.ttl);
     d.backend = other;
     if (!d.set_cookie.empty())
         d.set_cookie = ex.routing->upstreams[ex.upstream_index].set_cookie[

@@ -182,7 +182,7 @@ Awaitable<Outcome> ClientSession::serve_request() {
         auto& limiter = *ctx_.rate_limiter;
         const auto& rate = *cfg.limits.rate;
         const auto d = limiter.may_use_redis(rate) ? co_await limiter.take(client_ip_, rate)
-                                                   : limiter.take_local(client_ip_, rate, Clock::now());
+                                                   : limiter.take_local(client_ip_, rate, core::coarse_now());
         if (d.redis_failed) ++ctx_.stats.rate_redis_fallbacks;
         if (!d.allowed) {
             ++ctx_.stats.rate_limited;
@@ -260,7 +260,7 @@ Awaitable<void> ClientSession::send_unknown_sid(Exchange& ex) {
 
 // Counters and the access log line for a finished exchange.
 void ClientSession::record(const Exchange& ex) {
-    const double seconds = std::chrono::duration<double>(Clock::now() - ex.start).count();
+    const double seconds = std::chrono::duration<double>(core::coarse_now() - ex.start).count();
     if (ex.upstream) {
         const std::string_view uname = ex.upstream->config->name;
         ctx_.stats.upstream(uname).observe(seconds);

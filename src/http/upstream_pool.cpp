@@ -7,6 +7,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "tether/core/coarse_clock.hpp"
+
 namespace tether::http {
 
 namespace asio = boost::asio;
@@ -54,7 +56,7 @@ Awaitable<ConnectResult> UpstreamPool::connect(std::shared_ptr<upstream::Backend
     c.backend = b;
     c.tls = spec.tls.get();
     auto& raw = c.stream.tcp();
-    const auto until = std::chrono::steady_clock::now() + timeout;
+    const auto until = core::coarse_now() + timeout;
     raw.expires_at(until);
     auto [ec, ep] = co_await raw.async_connect(b->endpoints(), use_tuple);
     if (ec) {
@@ -89,7 +91,7 @@ void UpstreamPool::give_back(std::unique_ptr<UpstreamConnection> c, int keepaliv
     if (keepalive <= 0 || c->buffer.size() != 0) return;
     auto& v = idle_[c->backend.get()];
     if (static_cast<int>(v.size()) >= kSurplusFactor * keepalive) v.erase(v.begin());  // the oldest
-    c->idle_since = Clock::now();
+    c->idle_since = core::coarse_now();
     c->keepalive = keepalive;
     c->stream.expires_never();
     v.push_back(std::move(c));

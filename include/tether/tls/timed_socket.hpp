@@ -19,6 +19,11 @@
 // The socket and the deadline state live in one small object shared (by a
 // plain reference count: one thread) with the pending handlers, so a
 // completion that runs after the owner is gone touches live memory.
+//
+// Every completion runs inside a core::ClockScope, and expires_after counts
+// from core::coarse_now(): the clock is read once per completion handled,
+// however many deadlines and time stamps the resumed code sets before it
+// waits again (coarse_clock.hpp).
 // Threading: the socket's executor (one worker thread) only.
 #pragma once
 
@@ -36,6 +41,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/error.hpp>
 
+#include "tether/core/coarse_clock.hpp"
 #include "tether/core/executor.hpp"
 #include "tether/tls/draining_buffer.hpp"
 #include "tether/tls/reactor_registration.hpp"
@@ -64,7 +70,7 @@ public:
         for (auto& d : s_->dir)
             if (!d.pending) d.next = t;
     }
-    void expires_after(Clock::duration d) { expires_at(Clock::now() + d); }
+    void expires_after(Clock::duration d) { expires_at(core::coarse_now() + d); }
     void expires_never() { expires_at(Clock::time_point::max()); }
     /// Registers a socket that is not yet with its reactor (see
     /// reactor_registration.hpp): needed before an Asio asynchronous
@@ -198,9 +204,12 @@ private:
     template <class Handler>
     void complete_now(Handler&& handler, boost::system::error_code ec, std::size_t n) {
         boost::asio::post(s_->socket.get_executor(),
-                          boost::asio::append(std::forward<Handler>(handler), ec, n));
+                          boost::asio::append(Timed<std::decay_t<Handler>>(
+                                                  s_, kNoDirection, std::forward<Handler>(handler)),
+                                              ec, n));
     }
     static constexpr int kWrite = 1;
+    static constexpr int kNoDirection = -1;  // completed at once (complete_now): nothing begun
 
     struct Direction {
         Clock::time_point next = Clock::time_point::max();      // for the next operation
@@ -264,7 +273,8 @@ private:
 
 public:
     /// The completion of one operation: ends the direction, then the caller's
-    /// handler (whose executor, allocator and cancellation slot it keeps).
+    /// handler (whose executor, allocator and cancellation slot it keeps),
+    /// inside a core::ClockScope.
     template <class Handler>
     class Timed {
     public:
@@ -272,6 +282,8 @@ public:
             : state_(std::move(state)), direction_(direction), handler_(std::move(h)) {}
         template <class... Args>
         void operator()(boost::system::error_code ec, Args&&... args) {
+            const core::ClockScope clock_scope;
+            if (direction_ == kNoDirection) return std::move(handler_)(ec, std::forward<Args>(args)...);
             if constexpr (sizeof...(Args) == 1 &&
                           (std::is_same_v<std::decay_t<Args>, std::size_t> && ...)) {
                 if (direction_ == kRead && state_->read_asked > 0)  // what Asio's flag now says

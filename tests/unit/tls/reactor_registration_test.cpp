@@ -16,12 +16,14 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
+#include "tether/core/coarse_clock.hpp"
 #include "tether/tls/timed_socket.hpp"
 
 namespace tether::tls {
@@ -136,6 +138,42 @@ TEST(ReactorRegistration, ReadyReadAndWriteNeverRegister) {
     a.run_until([&] { return eof.has_value(); });
     ASSERT_TRUE(eof);
     EXPECT_EQ(*eof, asio::error::eof);
+}
+
+// Every completion TimedSocket delivers runs in a core::ClockScope, the one
+// done at once (unregistered socket) as the one through the reactor: the
+// code it resumes reads the clock once, and a deadline it sets counts from
+// that read (coarse_clock.hpp).
+TEST(ReactorRegistration, CompletionsReadTheClockOnce) {
+    Accepted a;
+    TcpSocket s(a.io);
+    ASSERT_FALSE(adopt_descriptor(s, a.fd, tcp::v4(), false));
+    TimedSocket timed(std::move(s));
+    std::array<char, 16> buf{};
+    // At once (the bytes are there) and through the reactor (they come later).
+    for (const bool at_once : {true, false}) {
+        if (at_once) asio::write(a.client, asio::buffer(std::string("x")));
+        std::optional<boost::system::error_code> read_ec;
+        Clock::time_point first, second, outside;
+        timed.expires_after(1s);
+        timed.async_read_some(asio::buffer(buf), [&](auto ec, std::size_t) {
+            read_ec = ec;
+            first = core::coarse_now();
+            std::this_thread::sleep_for(2ms);
+            second = core::coarse_now();
+            timed.expires_after(1s);  // from `first`
+        });
+        if (!at_once) {  // nothing yet: the read joined the reactor and waits there
+            EXPECT_FALSE(unregistered(timed.socket()));
+            asio::write(a.client, asio::buffer(std::string("y")));
+        }
+        a.run_until([&] { return read_ec.has_value(); });
+        outside = core::coarse_now();
+        ASSERT_TRUE(read_ec);
+        EXPECT_FALSE(*read_ec);
+        EXPECT_EQ(first, second) << (at_once ? "at once" : "through the reactor");
+        EXPECT_GE(outside - first, 2ms);  // no scope left open
+    }
 }
 
 // Nothing to read yet: the read registers the socket and completes through
