@@ -16,15 +16,16 @@ TimedSocket::~TimedSocket() {
     if (s_->armed != Clock::time_point::max()) {
         ++s_->generation;
         s_->armed = Clock::time_point::max();
-        s_->timer.cancel();  // its handler drops the last reference soon
+        s_->timer->cancel();  // its handler drops the last reference soon
     }
 }
 
 void TimedSocket::State::arm(Clock::time_point t) {
     armed = t;
     const std::uint64_t g = ++generation;
-    timer.expires_at(t);  // a wait for a later deadline ends as aborted (and is ignored)
-    timer.async_wait([ref = Ref(this), g](boost::system::error_code ec) {
+    if (!timer) timer.emplace(socket.get_executor());
+    timer->expires_at(t);  // a wait for a later deadline ends as aborted (and is ignored)
+    timer->async_wait([ref = Ref(this), g](boost::system::error_code ec) {
         if (!ec) ref->fired(g);
     });
 }

@@ -29,6 +29,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -220,9 +221,12 @@ private:
 
     struct State {
         explicit State(TcpSocket s)
-            : socket(std::move(s)), timer(socket.get_executor()), lazy(unregistered(socket)) {}
+            : socket(std::move(s)), lazy(unregistered(socket)) {}
         TcpSocket socket;
-        SteadyTimer timer;
+        // Made when first armed: a connection whose operations all end at
+        // once never needs it (a timer's construction looks its service up
+        // under the io_context's registry lock).
+        std::optional<SteadyTimer> timer;
         // Not registered with the reactor yet (reactor_registration.hpp): a
         // read or write is tried at once, and registers it only if it would block.
         bool lazy;
