@@ -96,7 +96,8 @@ void count_failure(upstream::Backend& b, std::string_view upstream);
 
 class ClientSession final : public TrackedConnection {
 public:
-    ClientSession(TcpSocket socket, ProxyContext& ctx, std::size_t listener, ClientOrigin origin)
+    ClientSession(TcpSocket&& socket, ProxyContext& ctx, std::size_t listener,
+                  ClientOrigin&& origin)
         : ctx_(ctx), stream_(std::move(socket)), listener_(listener), entry_(ctx.registry, this),
           peer_ip_(std::move(origin.address)), peer_port_(origin.port),
           preread_(std::move(origin.preread)), hold_(std::move(origin.hold)) {

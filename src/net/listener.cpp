@@ -181,11 +181,10 @@ void Listener::take(const AcceptedConnection& c, bool proxy) {
         ::close(c.fd);
         return;
     }
-    std::string peer;
-    std::uint16_t port = 0;
-    peer_text(c.peer, peer, port);
+    http::ClientOrigin origin;  // its address: the socket's peer (a PROXY header's source replaces it)
+    peer_text(c.peer, origin.address, origin.port);
     std::string counted_ip;
-    if (!proxy && !count_client(peer, counted_ip)) {
+    if (!proxy && !count_client(origin.address, counted_ip)) {
         counters_.connections.fetch_sub(1, std::memory_order_relaxed);
         ::close(c.fd);
         return;
@@ -204,9 +203,6 @@ void Listener::take(const AcceptedConnection& c, bool proxy) {
     auto& stats = ctx_.stats;
     ++stats.connections_total[index_];
     ++stats.connections_active[index_];
-    http::ClientOrigin origin;
-    origin.address = std::move(peer);  // a PROXY header's source replaces it
-    origin.port = port;
     // Given back when the connection closes: at the end of the session, or at
     // the end of a plain WebSocket tunnel that took it over.
     origin.hold = http::ConnectionHold(&counters_.connections, &counters_.per_ip,

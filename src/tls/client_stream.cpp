@@ -62,7 +62,7 @@ std::string_view to_string(Handshake h) {
     return "failed";
 }
 
-ClientStream::ClientStream(TcpSocket socket) : tcp_(std::move(socket)) {}
+ClientStream::ClientStream(TcpSocket&& socket) : tcp_(std::move(socket)) {}
 ClientStream::ClientStream(const executor_type& ex) : tcp_(ex) {}
 ClientStream::~ClientStream() = default;
 

@@ -5,7 +5,7 @@
 
 namespace tether::tls {
 
-TimedSocket::TimedSocket(TcpSocket socket) : s_(new State(std::move(socket))) {}
+TimedSocket::TimedSocket(TcpSocket&& socket) : s_(new State(std::move(socket))) {}
 
 TimedSocket::TimedSocket(const executor_type& ex)
     : s_(new State(TcpSocket(ex))) {}

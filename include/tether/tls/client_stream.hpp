@@ -41,7 +41,7 @@ public:
     using Handler = boost::asio::any_completion_handler<void(boost::system::error_code, std::size_t)>;
     static constexpr std::size_t kMaxGather = 8;
 
-    explicit ClientStream(TcpSocket socket);
+    explicit ClientStream(TcpSocket&& socket);
     explicit ClientStream(const executor_type& ex);
     ~ClientStream();
     ClientStream(const ClientStream&) = delete;

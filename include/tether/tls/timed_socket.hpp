@@ -55,7 +55,7 @@ public:
     using executor_type = Executor;       // the worker's (core/executor.hpp)
     using lowest_layer_type = TcpSocket;  // for asio::ssl::stream
 
-    explicit TimedSocket(TcpSocket socket);
+    explicit TimedSocket(TcpSocket&& socket);
     explicit TimedSocket(const executor_type& ex);
     ~TimedSocket();  // closes the socket, as tcp_stream's destructor
     TimedSocket(const TimedSocket&) = delete;
@@ -220,7 +220,7 @@ private:
     };
 
     struct State {
-        explicit State(TcpSocket s)
+        explicit State(TcpSocket&& s)
             : socket(std::move(s)), lazy(unregistered(socket)) {}
         TcpSocket socket;
         // Made when first armed: a connection whose operations all end at
