@@ -19,11 +19,13 @@
 #include <charconv>
 #include <string>
 #include <string_view>
+#include <tuple>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
@@ -89,6 +91,35 @@ private:
     bool grown_ = false;
 };
 
+/// The start of asio::async_write without suspending the coroutine: what a
+/// plain socket takes at once (tls::ClientStream::write_now, one sendmsg).
+/// For a small message, the usual case, that is all of it, and the write
+/// costs no completion posted and run through the scheduler. True when this
+/// settled the write: `bytes` (all of `b`) written, or an error in `ec`.
+/// False: `n` bytes went; write_rest() sends the rest (with a deadline).
+template <class Stream, class Buffers>
+bool write_at_once(Stream& s, const Buffers& b, std::size_t bytes, boost::system::error_code& ec,
+                   std::size_t& n) {
+    n = s.write_now(b, ec);
+    if (ec == boost::asio::error::would_block) {
+        ec = {};
+        return false;
+    }
+    return ec || n >= bytes;
+}
+
+/// asio::async_write of `b` less its first `n` bytes (the count returned
+/// includes them).
+template <class Stream, class Buffers>
+Awaitable<std::tuple<boost::system::error_code, std::size_t>> write_rest(Stream& s,
+                                                                         const Buffers& b,
+                                                                         std::size_t n) {
+    boost::beast::buffers_suffix<Buffers> rest(b);
+    rest.consume(n);
+    auto [ec, m] = co_await boost::asio::async_write(s, rest, use_tuple);
+    co_return std::tuple(ec, n + m);
+}
+
 inline errc source_error(const boost::beast::error_code& ec) {
     namespace bhttp = boost::beast::http;
     if (ec == bhttp::error::body_limit) return errc::body_too_large;
@@ -124,9 +155,13 @@ Awaitable<RelayStatus> relay_body(Src& src,
     };
     if (stopped()) co_return st;
     if (!head.empty() && (p.is_done() || src_buf.size() == 0)) {
-        dst.expires_after(env.write_timeout);
         progress.head_out = true;
-        auto [ec, n] = co_await asio::async_write(dst, asio::buffer(head), use_tuple);
+        boost::system::error_code ec;
+        std::size_t n = 0;
+        if (!write_at_once(dst, asio::buffer(head), head.size(), ec, n)) {
+            dst.expires_after(env.write_timeout);
+            std::tie(ec, n) = co_await write_rest(dst, asio::buffer(head), n);
+        }
         if (stopped()) co_return st;
         if (ec) st.failed_side = RelaySide::destination;
         head = {};
@@ -173,10 +208,14 @@ Awaitable<RelayStatus> relay_body(Src& src,
             out[count++] = asio::buffer(buf.data(), got);
         }
         if (count == 1 && head.empty()) continue;
-        dst.expires_after(env.write_timeout);
         progress.head_out = true;
-        auto [wec, wn] = co_await asio::async_write(
-            dst, std::span<const asio::const_buffer>(out.data(), count), use_tuple);
+        const std::span<const asio::const_buffer> pieces(out.data(), count);
+        boost::system::error_code wec;
+        std::size_t wn = 0;
+        if (!write_at_once(dst, pieces, asio::buffer_size(pieces), wec, wn)) {
+            dst.expires_after(env.write_timeout);
+            std::tie(wec, wn) = co_await write_rest(dst, pieces, wn);
+        }
         if (!wec) st.body_bytes += got;
         if (stopped()) co_return st;
         if (wec) {

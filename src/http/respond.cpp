@@ -61,9 +61,13 @@ Awaitable<void> ClientSession::send_request(Exchange& ex, Duplex& d) {
         ex.held_body = *whole;
         const std::array<asio::const_buffer, 2> out{
             asio::buffer(upstream_head_), asio::buffer(buffer_.data().data(), ex.held_body)};
-        ex.conn->stream.expires_after(t.idle);
         d.request.head_out = true;
-        auto [ec, n] = co_await asio::async_write(ex.conn->stream, out, use_tuple);
+        boost::system::error_code ec;
+        std::size_t n = 0;
+        if (!write_at_once(ex.conn->stream, out, upstream_head_.size() + ex.held_body, ec, n)) {
+            ex.conn->stream.expires_after(t.idle);
+            std::tie(ec, n) = co_await write_rest(ex.conn->stream, out, n);
+        }
         if (ec) d.request_status.failed_side = RelaySide::destination;
         d.request_relayed = true;
         co_return;

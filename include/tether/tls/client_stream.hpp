@@ -96,6 +96,17 @@ public:
             token, buffers);
     }
 
+    /// Writes what a plain socket takes at once (TimedSocket::write_now); a
+    /// TLS stream writes nothing here (0, would_block).
+    template <class ConstBuffers>
+    std::size_t write_now(const ConstBuffers& buffers, boost::system::error_code& ec) {
+        if (tls_) {
+            ec = boost::asio::error::would_block;
+            return 0;
+        }
+        return tcp_.write_now(buffers, ec);
+    }
+
     template <class ConstBuffers, class Token>
     auto async_write_some(const ConstBuffers& buffers, Token&& token) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(

@@ -130,6 +130,20 @@ public:
     /// end of the stream itself is what is awaited.
     void next_read_starts_message() { s_->starts_message = true; }
 
+    /// Writes what the socket takes at once of `buffers` (one non-blocking
+    /// sendmsg, no deadline needed: nothing waits): the bytes written, or 0
+    /// with `ec` (would_block: none taken, or a write is pending).
+    template <class ConstBuffers>
+    std::size_t write_now(const ConstBuffers& buffers, boost::system::error_code& ec) {
+        IoVecs io(buffers);
+        if (s_->dir[kWrite].pending) {
+            ec = boost::asio::error::would_block;
+            return 0;
+        }
+        ec = {};
+        return io.bytes > 0 ? send_now(s_->socket.native_handle(), io.v, io.n, ec) : 0;
+    }
+
     template <class ConstBuffers, class Token>
     auto async_write_some(const ConstBuffers& buffers, Token&& token) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(

@@ -7,9 +7,12 @@
 #include <array>
 #include <chrono>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
 #include "timed_pair.hpp"
@@ -162,6 +165,40 @@ TEST(TimedSocket, DestroyedWithATimerArmedLeavesNothingBehind) {
     p.io.restart();
     p.io.run_for(100ms);
     EXPECT_TRUE(p.io.stopped());  // no wait left behind
+}
+
+// write_now: what the socket takes at once, without waiting; would_block once
+// the peer's receive buffer and the send buffer are full, and while an
+// asynchronous write is pending; the peer gets the bytes in order.
+TEST(TimedSocket, WriteNowTakesWhatFitsThenWouldBlock) {
+    Pair p;
+    boost::system::error_code ec;
+    const std::array<asio::const_buffer, 2> two{asio::buffer("ab", 2), asio::buffer("cd", 2)};
+    EXPECT_EQ(p.timed->write_now(two, ec), 4u);
+    EXPECT_FALSE(ec);
+    std::array<char, 4> got{};
+    asio::read(p.peer, asio::buffer(got));
+    EXPECT_EQ(std::string(got.data(), 4), "abcd");
+    const std::string chunk(64 * 1024, 'x');
+    std::size_t total = 0;
+    for (int i = 0; i < 10000 && !ec; ++i) total += p.timed->write_now(asio::buffer(chunk), ec);
+    EXPECT_EQ(ec, asio::error::would_block);  // nobody reads: the buffers filled up
+    EXPECT_GT(total, 0u);
+    std::optional<boost::system::error_code> wrote;
+    p.timed->expires_after(5s);
+    p.timed->async_write_some(asio::buffer(chunk), [&](auto e, std::size_t) { wrote = e; });
+    EXPECT_EQ(p.timed->write_now(asio::buffer("y", 1), ec), 0u);  // a write is pending
+    EXPECT_EQ(ec, asio::error::would_block);
+    std::vector<char> sink(total + chunk.size());
+    std::size_t drained = 0;
+    while (!wrote && drained < sink.size()) {
+        drained += p.peer.read_some(asio::buffer(sink.data() + drained, sink.size() - drained));
+        p.io.restart();
+        p.io.poll();
+    }
+    p.run_until([&] { return wrote.has_value(); });
+    ASSERT_TRUE(wrote);
+    EXPECT_FALSE(*wrote);
 }
 
 }  // namespace
