@@ -85,12 +85,13 @@ bool ClientSession::start(std::shared_ptr<tls::ServerContext>& server_ctx) {
 // The TLS handshake on a TLS listener (counted, failures logged), the bytes
 // read past a PROXY header given to it. False: close.
 Awaitable<bool> ClientSession::handshake(std::shared_ptr<tls::ServerContext> server_ctx) {
-    const auto& rt = *ctx_.runtime;
+    // Held, not referred to: a reload during the handshake replaces
+    // ctx_.runtime, and the worker's was the last reference to the old one.
+    const auto rt = ctx_.runtime;
     idle_ = true;  // a stop closes a connection still in its handshake
     std::string reason;
     const auto r = co_await stream_.handshake(std::move(server_ctx),
-                                              ctx_.runtime->config->timeouts.client_header,
-                                              preread_, reason);
+                                              rt->config->timeouts.client_header, preread_, reason);
     idle_ = false;
     std::string().swap(preread_);
     if (listener_ < ctx_.stats.tls_handshakes.size())
@@ -99,7 +100,7 @@ Awaitable<bool> ClientSession::handshake(std::shared_ptr<tls::ServerContext> ser
     if (r == tls::Handshake::plain_http || r == tls::Handshake::failed ||
         r == tls::Handshake::not_tls)
         log::info("tls handshake with " + peer_ip_ + " failed on " +
-                  rt.listener_address[listener_] + ": " + reason);
+                  rt->listener_address[listener_] + ": " + reason);
     co_return false;
 }
 

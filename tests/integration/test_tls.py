@@ -293,6 +293,30 @@ class Reload(TlsTestCase):
         self.assertEqual(ws.close(), 1000)
         self.assertTrue(t.running())
 
+    def test_handshake_failing_after_a_reload_is_logged(self):
+        """A handshake that began before a reload and fails after it: its log line names the
+        listener from the settings it began with. The session once read them from the
+        runtime the worker had dropped at the reload (freed: ASan's heap-use-after-free,
+        seen in test_cross_thread; a normal build could log garbage or crash)."""
+        t, admin = self.start(self.one_cert(), workers=1, timeouts="client_header: 10s")
+        ctx = client_context(self.ca)
+        with socket.create_connection((HOST, t.port), timeout=10) as s:
+            # One worker accepts in order: s's handshake waits for its first bytes when
+            # this request is answered.
+            with TlsConnection(t.port, ctx) as c:
+                self.assertEqual(c.request("GET", "/").status, 200)
+            t.signal(1)  # the same config: a new runtime all the same
+            self.wait_log(t, r"reloaded .* \(generation 2\)")
+            # A request served after the reload: the (one) worker has the new runtime.
+            with TlsConnection(t.port, ctx) as c:
+                self.assertEqual(c.request("GET", "/").status, 200)
+            s.sendall(b"\x00not TLS\r\n")
+            self.assertEqual(s.recv(10), b"")
+        self.assertEqual(wait_metric(admin, "tether_tls_handshakes_total", 1, result="not_tls"), 1.0)
+        self.wait_log(t, r"tls handshake with 127\.0\.0\.1 failed on " +
+                      re.escape(f"{HOST}:{t.port}") + r": not a TLS handshake")
+        self.assertTrue(t.running())
+
 
 class Check(TlsTestCase):
     def test_check_reports_missing_and_mismatched_files(self):
