@@ -10,7 +10,12 @@
 // Threading: each thread has its own lists (thread_local); a block freed on
 // another thread than the one that made it joins that thread's lists, which
 // is harmless (the memory is the global operator new's either way). A
-// thread's blocks are given back to operator delete when it exits.
+// thread's blocks are given back to operator delete when it exits: the
+// lists are a trivially destructible, constant-initialized thread_local (no
+// guard on access, usable until the thread's storage is gone), and a second
+// thread_local (Reaper), made when the thread caches its first block, frees
+// them in its destructor and closes them; a block freed after that (from a
+// thread_local destroyed later) goes straight to operator delete.
 #pragma once
 
 #include <cstddef>
@@ -46,7 +51,7 @@ public:
     /// `bytes` of memory aligned for any fundamental type.
     static void* allocate(std::size_t bytes) {
         if (bytes > kMaxBlock) return ::operator new(bytes);
-        List& l = lists().of[index(bytes)];
+        List& l = state().of[index(bytes)];
         if (Node* n = l.head) {
             TETHER_POOL_UNPOISON(n, class_bytes(bytes));
             l.head = n->next;
@@ -62,9 +67,9 @@ public:
             ::operator delete(p, bytes);
             return;
         }
-        List& l = lists().of[index(bytes)];
-        if (l.count * class_bytes(bytes) >= kMaxCachedBytes) {
-            ::operator delete(p, class_bytes(bytes));
+        List& l = state().of[index(bytes)];
+        if (l.count * class_bytes(bytes) >= kMaxCachedBytes) {  // full, or kClosed
+            deallocate_uncached(p, bytes);
             return;
         }
         l.head = ::new (p) Node{l.head};
@@ -74,7 +79,9 @@ public:
 
     /// Blocks cached on this thread in the class of `bytes` (tests, gauges).
     static std::size_t cached(std::size_t bytes) {
-        return bytes > kMaxBlock ? 0 : lists().of[index(bytes)].count;
+        if (bytes > kMaxBlock) return 0;
+        const std::size_t n = state().of[index(bytes)].count;
+        return n == kClosed ? 0 : n;
     }
 
     /// The size handed out for a request of `bytes` (<= kMaxBlock).
@@ -83,35 +90,62 @@ public:
     }
 
 private:
+    // A list's count while the thread's lists are closed (not opened yet, or
+    // gone): past every class's bound, so deallocate takes its slow path.
+    static constexpr std::size_t kClosed = kMaxCachedBytes;
     struct Node {
         Node* next;
     };
     struct List {
         Node* head = nullptr;
-        std::size_t count = 0;
+        std::size_t count = kClosed;
     };
-    struct Lists {
+    enum class Phase : unsigned char { kUnopened, kOpen, kGone };
+    struct State {  // trivially destructible: no destructor ends it before the thread does
         List of[kClasses];
-        Lists() = default;
-        Lists(const Lists&) = delete;
-        Lists& operator=(const Lists&) = delete;
-        ~Lists() {
+        Phase phase = Phase::kUnopened;
+    };
+    // Made (thread_local) when its thread opens the lists, so destroyed before
+    // every thread_local made earlier (the reverse order of construction):
+    // gives the cached blocks back and closes the lists for good.
+    struct Reaper {
+        Reaper() noexcept {}  // user-provided: made when control first passes it
+        Reaper(const Reaper&) = delete;
+        Reaper& operator=(const Reaper&) = delete;
+        ~Reaper() {
+            State& s = state();
             for (std::size_t i = 0; i < kClasses; ++i) {
-                while (Node* n = of[i].head) {
+                while (Node* n = s.of[i].head) {
                     TETHER_POOL_UNPOISON(n, (i + 1) * kGranule);
-                    of[i].head = n->next;
+                    s.of[i].head = n->next;
                     ::operator delete(n, (i + 1) * kGranule);
                 }
-                of[i].count = kMaxCachedBytes;  // full: a block freed later on this
-            }                                   // thread's exit goes to operator delete
+                s.of[i].count = kClosed;
+            }
+            s.phase = Phase::kGone;
         }
     };
+
     static constexpr std::size_t index(std::size_t bytes) {
         return bytes == 0 ? 0 : (bytes - 1) / kGranule;
     }
-    static Lists& lists() {
-        thread_local Lists l;
-        return l;
+    static State& state() {
+        constinit thread_local State s;
+        return s;
+    }
+    // A block its list does not take: the list is full, or the lists are
+    // closed (opened here on the thread's first free, or gone).
+    [[gnu::cold, gnu::noinline]] static void deallocate_uncached(void* p,
+                                                                 std::size_t bytes) noexcept {
+        State& s = state();
+        if (s.phase == Phase::kUnopened) {
+            s.phase = Phase::kOpen;
+            for (List& l : s.of) l.count = 0;
+            [[maybe_unused]] thread_local Reaper reaper;  // its destructor registered now
+            deallocate(p, bytes);
+            return;
+        }
+        ::operator delete(p, class_bytes(bytes));
     }
 };
 

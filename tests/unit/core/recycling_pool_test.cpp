@@ -65,6 +65,56 @@ TEST(RecyclingPool, EachThreadHasItsOwnLists) {
     EXPECT_EQ(RecyclingPool::cached(200), here);
 }
 
+// A thread_local that frees a pooled block in its destructor. Made before
+// the thread's pool lists are opened (its first cached block), it is
+// destroyed after them (thread_local objects are destroyed in the reverse
+// order of their construction): what it sees of the pool then is recorded.
+struct FreesAtExit {
+    static constexpr std::size_t kSize = 300;
+    static inline std::size_t cached_before = 99;  // read after the thread is joined
+    static inline std::size_t cached_after = 99;
+    void* block = nullptr;
+
+    FreesAtExit() noexcept {}  // user-provided: made when control first passes it
+    ~FreesAtExit() {
+        cached_before = RecyclingPool::cached(kSize);
+        RecyclingPool::deallocate(block, kSize);
+        cached_after = RecyclingPool::cached(kSize);
+    }
+};
+
+// The lists were freed and closed before the holder's destructor ran: they
+// read as empty, and the block goes to operator delete, not into a list that
+// nothing would free again (LeakSanitizer reports that in the ASan build).
+TEST(RecyclingPool, BlockFreedAfterTheThreadsListsAreGone) {
+    std::size_t while_running = 0;
+    std::thread t([&] {
+        thread_local FreesAtExit holder;  // before the lists are opened
+        holder.block = RecyclingPool::allocate(FreesAtExit::kSize);  // no list opened by this
+        RecyclingPool::deallocate(RecyclingPool::allocate(FreesAtExit::kSize),
+                                  FreesAtExit::kSize);  // opens the lists
+        while_running = RecyclingPool::cached(FreesAtExit::kSize);
+    });
+    t.join();
+    EXPECT_EQ(while_running, 1u);
+    EXPECT_EQ(FreesAtExit::cached_before, 0u);
+    EXPECT_EQ(FreesAtExit::cached_after, 0u);
+}
+
+// A thread whose first free comes from a thread_local's destructor at its
+// exit opens its lists then: the block is cached, and given back (by the
+// destructor that registers as the lists open; LeakSanitizer in the ASan
+// build reports it if it is not).
+TEST(RecyclingPool, ListsOpenedDuringThreadExitAreGivenBack) {
+    std::thread t([] {
+        thread_local FreesAtExit holder;
+        holder.block = RecyclingPool::allocate(FreesAtExit::kSize);
+    });
+    t.join();
+    EXPECT_EQ(FreesAtExit::cached_before, 0u);
+    EXPECT_EQ(FreesAtExit::cached_after, 1u);
+}
+
 TEST(RecyclingAllocator, VectorReusesItsBlocks) {
     const int* first = nullptr;
     {
