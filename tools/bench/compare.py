@@ -3,6 +3,7 @@
 
     python3 tools/bench/compare.py [--workers 1] [--rounds 3] [--duration 5]
                                    [--idle-conns 10000] [--only a,d,e,b,c,w] [--out docs/benchmarks.md]
+                                   [--cpu-budget 0.3 [--cpu-period-us 10000]]
 
 One tether-demo-backend (--threads 1) serves every run but b's; b's WebSocket echo runs against
 tether-ws-echo (tools/bench/ws_echo_backend.cpp, a lean epoll echo server) through a second
@@ -27,7 +28,15 @@ Every scenario runs --rounds rounds, each round tether, nginx, haproxy, direct i
 (interleaved, so slow drift of the machine hits all alike); the table shows medians and the
 ratios of tether to nginx, to HAProxy, to the better of the two and to direct. With --out the
 report replaces its own block in the file (one block per --workers), keeping the rest of the
-file. The script builds nothing, starts its processes itself, bounds every wait, and stops
+file.
+
+Proxy-bound mode, --cpu-budget X: every proxy's process tree (nginx: master and workers) runs
+in a cgroup of its own with a CFS quota of X CPUs per worker (2 workers: 2X), period
+--cpu-period-us (tools/bench/cpu_budget.py: cgroup v1 cpu controller or cgroup v2 cpu.max;
+the script stops with the reason when the machine has neither writable). The proxy, not wrk
+and the backend beside it, is then what bounds requests/s, as on a load balancer that has
+its own machine. direct runs unbudgeted. The report adds the throttled periods of each run
+(cpu.stat) and goes to its own block (`workers=N budget=X`), after the unbudgeted ones. The script builds nothing, starts its processes itself, bounds every wait, and stops
 only what it started, by PID. Python 3.11 standard library only.
 """
 from __future__ import annotations
@@ -55,6 +64,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cpu_budget
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 BUILD = REPO / "build"
@@ -74,6 +85,8 @@ IDLE_SETTLE = 1.0  # seconds between `ready` and the RSS reading
 PORTS_PER_SOURCE = 20000  # idle: one more 127.0.0.x source address per this many connections
 CONNS_PER_BACKEND = 25000  # idle: one more backend (upstream port range) per this many
 FD_MARGIN = 64  # descriptors a proxy process needs besides two per tunnel
+DEFAULT_PERIOD_US = 10000  # --cpu-budget's CFS period (docs/benchmarks.md, "Proxy-bound mode")
+DEFAULT_WEIGHT = 4.0  # --cpu-budget: 4 x a default cgroup's (or a busy session's) share
 
 
 def log(msg: str) -> None:
@@ -92,6 +105,7 @@ class Proc:
         out = kw.pop("stdout", None) or open(self.stdout_path, "ab")
         err = open(self.stderr_path, "ab")
         self.p = subprocess.Popen(argv, stdout=out, stderr=err, stdin=kw.pop("stdin", subprocess.DEVNULL), **kw)
+        self.cgroup: cpu_budget.Cgroup | None = None  # removed by stop()
         LIVE.append(self)
 
     @property
@@ -114,10 +128,18 @@ class Proc:
                 pass
         if self in LIVE:
             LIVE.remove(self)
+        if self.cgroup is not None:
+            CGROUPS.pop(self.p.pid, None)
+            try:
+                self.cgroup.remove()
+            except cpu_budget.CgroupError as e:
+                log(f"{self.name}: {e}")
+            self.cgroup = None
         return self.p.returncode
 
 
 LIVE: list[Proc] = []
+CGROUPS: dict[int, cpu_budget.Cgroup] = {}  # --cpu-budget: proxy PID -> its cgroup
 
 
 def stop_all() -> None:
@@ -262,11 +284,18 @@ class Setup:
     idle_backends: list[int] = field(default_factory=list)  # c: extra backends' ports
     ws_ports: dict[str, int] = field(default_factory=dict)  # b: target -> port (tether-ws-echo)
     ws_procs: dict[str, Proc] = field(default_factory=dict)  # b: proxy -> process
+    budgets: cpu_budget.Budgets | None = None  # --cpu-budget: every proxy in its own cgroup
+    load_cgroup: cpu_budget.Cgroup | None = None  # --cpu-budget: clients and backends, no quota
+
+
+def load_argv(s: Setup, argv: list[str]) -> list[str]:
+    """A client's or a backend's argv, run in the load cgroup under --cpu-budget."""
+    return s.load_cgroup.wrap(argv) if s.load_cgroup is not None else argv
 
 
 def start_backend(s: Setup, name: str = "backend") -> int:
-    proc = Proc(name, [s.args.backend, "--name", "s1", "--listen", "127.0.0.1:0",
-                       "--threads", "1"], s.tmp)
+    proc = Proc(name, load_argv(s, [s.args.backend, "--name", "s1", "--listen", "127.0.0.1:0",
+                                    "--threads", "1"]), s.tmp)
     m = wait_for_line(proc.stdout_path, r"listening [\d.]+:(\d+)", proc, START_TIMEOUT)
     return int(m.group(1))
 
@@ -274,7 +303,8 @@ def start_backend(s: Setup, name: str = "backend") -> int:
 def start_ws_backend(s: Setup, name: str = "ws-backend") -> int:
     """The WebSocket echo scenarios' backend: tools/bench/ws_echo_backend.cpp (epoll, parses
     and re-frames every message), lean so that it does not dominate the CPU per message."""
-    proc = Proc(name, [s.args.ws_backend, "--name", "s1", "--listen", "127.0.0.1:0"], s.tmp)
+    proc = Proc(name, load_argv(s, [s.args.ws_backend, "--name", "s1", "--listen", "127.0.0.1:0"]),
+                s.tmp)
     m = wait_for_line(proc.stdout_path, r"listening [\d.]+:(\d+)", proc, START_TIMEOUT)
     return int(m.group(1))
 
@@ -417,17 +447,29 @@ def start_proxy(s: Setup, name: str, tag: str = "", servers: list[int] | None = 
     if name == "tether":
         cfg = d / "tether.yaml"
         cfg.write_text(tether_config(s, port, servers, workers))
-        proc = Proc(f"tether{tag}", [s.args.tether, "-c", str(cfg)], s.tmp)
+        argv = [s.args.tether, "-c", str(cfg)]
     elif name == "nginx":
         cfg = d / "nginx.conf"
         cfg.write_text(nginx_config(s, port, d, servers, workers))
-        proc = Proc(f"nginx{tag}", [s.args.nginx, "-p", str(d), "-c", str(cfg), "-e",
-                                    str(d / "error.log"), "-g", f"daemon off; pid {d}/nginx.pid;"],
-                    s.tmp)
+        argv = [s.args.nginx, "-p", str(d), "-c", str(cfg), "-e", str(d / "error.log"), "-g",
+                f"daemon off; pid {d}/nginx.pid;"]
     else:
         cfg = d / "haproxy.cfg"
         cfg.write_text(haproxy_config(s, port, servers, workers))
-        proc = Proc(f"haproxy{tag}", [s.args.haproxy, "-db", "-f", str(cfg)], s.tmp)
+        argv = [s.args.haproxy, "-db", "-f", str(cfg)]
+    cgroup = None
+    if s.budgets is not None:  # joins its cgroup before exec: nginx's workers are forked in it
+        cgroup = s.budgets.create(f"{name}{tag}", s.args.cpu_budget * workers, s.args.cpu_weight)
+        argv = cgroup.wrap(argv)
+    try:
+        proc = Proc(f"{name}{tag}", argv, s.tmp)
+    except OSError:
+        if cgroup is not None:
+            cgroup.remove()
+        raise
+    if cgroup is not None:
+        proc.cgroup = cgroup
+        CGROUPS[proc.pid] = cgroup
     try:
         wait_http_ready(port, proc)
     except RuntimeError:
@@ -445,6 +487,24 @@ def to_us(text: str) -> float:
     if not m:
         raise ValueError(f"unknown wrk duration {text!r}")
     return float(m.group(1)) * UNITS_US[m.group(2)]
+
+
+def throttle_start(pid: int | None) -> dict[str, int] | None:
+    """--cpu-budget: the proxy's cgroup's cpu.stat before a client run (None without a budget)."""
+    cg = CGROUPS.get(pid) if pid else None
+    return cg.stat() if cg else None
+
+
+def throttle_use(pid: int, before: dict[str, int] | None) -> dict[str, float]:
+    """--cpu-budget: CFS periods in which the proxy's quota ran out over one client run."""
+    cg = CGROUPS.get(pid)
+    if before is None or cg is None:
+        return {}
+    after = cg.stat()
+    periods = after.get("nr_periods", 0) - before.get("nr_periods", 0)
+    throttled = after.get("nr_throttled", 0) - before.get("nr_throttled", 0)
+    return {"throttled": throttled,
+            "throttled_pct": 100 * throttled / periods if periods else float("nan")}
 
 
 def cpu_use(pid: int, cpu0: float, t0: float, ops: int) -> dict[str, float]:
@@ -465,7 +525,8 @@ def run_wrk(s: Setup, port: int, pid: int | None, d: int, path: str = "/",
         argv += ["-H", "Connection: close"]
     argv.append(f"{scheme}://127.0.0.1:{port}{path}")
     cpu0, t0 = (cpu_seconds(pid), time.monotonic()) if pid else (0.0, 0.0)
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=d + 60)
+    thr0 = throttle_start(pid)
+    r = subprocess.run(load_argv(s, argv), capture_output=True, text=True, timeout=d + 60)
     out = r.stdout
     if r.returncode != 0 or "Requests/sec" not in out:
         raise RuntimeError(f"wrk failed ({r.returncode}): {out}{r.stderr}")
@@ -482,7 +543,7 @@ def run_wrk(s: Setup, port: int, pid: int | None, d: int, path: str = "/",
     res["errors"] = errors
     if pid:
         requests = int(re.search(r"(\d+) requests in", out).group(1))
-        res |= cpu_use(pid, cpu0, t0, requests)
+        res |= cpu_use(pid, cpu0, t0, requests) | throttle_use(pid, thr0)
     return res
 
 
@@ -497,14 +558,15 @@ def run_ws_echo(s: Setup, port: int, pid: int | None, d: int) -> dict[str, float
     argv = [s.args.ws_bench, "echo", "--host", "127.0.0.1", "--port", str(port), "--conns",
             str(WS_CONNS), "--size", str(WS_SIZE), "--seconds", str(d)]
     cpu0, t0 = (cpu_seconds(pid), time.monotonic()) if pid else (0.0, 0.0)
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=d + 60)
+    thr0 = throttle_start(pid)
+    r = subprocess.run(load_argv(s, argv), capture_output=True, text=True, timeout=d + 60)
     j = last_json(r.stdout)
     if r.stderr.strip():
         log(f"tether-ws-bench echo: {r.stderr.strip()}")
     res = {"mps": j["msgs_per_s"], "p50_us": j["p50_us"], "p99_us": j["p99_us"],
            "errors": j["failed"] + j["errors"] + (1 if j["timed_out"] else 0)}
     if pid:
-        res |= cpu_use(pid, cpu0, t0, j["messages"])
+        res |= cpu_use(pid, cpu0, t0, j["messages"]) | throttle_use(pid, thr0)
     return res
 
 
@@ -561,7 +623,8 @@ def run_idle(s: Setup, name: str, rnd: int) -> dict[str, float]:
         argv = [s.args.ws_bench, "idle", "--host", "127.0.0.1", "--port", str(port), "--conns",
                 str(n), "--hold-seconds", str(s.args.idle_hold), "--sources", idle_sources(n)]
         err = open(s.tmp / f"ws-idle-{name}{rnd}.stderr", "wb")
-        client = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+        client = subprocess.Popen(load_argv(s, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=err)
         try:
             deadline = time.monotonic() + s.args.idle_hold
             line = read_line(client, deadline)
@@ -597,23 +660,31 @@ METRICS = [
     ("a", "p99_ms", "p99 latency ms", "lo"),
     ("a", "cpu_pct", "proxy CPU % of one core", None),
     ("a", "cpu_us_per_op", "proxy CPU us per request (lower is better)", "lo"),
+    ("a", "throttled_pct", "periods throttled % (budget: quota ran out)", None),
+    ("a", "throttled", "periods throttled (sum of rounds)", None),
     ("a", "errors", "errors (sum of rounds)", None),
     ("d", "rps", "connections (= requests)/s (higher is better)", "hi"),
     ("d", "p50_ms", "p50 latency ms", "lo"),
     ("d", "p99_ms", "p99 latency ms", "lo"),
     ("d", "cpu_pct", "proxy CPU % of one core", None),
     ("d", "cpu_us_per_op", "proxy CPU us per connection (lower is better)", "lo"),
+    ("d", "throttled_pct", "periods throttled % (budget: quota ran out)", None),
+    ("d", "throttled", "periods throttled (sum of rounds)", None),
     ("d", "errors", "errors (sum of rounds)", None),
     ("e", "mbps", "body MB/s (higher is better)", "hi"),
     ("e", "p99_ms", "p99 latency ms", "lo"),
     ("e", "cpu_pct", "proxy CPU % of one core", None),
     ("e", "cpu_us_per_op", "proxy CPU us per 1 MiB response (lower is better)", "lo"),
+    ("e", "throttled_pct", "periods throttled % (budget: quota ran out)", None),
+    ("e", "throttled", "periods throttled (sum of rounds)", None),
     ("e", "errors", "errors (sum of rounds)", None),
     ("b", "mps", "messages/s (higher is better)", "hi"),
     ("b", "p50_us", "p50 round trip us", "lo"),
     ("b", "p99_us", "p99 round trip us", "lo"),
     ("b", "cpu_pct", "proxy CPU % of one core", None),
     ("b", "cpu_us_per_op", "proxy CPU us per message (lower is better)", "lo"),
+    ("b", "throttled_pct", "periods throttled % (budget: quota ran out)", None),
+    ("b", "throttled", "periods throttled (sum of rounds)", None),
     ("b", "errors", "errors (sum of rounds)", None),
     ("c", "rss_before_mib", "RSS with no connection MiB", "lo"),
     ("c", "rss_after_mib", "RSS with the tunnels MiB", "lo"),
@@ -621,9 +692,11 @@ METRICS = [
     ("c", "opened", "tunnels open", None),
     ("c", "errors", "failed opens + closes (sum of rounds)", None),
 ]
-SUMMED = {"errors"}
+SUMMED = {"errors", "throttled"}
 BLOCK_BEGIN = "<!-- compare.py workers={} begin -->"
 BLOCK_END = "<!-- compare.py workers={} end -->"
+BUDGET_BEGIN = "<!-- compare.py workers={} budget={} begin -->"
+BUDGET_END = "<!-- compare.py workers={} budget={} end -->"
 
 
 def summarize(values: list[float], metric: str) -> float | None:
@@ -681,20 +754,24 @@ def medians(results: dict, key: str, metric: str) -> dict[str, float | None]:
     return {t: summarize([r[metric] for r in per.get(t, []) if metric in r], metric) for t in per}
 
 
-def scaling_table(results: dict) -> list[str]:
-    lines = ["", "Scaling (scenario a against each proxy with 1 and with 2 workers; medians):", "",
+def scaling_table(results: dict, budget: float | None = None) -> list[str]:
+    """budget (CPUs per worker): a column of periods throttled, and the budget in the title."""
+    what = f", a budget of {budget:g} CPU per worker" if budget else ""
+    lines = ["", f"Scaling (scenario a against each proxy with 1 and with 2 workers{what}; medians):", "",
              "| proxy | req/s 1 worker | req/s 2 workers | 2 / 1 | p99 ms 1 / 2 | "
-             "proxy CPU % 1 / 2 | CPU us per request 1 / 2 |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "proxy CPU % 1 / 2 | CPU us per request 1 / 2 |" + (" periods throttled % 1 / 2 |" if budget else ""),
+             "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if budget else "")]
     rps, p99 = medians(results, "w", "rps"), medians(results, "w", "p99_ms")
     cpu, cpr = medians(results, "w", "cpu_pct"), medians(results, "w", "cpu_us_per_op")
+    thr = medians(results, "w", "throttled_pct")
     for name in PROXIES:
         one, two = f"{name}-1", f"{name}-2"
         if one not in rps:
             continue
         lines.append(f"| {name} | {fmt(rps[one])} | {fmt(rps[two])} | {ratio(rps[two], rps[one])} | "
                      f"{fmt(p99[one])} / {fmt(p99[two])} | {fmt(cpu[one])} / {fmt(cpu[two])} | "
-                     f"{fmt(cpr[one])} / {fmt(cpr[two])} |")
+                     f"{fmt(cpr[one])} / {fmt(cpr[two])} |"
+                     + (f" {fmt(thr[one])} / {fmt(thr[two])} |" if budget else ""))
     return lines
 
 
@@ -730,24 +807,77 @@ def targets_table(s: Setup, results: dict) -> list[str]:
         q = quotient(r.get("tether-2"), r.get("tether-1"))
         if q is not None:
             rows.append(("2 workers ≥ 1.8 × one worker", f"{q:.2f}", "yes" if q >= 1.8 else "no"))
-    if "a" in results:
+    if "a" in results and not s.budgets:  # under a budget direct is not comparable
         m = medians(results, "a", "rps")
         q = quotient(m.get("tether"), m.get("direct"))
         if q is not None:
             rows.append(("keep-alive ≥ 0.70 × direct", f"{q:.2f}", "yes" if q >= 0.7 else "no"))
     if not rows:
         return []
-    return ["", "Targets of issue 9 measured here (tether / best of nginx and HAProxy unless said; "
-            "`affinity` and Redis overheads: affinity_overhead.py, below):", "",
+    under = (f" under the same CPU budget, {s.args.cpu_budget:g} CPU per worker for every proxy"
+             if s.budgets else "")
+    return ["", f"Targets of issue 9 measured here{under} (tether / best of nginx and HAProxy unless "
+            "said; `affinity` and Redis overheads: affinity_overhead.py, below):", "",
             "| target | measured | met |", "|---|---:|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+
+
+def budget_text(s: Setup) -> list[str]:
+    """--cpu-budget: the report's paragraph on the cgroups (none without a budget)."""
+    if s.budgets is None:
+        return []
+    a = s.args
+    period = a.cpu_period_us
+    return [f"- **Proxy-bound mode**: each proxy's whole process tree (tether's process, "
+            f"nginx's master and workers, HAProxy's process) in a cgroup of its own with a CFS "
+            f"bandwidth quota of {a.cpu_budget:g} CPU per worker ({a.workers} worker"
+            f"{'s' if a.workers != 1 else ''}: {a.cpu_budget * a.workers:g} CPU, "
+            f"{round(a.cpu_budget * a.workers * period)} us every {period} us; w: "
+            f"{a.cpu_budget:g} and {2 * a.cpu_budget:g} CPU), by tools/bench/cpu_budget.py "
+            f"({s.budgets.describe()}). The clients, the backends and direct run unbudgeted "
+            f"(in one cgroup with no quota), so the proxy's CPU, not theirs, bounds requests/s: "
+            "the comparison of a load balancer on a machine of its own. Each of these cgroups has "
+            f"{a.cpu_weight:g}x the default scheduling weight, so that other work on the machine "
+            "takes neither the proxy's budget nor the load's CPU. Proxy CPU % near "
+            f"{100 * a.cpu_budget * a.workers:g} and most periods throttled mean the budget held "
+            "the proxy (a note below names any run where it did not). Periods throttled: CFS "
+            "periods in which the proxy used its whole quota and waited for the next (cpu.stat "
+            "nr_throttled over the client run; % of nr_periods, the periods in which it was "
+            "runnable). The unbudgeted tables stay the primary ones."]
+
+
+def budget_notes(s: Setup, results: dict) -> list[str]:
+    """--cpu-budget: the runs in which a proxy used less than 90% of its budget (held by the
+    client, the backend or other load rather than by its quota), by scenario and proxy."""
+    if s.budgets is None:
+        return []
+    a = s.args
+    short = []
+    for key in ("a", "d", "e", "b", "w"):
+        cpu = medians(results, key, "cpu_pct")
+        for t, v in cpu.items():
+            workers = int(t.split("-")[1]) if key == "w" else a.workers
+            budget = 100 * a.cpu_budget * workers
+            if v is not None and v == v and v < 0.9 * budget:
+                short.append(f"{SCENARIOS[key]} {t} {v:.0f}% of {budget:g}%")
+    if not short:
+        return []
+    return ["Proxies below 90% of their budget (median CPU; there requests/s was not bounded by "
+            "the budget alone): " + "; ".join(short) + "."]
 
 
 def report(s: Setup, results: dict, info: dict[str, str], started: str) -> str:
     a = s.args
     w = a.workers
+    budget = a.cpu_budget if s.budgets else None
+    begin, end = ((BUDGET_BEGIN.format(w, f"{budget:g}"), BUDGET_END.format(w, f"{budget:g}"))
+                  if budget else (BLOCK_BEGIN.format(w), BLOCK_END.format(w)))
+    title = f"## tether vs nginx vs HAProxy vs direct, {w} worker{'s' if w != 1 else ''}"
+    if budget:
+        title = (f"## Proxy-bound: every proxy held to {budget:g} CPU per worker, "
+                 f"{w} worker{'s' if w != 1 else ''}")
     lines = [
-        BLOCK_BEGIN.format(w),
-        f"## tether vs nginx vs HAProxy vs direct, {w} worker{'s' if w != 1 else ''}",
+        begin,
+        title,
         "",
         f"Generated {started} by `{info['command']}` (commit {info['commit']}).",
         "",
@@ -780,6 +910,7 @@ def report(s: Setup, results: dict, info: dict[str, str], started: str) -> str:
         "client/server/tunnel/http-keep-alive 1h, no logging. Both set, for parity with tether's "
         "defaults: X-Forwarded-For/-Proto/-Host, X-Real-IP and X-Request-Id. tether: "
         "access_log off, admin off, affinity none, round_robin.",
+        *budget_text(s),
         "",
         "| scenario | metric | tether | nginx | HAProxy | direct | tether/nginx | tether/HAProxy "
         "| tether/best | tether/direct |",
@@ -790,6 +921,8 @@ def report(s: Setup, results: dict, info: dict[str, str], started: str) -> str:
         if key not in results:
             continue
         per, med = per_round(results, key, metric, TARGETS)
+        if not any(per.values()):
+            continue  # e.g. periods throttled without --cpu-budget
         best = best_of([med["nginx"], med["haproxy"]], better)
         lines.append(f"| {SCENARIOS[key]} | {label} | {fmt(med['tether'])} | {fmt(med['nginx'])} | "
                      f"{fmt(med['haproxy'])} | {fmt(med['direct'])} | "
@@ -797,16 +930,16 @@ def report(s: Setup, results: dict, info: dict[str, str], started: str) -> str:
                      f"{ratio(med['tether'], best)} | {ratio(med['tether'], med['direct'])} |")
         raw.append(raw_line(SCENARIOS[key], label, per, TARGETS))
     if "w" in results:
-        lines += scaling_table(results)
+        lines += scaling_table(results, budget)
         for t, runs in results["w"].items():
             name, count = t.split("-")
             raw.append(f"- {SCENARIOS['w']}, {name} with {count} worker{'s' if count != '1' else ''}, requests/s: "
                        + ", ".join(fmt(r["rps"]) for r in runs))
     lines += targets_table(s, results)
-    notes = info.get("notes", [])
+    notes = info.get("notes", []) + budget_notes(s, results)
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
-    return "\n".join(lines + raw + ["", BLOCK_END.format(w)]) + "\n"
+    return "\n".join(lines + raw + ["", end]) + "\n"
 
 
 def write_out(path: Path, block: str, workers: int) -> None:
@@ -829,6 +962,37 @@ def write_out(path: Path, block: str, workers: int) -> None:
     else:
         rest = text[text.index("\n## "):].lstrip("\n") if "\n## " in text else ""
         text = title + block + ("\n" + rest if rest else "")
+    path.write_text(text)
+
+
+def write_budget_out(path: Path, block: str, workers: int, budget: float) -> None:
+    """--cpu-budget: replaces this (workers, budget) block in path, keeping the rest; a new one
+    goes after the budget blocks of fewer workers, else before those of more, else after the
+    last unbudgeted block and the prose that follows it (before the next `## ` heading)."""
+    begin, end = BUDGET_BEGIN.format(workers, f"{budget:g}"), BUDGET_END.format(workers, f"{budget:g}")
+    text = path.read_text() if path.exists() else "# tether benchmarks\n"
+    if begin in text and end in text:
+        i, j = text.index(begin), text.index(end) + len(end) + 1
+        path.write_text(text[:i] + block + text[j:])
+        return
+    ends = list(re.finditer(r"<!-- compare\.py workers=(\d+) budget=\S+ end -->\n?", text))
+    begins = list(re.finditer(r"<!-- compare\.py workers=(\d+) budget=\S+ begin -->", text))
+    fewer = [m for m in ends if int(m.group(1)) <= workers]
+    more = [m for m in begins if int(m.group(1)) > workers]
+    if fewer:
+        i = fewer[-1].end()
+        text = text[:i] + "\n" + block + text[i:]
+    elif more:
+        i = more[0].start()
+        text = text[:i] + block + "\n" + text[i:]
+    else:
+        plain = list(re.finditer(r"<!-- compare\.py workers=\d+ end -->\n?", text))
+        start = plain[-1].end() if plain else 0
+        k = text.find("\n## ", start)
+        if k < 0:
+            text = text.rstrip("\n") + "\n\n" + block
+        else:
+            text = text[:k + 1] + block + "\n" + text[k + 1:]
     path.write_text(text)
 
 
@@ -881,12 +1045,29 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--only", default="a,d,e,b,c,w", help="scenarios to run, e.g. a,c")
     p.add_argument("--out", help="also write the Markdown report to this file")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
+    p.add_argument("--cpu-budget", type=float, metavar="CPUS",
+                   help="proxy-bound mode: each proxy in a cgroup with a CFS quota of CPUS per "
+                        "worker (0.4 = 40%% of one CPU; 2 workers get 0.8); direct unbudgeted")
+    p.add_argument("--cpu-period-us", type=int, default=DEFAULT_PERIOD_US,
+                   help="CFS period of --cpu-budget's quota in microseconds (1000..1000000)")
+    p.add_argument("--cpu-weight", type=float, default=DEFAULT_WEIGHT,
+                   help="--cpu-budget: scheduling weight, x the default, of each proxy's cgroup "
+                        "and of one cgroup (no quota) holding the clients and backends, so that "
+                        "other work on the machine takes neither the proxies' budget nor the load")
     a = p.parse_args()
     a.only = [x.strip() for x in a.only.split(",") if x.strip()]
     if bad := [x for x in a.only if x not in SCENARIOS]:
         p.error(f"--only: unknown scenario {bad}; valid: {', '.join(SCENARIOS)}")
     if a.workers < 1 or a.rounds < 1 or a.duration < 1 or a.idle_conns < 1:
         p.error("--workers, --rounds, --duration and --idle-conns must be >= 1")
+    if a.cpu_budget is not None:
+        if not a.cpu_budget > 0 or not a.cpu_weight > 0:
+            p.error("--cpu-budget and --cpu-weight must be > 0")
+        if not 1000 <= a.cpu_period_us <= 1000000:
+            p.error("--cpu-period-us must be within 1000..1000000")
+        if a.cpu_budget * a.cpu_period_us < cpu_budget.MIN_QUOTA_US:
+            p.error(f"--cpu-budget {a.cpu_budget:g} x --cpu-period-us {a.cpu_period_us} is below "
+                    f"the kernel's smallest quota, {cpu_budget.MIN_QUOTA_US} us")
     check_tool_args(p, a, *tools)
     return a
 
@@ -935,9 +1116,26 @@ def main() -> int:
                      f"{a.idle_conns} was measured at {(nofile - FD_MARGIN) // 2} tunnels, the "
                      "most the limit allows.")
         log("warning: " + notes[-1])
+    budgets = None
+    if a.cpu_budget is not None:
+        try:
+            budgets = cpu_budget.Budgets(a.cpu_period_us)
+        except cpu_budget.CgroupError as e:
+            print(f"compare.py: --cpu-budget needs a writable cgroup cpu controller: {e}",
+                  file=sys.stderr)
+            return 2
+        log(f"--cpu-budget {a.cpu_budget:g} CPU per worker, period {a.cpu_period_us} us: "
+            + budgets.describe())
     tmp = Path(tempfile.mkdtemp(prefix="tether-bench-"))
     tmp.chmod(0o755)  # nginx workers run as an unprivileged user when we are root
-    s = Setup(a, tmp, nofile)
+    s = Setup(a, tmp, nofile, budgets=budgets)
+    if budgets is not None:
+        try:
+            s.load_cgroup = budgets.create("load", None, a.cpu_weight)
+        except cpu_budget.CgroupError as e:
+            budgets.close()
+            print(f"compare.py: --cpu-budget: {e}", file=sys.stderr)
+            return 2
     results: dict[str, dict[str, list[dict]]] = {}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
@@ -974,10 +1172,16 @@ def main() -> int:
         notes += exited_notes(s, PROXIES)
     finally:
         stop_all()
+        if budgets is not None:  # also on an error or Ctrl-C: no cgroup is left behind
+            for err in budgets.close():
+                log(err)
     for name, proc in s.procs.items():
         if proc.p.returncode not in (0, None, -signal.SIGTERM):
             notes.append(f"{name} stopped with exit code {proc.p.returncode}")
-    finish(s, info, notes, lambda: report(s, results, info, started), write_out)
+    write = write_out
+    if budgets is not None:
+        write = lambda path, text, w: write_budget_out(path, text, w, a.cpu_budget)  # noqa: E731
+    finish(s, info, notes, lambda: report(s, results, info, started), write)
     return 0
 
 
