@@ -1,14 +1,18 @@
 """tools/bench/cpu_budget.py, the cgroup helper behind compare.py --cpu-budget: a real cgroup
 with a small CFS quota holds a busy process tree (a shell that forks a second busy process
 after joining) to the quota, cpu.stat counts the throttled periods, and the cgroup is gone
-afterwards, also when the process is still running at removal.
+afterwards, also when the process is still running at removal. And compare.py's proxies under
+--cpu-budget: nginx's master and both its workers, forked after the master joined, are in
+the cgroup, with the quota of 2 workers, and the cgroup is gone once nginx is stopped.
 
 Needs a writable cgroup cpu controller (v1 cpu, or v2 with cpu in cgroup.controllers; root,
 or a delegated subtree); without one the budget tests are skipped and say why. The bound
 checked is the kernel's accounting (CPU time used <= quota x periods elapsed, plus slack), not
 a duration; every child is ours, stopped by PID, and every wait is bounded.
 """
+import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +22,9 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "bench"))
+import compare  # noqa: E402
 import cpu_budget  # noqa: E402
+from harness import _binary  # noqa: E402
 
 PERIOD_US = 10000
 CPUS = 0.1  # 1 ms every 10 ms, far below what one busy process takes unthrottled
@@ -126,6 +132,40 @@ class BudgetTest(unittest.TestCase):
         finally:
             if stale.exists():
                 stale.rmdir()
+
+
+class CompareProxyTest(unittest.TestCase):
+    """compare.start_proxy under a budget: the whole process tree in the proxy's cgroup."""
+
+    def test_nginx_master_and_workers_share_the_budget(self):
+        ctl = controller_or_skip()
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not os.path.exists(nginx):
+            if os.environ.get("CI") == "true":
+                self.fail("nginx is not installed (tools/packages.txt: nginx-light)")
+            self.skipTest("nginx is not installed")
+        tmp = Path(tempfile.mkdtemp(prefix="tether-test-budget-"))
+        tmp.chmod(0o755)  # nginx's workers run as an unprivileged user when we are root
+        args = argparse.Namespace(backend=_binary("DEMO_BACKEND_BIN"), nginx=nginx, workers=2,
+                                  cpu_budget=0.25, cpu_weight=1.0)
+        budgets = cpu_budget.Budgets(PERIOD_US, controller=ctl)
+        s = compare.Setup(args, tmp, compare.raise_nofile(), budgets=budgets)
+        try:
+            s.backend_port = compare.start_backend(s)
+            proc, port = compare.start_proxy(s, "nginx")
+            cg = compare.CGROUPS[proc.pid]
+            self.assertEqual(cg.quota_us, 5000, "0.25 CPU per worker x 2 workers, of 10 ms")
+            tree = compare.process_tree(proc.pid)
+            self.assertEqual(len(tree), 3, f"master and 2 workers: {tree}")
+            self.assertEqual(sorted(cg.pids()), sorted(tree))
+            compare.wait_http_ready(port, proc)  # it serves through the budget
+            proc.stop()
+            self.assertFalse(cg.path.exists(), "stop() removes the proxy's cgroup")
+            self.assertNotIn(proc.pid, compare.CGROUPS)
+        finally:
+            compare.stop_all()
+            self.assertEqual(budgets.close(), [])
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class FindControllerTest(unittest.TestCase):

@@ -791,7 +791,12 @@ def targets_table(s: Setup, results: dict) -> list[str]:
         rows.append((what, f"{q:.2f}", "yes" if met else "no"))
 
     vs_best("a", "rps", "hi", 1.2, "HTTP keep-alive requests/s ≥ 1.2 × best")
-    vs_best("a", "p99_ms", "lo", 1.0, "HTTP keep-alive p99 no worse than best (≤ 1.0)")
+    stall = ""
+    if s.budgets:  # a request caught by the throttle waits out the rest of the period
+        a = s.args
+        stall = (f"; under the budget mostly the throttle's wait, period - quota = "
+                 f"{(a.cpu_period_us - round(a.cpu_budget * a.workers * a.cpu_period_us)) / 1000:g} ms")
+    vs_best("a", "p99_ms", "lo", 1.0, f"HTTP keep-alive p99 no worse than best (≤ 1.0{stall})")
     vs_best("d", "rps", "hi", 1.0, "connection per request ≥ 1.0 × best")
     vs_best("b", "mps", "hi", 1.2, "WebSocket messages/s ≥ 1.2 × best")
     vs_best("c", "bytes_per_tunnel", "lo", 0.5, "bytes per idle tunnel ≤ 0.5 × best")
