@@ -3,7 +3,7 @@
 
     python3 tools/bench/compare.py [--workers 1] [--rounds 3] [--duration 5]
                                    [--idle-conns 10000] [--only a,d,e,b,c,w] [--out docs/benchmarks.md]
-                                   [--cpu-budget 0.3 [--cpu-period-us 10000]]
+                                   [--cpu-budget 0.2 [--cpu-period-us 10000]]
 
 One tether-demo-backend (--threads 1) serves every run but b's; b's WebSocket echo runs against
 tether-ws-echo (tools/bench/ws_echo_backend.cpp, a lean epoll echo server) through a second
@@ -35,8 +35,12 @@ in a cgroup of its own with a CFS quota of X CPUs per worker (2 workers: 2X), pe
 --cpu-period-us (tools/bench/cpu_budget.py: cgroup v1 cpu controller or cgroup v2 cpu.max;
 the script stops with the reason when the machine has neither writable). The proxy, not wrk
 and the backend beside it, is then what bounds requests/s, as on a load balancer that has
-its own machine. direct runs unbudgeted. The report adds the throttled periods of each run
-(cpu.stat) and goes to its own block (`workers=N budget=X`), after the unbudgeted ones. The script builds nothing, starts its processes itself, bounds every wait, and stops
+its own machine. The clients, the backends and direct run unbudgeted, in one more cgroup
+with no quota; --cpu-weight gives these cgroups precedence over other work on the machine.
+The report adds the throttled periods of each run (cpu.stat) and goes to its own block
+(`workers=N budget=X`), after the unbudgeted ones.
+
+The script builds nothing, starts its processes itself, bounds every wait, and stops
 only what it started, by PID. Python 3.11 standard library only.
 """
 from __future__ import annotations
