@@ -9,11 +9,13 @@
 #include <utility>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include "tether/core/log.hpp"
+#include "tether/core/recycling_pool.hpp"
 #include "tether/http/session.hpp"
 #include "tether/net/accepted_socket.hpp"
 #include "tether/net/proxy_protocol.hpp"
@@ -128,7 +130,9 @@ void Listener::accept_ready() {
     if (!acceptor_.is_open()) return;
     switch (state) {
         case AcceptState::taken:
-            asio::post(ctx_.executor, [this] { accept_ready(); });
+            // The post's memory from the thread's pool (as tls/timed_completion.hpp).
+            asio::post(ctx_.executor,
+                       asio::bind_allocator(RecyclingAllocator<void>(), [this] { accept_ready(); }));
             break;
         case AcceptState::drained:
             acceptor_.async_wait(tcp::acceptor::wait_read, [this](boost::system::error_code ec) {

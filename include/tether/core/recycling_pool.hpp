@@ -153,14 +153,16 @@ private:
 template <class T>
 class RecyclingAllocator {
 public:
-    using value_type = T;
-    static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+    using value_type = T;  // void too: Asio rebinds it to what it allocates
 
     RecyclingAllocator() noexcept = default;
     template <class U>
     RecyclingAllocator(const RecyclingAllocator<U>&) noexcept {}
 
-    T* allocate(std::size_t n) { return static_cast<T*>(RecyclingPool::allocate(n * sizeof(T))); }
+    T* allocate(std::size_t n) {
+        static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+        return static_cast<T*>(RecyclingPool::allocate(n * sizeof(T)));
+    }
     void deallocate(T* p, std::size_t n) noexcept { RecyclingPool::deallocate(p, n * sizeof(T)); }
 
     template <class U>

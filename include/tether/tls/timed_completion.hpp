@@ -3,8 +3,9 @@
 // (timed_socket_state.hpp), ends the operation's direction (turning an
 // expired one's error into beast::error::timeout), notes whether a read
 // drained the socket (draining_buffer.hpp), then runs the caller's handler,
-// whose executor, allocator and cancellation slot it keeps (the associator
-// below) and whose continuation hint it passes on.
+// whose executor and cancellation slot it keeps (the associator below) and
+// whose continuation hint it passes on. Its allocator is the thread's
+// RecyclingPool (for the operation Asio makes for it), whatever the caller's.
 //
 // Every completion runs inside a core::ClockScope, and expires_after counts
 // from core::coarse_now(): the clock is read once per completion handled,
@@ -21,6 +22,7 @@
 #include <utility>
 
 #include "tether/core/coarse_clock.hpp"
+#include "tether/core/recycling_pool.hpp"
 #include "tether/tls/timed_socket_state.hpp"
 
 namespace tether::tls {
@@ -30,6 +32,13 @@ namespace tether::tls {
 template <class Handler>
 class TimedCompletion {
 public:
+    // Asio's memory for the operation carrying it (and for a completion
+    // posted at once) from the thread's pool, in size classes, not from
+    // Asio's per-thread cache of 8 blocks of any size, which tens of
+    // sessions with an operation pending each overran (a malloc and a free
+    // per miss).
+    using allocator_type = RecyclingAllocator<void>;
+    allocator_type get_allocator() const noexcept { return {}; }
     TimedCompletion(TimedSocketRef state, int direction, Handler h)
         : state_(std::move(state)), direction_(direction), handler_(std::move(h)) {}
     template <class... Args>

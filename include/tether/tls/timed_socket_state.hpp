@@ -24,6 +24,7 @@
 #include <utility>
 
 #include "tether/core/executor.hpp"
+#include "tether/core/recycling_pool.hpp"
 #include "tether/tls/reactor_registration.hpp"
 
 namespace tether::tls {
@@ -42,6 +43,9 @@ struct TimedSocketState {
     };
 
     explicit TimedSocketState(TcpSocket&& s) : socket(std::move(s)), lazy(unregistered(socket)) {}
+    // One per connection: from the thread's pool, not malloc.
+    static void* operator new(std::size_t n) { return RecyclingPool::allocate(n); }
+    static void operator delete(void* p, std::size_t n) noexcept { RecyclingPool::deallocate(p, n); }
     TcpSocket socket;
     // Made when first armed: a connection whose operations all end at
     // once never needs it (a timer's construction looks its service up
