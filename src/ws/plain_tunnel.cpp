@@ -76,7 +76,8 @@ struct Side final : ReadyHandler {
 };
 
 // One direction: bytes from src to dst, and those dst has not taken yet.
-struct Direction {
+struct Direction final : SendHandler {
+    PlainTunnel* tunnel = nullptr;
     Side* src = nullptr;
     Side* dst = nullptr;
     FrameTracker tracker;
@@ -91,6 +92,12 @@ struct Direction {
     bool close_sent = false;  // our 1001 close frame is queued or written
     bool to_client = false;
     bool holding = false;     // collecting the server's first frame for the inspector
+    // A send queued in the reactor's batch (queued_len bytes at queued_at),
+    // its result not known yet: nothing more is read or sent this way.
+    const char* queued_at = nullptr;
+    std::size_t queued_len = 0;
+    void on_sent(int result) override;
+    void on_flushed() override;
 };
 
 class PlainTunnel final : public TrackedConnection, public ReactorClient {
@@ -101,6 +108,7 @@ public:
           inspector_(s.first_frame_inspector), server_key_(s.server_key),
           last_activity_(Clock::now()) {
         client_.tunnel = server_.tunnel = this;
+        to_server_.tunnel = to_client_.tunnel = this;
         client_.fd = s.client_fd;
         server_.fd = s.server_fd;
         s.client_fd = s.server_fd = -1;
@@ -142,6 +150,24 @@ public:
         pump(into);
     }
 
+    /// The result of d's queued send (the bytes still readable at d.queued_at).
+    void sent(Direction& d, int result) {
+        const char* const at = d.queued_at;
+        const std::size_t len = d.queued_len;
+        d.queued_at = nullptr;
+        d.queued_len = 0;
+        if (ended_) return;
+        if (result < 0 && result != -EAGAIN && result != -EWOULDBLOCK) return abort();
+        const std::size_t w = result < 0 ? 0 : static_cast<std::size_t>(result);
+        d.bytes += w;
+        if (w == len) return;
+        keep_unsent(d, at + w, len - w);
+    }
+
+    void resume(Direction& d) {
+        if (!ended_) pump(d);
+    }
+
     void begin_stop(Clock::time_point close_at) override {
         if (!close_at_ || close_at < *close_at_) close_at_ = close_at;
     }
@@ -170,7 +196,7 @@ private:
 
     /// Moves `d` on as far as the sockets allow without waiting.
     void pump(Direction& d) {
-        while (!ended_ && !d.finished) {
+        while (!ended_ && !d.finished && !d.queued_at) {
             if (d.out_len > 0) {
                 if (!flush(d)) return;
                 continue;
@@ -212,11 +238,14 @@ private:
     }
 
     /// One read into the worker's scratch buffer and one send of it; what the
-    /// destination does not take is copied into a borrowed buffer. False: stop
-    /// pumping (wait for an event, or the tunnel ended).
+    /// destination does not take is copied into a borrowed buffer. While the
+    /// reactor batches, the read goes into its arena and the send is queued
+    /// (its result comes with on_sent). False: stop pumping (wait for an
+    /// event or the send's result, or the tunnel ended).
     bool read_and_forward(Direction& d) {
-        char* const buf = ctx_.buffers.scratch();
         const std::size_t cap = ctx_.buffers.buffer_size();
+        const bool batch = reactor_.batching();
+        char* const buf = batch ? reactor_.batch_buffer(cap) : ctx_.buffers.scratch();
         const ssize_t r = recv_some(d.src->fd, buf, cap);
         if (r < 0) {
             if (would_block(errno)) d.src->readable = false;
@@ -234,6 +263,12 @@ private:
         const auto* bytes = reinterpret_cast<const unsigned char*>(buf);
         if (d.close_sent) return !consume_after_close(d, bytes, n);
         const std::size_t len = d.tracker.feed(bytes, n, closing_);
+        if (batch && d.dst->writable && len > 0) {
+            d.queued_at = buf;
+            d.queued_len = len;
+            reactor_.queue_send(d.dst->fd, buf, len, &d);
+            return false;
+        }
         std::size_t w = 0;
         if (d.dst->writable) {
             const ssize_t s = send_some(d.dst->fd, buf, len);
@@ -245,12 +280,17 @@ private:
             d.bytes += w;
         }
         if (w == len) return true;
+        keep_unsent(d, buf + w, len - w);
+        return false;
+    }
+
+    /// The destination is full: the rest waits in a borrowed buffer.
+    void keep_unsent(Direction& d, const char* p, std::size_t n) {
         d.dst->writable = false;
         d.lease = ctx_.buffers.borrow();
-        std::memcpy(d.lease.data(), buf + w, len - w);
+        std::memcpy(d.lease.data(), p, n);
         d.out = d.lease.data();
-        d.out_len = len - w;
-        return false;
+        d.out_len = n;
     }
 
     void queue_close(Direction& d) {
@@ -365,6 +405,7 @@ private:
     }
 
     void close_sockets() {
+        reactor_.flush_sends();  // a queued send names a descriptor closed here
         for (Side* side : {&client_, &server_}) {
             if (side->fd >= 0) ::close(side->fd);  // also leaves the epoll set
             side->fd = -1;
@@ -409,6 +450,8 @@ private:
 };
 
 void Side::on_ready(std::uint32_t events) { tunnel->on_ready(*this, events); }
+void Direction::on_sent(int result) { tunnel->sent(*this, result); }
+void Direction::on_flushed() { tunnel->resume(*this); }
 
 }  // namespace
 

@@ -24,11 +24,14 @@ int make_epoll() {
 }
 
 constexpr int kBatch = 128;
+constexpr unsigned kRingEntries = 128;  // sends per submission at most
+constexpr std::size_t kArenaReads = 4;  // the arena holds this many full reads
 
 }  // namespace
 
-TunnelReactor::TunnelReactor(Executor ex)
-    : executor_(ex), epoll_(ex, make_epoll()), now_(std::chrono::steady_clock::now()) {
+TunnelReactor::TunnelReactor(Executor ex, bool batch_sends)
+    : executor_(ex), epoll_(ex, make_epoll()), now_(std::chrono::steady_clock::now()),
+      batch_sends_(batch_sends) {
     wait();
 }
 
@@ -78,8 +81,14 @@ void TunnelReactor::wait() {
                       });
 }
 
-// Takes every ready event: a full array means there may be more.
+// Takes every ready event: a full array means there may be more. The sends
+// queued while handling them go out before the next epoll_wait.
 void TunnelReactor::run_batch() {
+    if (batch_sends_ && !ring_tried_) {  // here: on the thread that will submit
+        ring_tried_ = true;
+        ring_ = SendRing::open(kRingEntries);
+        if (!ring_) log::info("tunnel reactor: io_uring not available, one send() per step");
+    }
     epoll_event events[kBatch];
     in_batch_ = true;
     for (;;) {
@@ -87,10 +96,57 @@ void TunnelReactor::run_batch() {
         if (n <= 0) break;
         now_ = std::chrono::steady_clock::now();
         for (int i = 0; i < n; ++i) static_cast<ReadyHandler*>(events[i].data.ptr)->on_ready(events[i].events);
+        drain_sends();
         if (n < kBatch) break;
     }
     in_batch_ = false;
     collect();
+}
+
+char* TunnelReactor::batch_buffer(std::size_t n) {
+    if (arena_size_ < kArenaReads * n) {
+        flush_sends();  // nothing may point into the old arena
+        arena_size_ = kArenaReads * n;
+        arena_ = std::make_unique_for_overwrite<char[]>(arena_size_);
+        arena_used_ = 0;
+    }
+    if (arena_size_ - arena_used_ < n || ring_->full()) flush_sends();
+    return arena_.get() + arena_used_;
+}
+
+void TunnelReactor::queue_send(int fd, const char* p, std::size_t len, SendHandler* h) {
+    ring_->push(fd, p, len, reinterpret_cast<std::uintptr_t>(h));
+    arena_used_ = static_cast<std::size_t>(p + len - arena_.get() + 63) & ~std::size_t{63};
+    ++sends_batched_;
+}
+
+// One submission; every result to its handler while the bytes are still
+// there, then the arena is free again. Handlers go on in drain_sends().
+// A call from inside on_sent (a tunnel that ends) finds everything submitted.
+void TunnelReactor::flush_sends() {
+    if (!ring_ || ring_->queued() == 0 || reaping_) return;
+    ring_->submit();
+    reaping_ = true;
+    std::uint64_t tag;
+    int res;
+    while (ring_->next_result(tag, res)) {
+        auto* h = reinterpret_cast<SendHandler*>(static_cast<std::uintptr_t>(tag));
+        h->on_sent(res);
+        resume_.push_back(h);
+    }
+    reaping_ = false;
+    arena_used_ = 0;
+}
+
+// Until nothing is queued: submit, then let the senders go on (a sender that
+// read a whole buffer reads again and queues again).
+void TunnelReactor::drain_sends() {
+    while (ring_ && (ring_->queued() > 0 || !resume_.empty())) {
+        flush_sends();
+        resuming_.swap(resume_);
+        for (SendHandler* h : resuming_) h->on_flushed();
+        resuming_.clear();
+    }
 }
 
 void TunnelReactor::destroy_list(ReactorClient*& head) {

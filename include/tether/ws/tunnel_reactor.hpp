@@ -11,6 +11,14 @@
 // send, as in nginx. The nesting costs one epoll_wait and one epoll_ctl per
 // batch of events, not per step.
 //
+// Sends of one batch go out together: while a batch is handled, a tunnel
+// reads into the reactor's batch arena (batch_buffer) and queues the send of
+// what it read (queue_send) instead of calling send(); at the end of the
+// batch (or when the arena or the ring is full) one io_uring_enter hands the
+// kernel every queued send (SendRing), and each sender gets its result
+// (SendHandler::on_sent, then on_flushed to go on). Where io_uring is not
+// available (or batch_sends is off) the tunnels send at once, as before.
+//
 // Clients (the tunnels) are owned by the reactor: live ones in one intrusive
 // list, finished ones in another until the current batch is over (a batch may
 // still hold events for a finished tunnel's other socket). The reactor must
@@ -21,10 +29,13 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
 
 #include "tether/core/executor.hpp"
+#include "tether/ws/send_ring.hpp"
 
 namespace tether::ws {
 
@@ -36,6 +47,21 @@ public:
 
 protected:
     ~ReadyHandler() = default;
+};
+
+/// Gets the result of a send queued with TunnelReactor::queue_send.
+class SendHandler {
+public:
+    /// Bytes sent, or -errno (-EAGAIN: the socket took nothing). The queued
+    /// bytes are still readable here (copy what was not sent).
+    virtual void on_sent(int result) = 0;
+    /// After the results of a submission: the handler may go on (and queue
+    /// again). A handler whose tunnel ended meanwhile ignores it (the client
+    /// is destroyed only after the batch).
+    virtual void on_flushed() = 0;
+
+protected:
+    ~SendHandler() = default;
 };
 
 /// Something the reactor owns and destroys (a tunnel).
@@ -52,7 +78,9 @@ private:
 
 class TunnelReactor {
 public:
-    explicit TunnelReactor(Executor ex);
+    /// batch_sends: queue the sends of a batch into one io_uring submission
+    /// (when the kernel allows io_uring).
+    explicit TunnelReactor(Executor ex, bool batch_sends = true);
     ~TunnelReactor();  // destroys every client, live or retired
     TunnelReactor(const TunnelReactor&) = delete;
     TunnelReactor& operator=(const TunnelReactor&) = delete;
@@ -65,6 +93,24 @@ public:
     /// (after the batch, or from a handler posted to the executor).
     void retire(ReactorClient* c);
 
+    /// True while a batch is handled and its sends are being queued: then
+    /// read into batch_buffer() and send with queue_send().
+    bool batching() const { return in_batch_ && ring_ != nullptr; }
+    /// Room for a read of up to `n` bytes that stays valid until its queued
+    /// send has its result (submits what is queued first when the arena or
+    /// the ring is full). Only when batching().
+    char* batch_buffer(std::size_t n);
+    /// Queues the send of [p, p + len) on fd; p from the last batch_buffer().
+    /// `h` gets the result. Only when batching().
+    void queue_send(int fd, const char* p, std::size_t len, SendHandler* h);
+    /// Submits the queued sends now (before a descriptor they may name is
+    /// closed: a new socket could get its number).
+    void flush_sends();
+
+    /// Test hooks: sends queued in batches, and io_uring_enter calls made for them.
+    std::uint64_t sends_batched() const { return sends_batched_; }
+    std::uint64_t send_submissions() const { return ring_ ? ring_->enters() : 0; }
+
     /// The time the current batch started (one clock read per batch), or now
     /// outside a batch.
     std::chrono::steady_clock::time_point now() const {
@@ -76,6 +122,7 @@ public:
 private:
     void wait();
     void run_batch();
+    void drain_sends();
     void collect();
     static void destroy_list(ReactorClient*& head);
     static void unlink(ReactorClient*& head, ReactorClient* c);
@@ -89,6 +136,18 @@ private:
     std::size_t live_count_ = 0;
     bool in_batch_ = false;
     bool collect_posted_ = false;
+    // Batched sends (batch_sends_): the ring, made on the worker's thread by
+    // the first batch; the arena the queued bytes live in; who goes on next.
+    bool batch_sends_;
+    bool ring_tried_ = false;
+    bool reaping_ = false;
+    std::unique_ptr<SendRing> ring_;
+    std::unique_ptr<char[]> arena_;
+    std::size_t arena_size_ = 0;
+    std::size_t arena_used_ = 0;
+    std::vector<SendHandler*> resume_;
+    std::vector<SendHandler*> resuming_;
+    std::uint64_t sends_batched_ = 0;
 };
 
 }  // namespace tether::ws

@@ -23,6 +23,7 @@
 
 #include "tether/ws/frame_tracker.hpp"
 #include "tether/ws/plain_tunnel.hpp"
+#include "tether/ws/send_ring.hpp"
 
 namespace {
 
@@ -130,7 +131,7 @@ protected:
     void start(ws::TunnelContext ctx, Bytes to_server = {}, Bytes to_client = {},
                StreamInspector* inspector = nullptr) {
         run([&] {
-            reactor_.emplace(io_.get_executor());
+            reactor_.emplace(io_.get_executor(), batch_sends_);
             ws::PlainTunnelSetup s;
             s.client_fd = client_.fd;
             s.server_fd = server_.fd;
@@ -161,6 +162,7 @@ protected:
         return n;
     }
 
+    bool batch_sends_ = true;
     asio::io_context io_;
     asio::executor_work_guard<asio::io_context::executor_type> work_;
     BufferPool buffers_;
@@ -285,6 +287,97 @@ TEST_F(PlainTunnelTest, InspectorSeesTheServersFirstFrameBeforeItGoesOn) {
     server_.app.close();
     finished();
     EXPECT_EQ(inspector.seen, payload);
+}
+
+// The sends of one batch of events go out in one io_uring submission: eight
+// tunnels whose clients each sent a frame while the worker was busy are
+// relayed by 8 sends queued in the batch and one io_uring_enter (one send()
+// per step would be 8 system calls).
+TEST_F(PlainTunnelTest, SendsOfOneBatchGoOutInOneSubmission) {
+    if (!ws::SendRing::open(8)) GTEST_SKIP() << "io_uring not available here";
+    constexpr int kTunnels = 8;
+    start(ctx());
+    std::vector<Pair> clients;
+    std::vector<Pair> servers;
+    std::vector<Result> results(kTunnels - 1);
+    for (int i = 1; i < kTunnels; ++i) {
+        clients.push_back(connect_pair(io_));
+        servers.push_back(connect_pair(io_));
+    }
+    run([&] {
+        for (int i = 0; i < kTunnels - 1; ++i) {
+            ws::PlainTunnelSetup s;
+            s.client_fd = clients[i].fd;
+            s.server_fd = servers[i].fd;
+            ws::start_plain_tunnel(*reactor_, std::move(s), ctx(), std::make_unique<Owner>(results[i]));
+        }
+    });
+    clients.insert(clients.begin(), std::move(client_));
+    servers.insert(servers.begin(), std::move(server_));
+    // Warm up every tunnel once (each has its first events, the ring is made).
+    for (int i = 0; i < kTunnels; ++i) {
+        const Bytes f = frame(2, 16, true, static_cast<char>('a' + i));
+        send_all(clients[i].app, f);
+        EXPECT_EQ(read_exact(servers[i].app, f.size()), f);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // late events handled
+    std::uint64_t batched = 0, submissions = 0;
+    run([&] {
+        batched = reactor_->sends_batched();
+        submissions = reactor_->send_submissions();
+    });
+    EXPECT_EQ(batched, static_cast<std::uint64_t>(kTunnels));
+
+    std::promise<void> release;
+    asio::post(io_, [f = release.get_future().share()] { f.wait(); });  // the worker is busy
+    std::vector<Bytes> sent;
+    for (int i = 0; i < kTunnels; ++i) {
+        sent.push_back(frame(2, 256, true, static_cast<char>('A' + i)));
+        send_all(clients[i].app, sent.back());
+    }
+    release.set_value();
+    for (int i = 0; i < kTunnels; ++i) EXPECT_EQ(read_exact(servers[i].app, sent[i].size()), sent[i]);
+    run([&] {
+        batched = reactor_->sends_batched() - batched;
+        submissions = reactor_->send_submissions() - submissions;
+    });
+    EXPECT_EQ(batched, static_cast<std::uint64_t>(kTunnels));
+    EXPECT_EQ(submissions, 1u);
+    for (Pair& p : clients) p.app.close();
+    for (Pair& p : servers) p.app.close();
+    EXPECT_EQ(finished().frames_to_server, 2u);
+    for (Result& r : results) {
+        auto f = r.done.get_future();
+        ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+        EXPECT_EQ(f.get().frames_to_server, 2u);
+    }
+}
+
+// Without batched sends (no io_uring, or turned off) every step sends at once:
+// the same relay, no submission.
+TEST_F(PlainTunnelTest, WithoutBatchedSendsEachStepSendsAtOnce) {
+    batch_sends_ = false;
+    start(ctx());
+    for (int i = 0; i < 5; ++i) {
+        const Bytes up = frame(2, 256, true, static_cast<char>('a' + i));
+        send_all(client_.app, up);
+        EXPECT_EQ(read_exact(server_.app, up.size()), up);
+        const Bytes down = frame(2, 70000, false, static_cast<char>('A' + i));
+        send_all(server_.app, down);
+        EXPECT_EQ(read_exact(client_.app, down.size()), down);
+    }
+    std::uint64_t batched = 1, submissions = 1;
+    run([&] {
+        batched = reactor_->sends_batched();
+        submissions = reactor_->send_submissions();
+    });
+    EXPECT_EQ(batched, 0u);
+    EXPECT_EQ(submissions, 0u);
+    client_.app.close();
+    server_.app.close();
+    const ws::TunnelStats st = finished();
+    EXPECT_EQ(st.frames_to_server, 5u);
+    EXPECT_EQ(st.frames_to_client, 5u);
 }
 
 }  // namespace
