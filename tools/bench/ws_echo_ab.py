@@ -5,6 +5,7 @@ two tether binaries interleaved with the other proxies.
     python3 tools/bench/ws_echo_ab.py [--tether build/tether] [--tether-b other/tether]
                                       [--targets tether,tether-b,nginx,haproxy,direct]
                                       [--rounds 5] [--duration 5] [--conns 64] [--size 256]
+                                      [--cpu-budget 0.2 [--cpu-period-us 10000]]
 
 Every round runs `tether-ws-bench echo` (64 connections, 256-byte messages, closed loop)
 against each target in turn, as compare.py does, and prints per target the medians of:
@@ -19,6 +20,10 @@ messages/s follows the three processes' CPU per message; when it has idle time, 
 else (latency, wake-ups) limits the closed loop. So besides the ratios of messages/s, the ratio
 of that CPU per message (the other target's over the first's) is printed per round: on a
 shared, saturated machine it moves less with the other work than messages/s does.
+
+With --cpu-budget, compare.py's proxy-bound mode: every proxy (tether-b too) runs in a cgroup
+of its own with that CFS quota per worker, the client and the backend in one without a quota
+(tools/bench/cpu_budget.py; removed at the end).
 
 tether and tether-b run with compare.py's configuration (one worker unless --workers);
 nginx and HAProxy likewise; direct is the backend alone. The backend is compare.py's
@@ -39,6 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare  # noqa: E402  (Proc, configs, /proc readers: one definition of the setups)
+import cpu_budget  # noqa: E402  (--cpu-budget: compare.py's cgroups)
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -81,7 +87,7 @@ def echo_run(s: compare.Setup, port: int, proxy_pid: int | None, backend_pid: in
     t0 = time.monotonic()
     out_path = Path(s.tmp) / "echo.out"
     with open(out_path, "w") as out:
-        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(compare.load_argv(s, argv), stdout=out, stderr=subprocess.DEVNULL)
         try:
             _, status, ru = os.wait4(child.pid, 0)
         except BaseException:
@@ -132,6 +138,11 @@ def main() -> int:
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--conns", type=int, default=compare.WS_CONNS)
     p.add_argument("--size", type=int, default=compare.WS_SIZE)
+    p.add_argument("--cpu-budget", type=float, metavar="CPUS",
+                   help="compare.py's proxy-bound mode: every proxy (tether-b too) in a cgroup of "
+                        "its own with this CFS quota per worker, client and backend in one without")
+    p.add_argument("--cpu-period-us", type=int, default=compare.DEFAULT_PERIOD_US)
+    p.add_argument("--cpu-weight", type=float, default=compare.DEFAULT_WEIGHT)
     a = p.parse_args()
     targets = [t for t in a.targets.split(",") if t and (t != "tether-b" or a.tether_b)]
     if bad := [t for t in targets if t not in compare.TARGETS + ("tether-b",)]:
@@ -140,10 +151,13 @@ def main() -> int:
     compare.raise_nofile()
     tmp = Path(tempfile.mkdtemp(prefix="tether-ws-ab-"))
     tmp.chmod(0o755)
-    s = compare.Setup(a, tmp, compare.raise_nofile())
+    budgets = cpu_budget.Budgets(a.cpu_period_us) if a.cpu_budget else None
+    s = compare.Setup(a, tmp, compare.raise_nofile(), budgets=budgets)
     results: dict[str, list[dict]] = {t: [] for t in targets}
     pids: dict[str, int | None] = {"direct": None}
     try:
+        if budgets is not None:
+            s.load_cgroup = budgets.create("load", None, a.cpu_weight)
         s.backend_port = compare.start_ws_backend(s, "backend")
         s.ports["direct"] = s.backend_port
         for t in targets:
@@ -169,8 +183,11 @@ def main() -> int:
                             + ", ".join(f"{k}={compare.fmt(v)}" for k, v in r.items()))
     finally:
         compare.stop_all()
+        if budgets is not None:
+            budgets.close()
+    budget = f", proxies at {a.cpu_budget:g} CPU per worker" if a.cpu_budget else ""
     print(f"# ws echo, {a.conns} conns x {a.size} B, {a.rounds} rounds x {a.duration} s, "
-          f"workers {a.workers}, load {compare.load_average()}; medians")
+          f"workers {a.workers}{budget}, load {compare.load_average()}; medians")
     print("target    " + " ".join(f"{c:>11}" for c in COLUMNS))
     for t in targets:
         meds = [statistics.median(r[c] for r in results[t]) for c in COLUMNS]
