@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace tether::ws {
 
@@ -117,20 +118,34 @@ void SendRing::submit() {
     for (;;) {
         const unsigned ready = load_acquire(cq_tail_) - *cq_head_;
         if (unsubmitted_ == 0 && ready >= queued_) return;
-        const int n = sys_enter(fd_, unsubmitted_, queued_, IORING_ENTER_GETEVENTS);
-        ++enters_;
+        int n;
+        if (inject_errno_ != 0) {
+            errno = std::exchange(inject_errno_, 0);
+            n = -1;
+        } else {
+            n = sys_enter(fd_, unsubmitted_, queued_, IORING_ENTER_GETEVENTS);
+            ++enters_;
+        }
         if (n >= 0) {
             unsubmitted_ -= std::min(static_cast<unsigned>(n), unsubmitted_);
             continue;
         }
         if (errno == EINTR) continue;
-        // The kernel took none of the rest: take them back, their results are -errno.
-        failed_errno_ = errno;
+        // The kernel took none of the rest: take them back and send them
+        // here; each result is kept in its entry (`off`, unused by a send).
         failed_next_ = load_acquire(sq_head_);
         failed_end_ = sq_local_tail_;
         sq_local_tail_ = failed_next_;
         store_release(sq_tail_, sq_local_tail_);
         unsubmitted_ = 0;
+        for (unsigned i = failed_next_; i != failed_end_; ++i) {
+            io_uring_sqe& e = sqes_[i & sq_mask_];
+            ssize_t r;
+            do r = ::send(e.fd, reinterpret_cast<const void*>(static_cast<std::uintptr_t>(e.addr)), e.len,
+                          static_cast<int>(e.msg_flags));
+            while (r < 0 && errno == EINTR);
+            e.off = static_cast<std::uint64_t>(static_cast<std::int64_t>(r < 0 ? -errno : r));
+        }
         return;
     }
 }
@@ -147,8 +162,9 @@ bool SendRing::next_result(std::uint64_t& tag, int& res) {
         return true;
     }
     if (failed_next_ == failed_end_) return false;
-    tag = sqes_[failed_next_ & sq_mask_].user_data;  // still there: nothing pushed since
-    res = -failed_errno_;
+    const io_uring_sqe& e = sqes_[failed_next_ & sq_mask_];  // still there: nothing pushed since
+    tag = e.user_data;
+    res = static_cast<int>(static_cast<std::int64_t>(e.off));
     ++failed_next_;
     --queued_;
     return true;

@@ -44,8 +44,8 @@ public:
 
     /// Submits what is queued in one io_uring_enter and waits for every
     /// result (sends that do not wait: no socket is waited for). If the
-    /// kernel refused the submission itself, the sends it did not take get
-    /// -errno as their result.
+    /// kernel refuses the submission itself (e.g. EBUSY, ENOMEM), the sends
+    /// it did not take are made here, one send() each, with their results.
     void submit();
 
     /// One result of the sends submitted: (tag, bytes sent or -errno); false
@@ -54,6 +54,8 @@ public:
 
     /// io_uring_enter calls made (a test hook: sends per system call).
     std::uint64_t enters() const { return enters_; }
+    /// Test hook: the next io_uring_enter fails with `err` without a call.
+    void fail_next_enter(int err) { inject_errno_ = err; }
 
 private:
     SendRing() = default;
@@ -62,10 +64,12 @@ private:
     unsigned entries_ = 0;
     unsigned queued_ = 0;       // pushed, result not yet given
     unsigned unsubmitted_ = 0;  // pushed, not yet taken by the kernel
-    // Sends the kernel refused: their results, given after the ring's.
+    // Sends the kernel refused, made with send(): [failed_next_, failed_end_)
+    // of the submission queue, each result kept in its entry; given after
+    // the ring's results.
     unsigned failed_next_ = 0;
     unsigned failed_end_ = 0;
-    int failed_errno_ = 0;
+    int inject_errno_ = 0;
     // The mapped rings (one mapping when the kernel has IORING_FEAT_SINGLE_MMAP).
     void* sq_map_ = nullptr;
     std::size_t sq_map_len_ = 0;

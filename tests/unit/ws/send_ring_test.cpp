@@ -1,7 +1,8 @@
 // SendRing over real sockets (AF_UNIX stream pairs, non-blocking): several
 // sends in one io_uring_enter, each with its own result; a full socket gives
 // a short send and then -EAGAIN (it is not waited for); a bad descriptor fails
-// alone. Skipped where the kernel refuses io_uring.
+// alone; a submission the kernel refuses is sent with send(). Skipped where
+// the kernel refuses io_uring.
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -103,6 +104,30 @@ TEST(SendRing, ABadDescriptorFailsAlone) {
     EXPECT_EQ(r.at(1), -EBADF);
     EXPECT_EQ(r.at(2), 4);
     EXPECT_EQ(p.drain(), "kept");
+}
+
+// When io_uring_enter itself fails (EBUSY, ENOMEM...), the sends are made
+// with send(): same results, same bytes, nothing lost; the ring goes on.
+TEST(SendRing, ARefusedSubmissionSendsEachItself) {
+    auto ring = SendRing::open(8);
+    if (!ring) GTEST_SKIP() << "io_uring not available here";
+    SocketPair p[2];
+    ring->push(p[0].a, "one", 3, 1);
+    ring->push(p[1].a, "two!", 4, 2);
+    ring->fail_next_enter(EBUSY);
+    ring->submit();
+    EXPECT_EQ(ring->enters(), 0u);
+    const auto r = results(*ring);
+    ASSERT_EQ(r.size(), 2u);
+    EXPECT_EQ(r.at(1), 3);
+    EXPECT_EQ(r.at(2), 4);
+    EXPECT_EQ(p[0].drain(), "one");
+    EXPECT_EQ(p[1].drain(), "two!");
+    ring->push(p[0].a, "three", 5, 3);  // the next submission goes through the ring
+    ring->submit();
+    EXPECT_EQ(ring->enters(), 1u);
+    EXPECT_EQ(results(*ring).at(3), 5);
+    EXPECT_EQ(p[0].drain(), "three");
 }
 
 TEST(SendRing, FullAfterCapacitySends) {
