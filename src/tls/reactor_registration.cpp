@@ -9,6 +9,8 @@
 
 #include <boost/asio/error.hpp>
 
+#include "tether/core/socket_calls.hpp"
+
 namespace tether::tls {
 
 namespace asio = boost::asio;
@@ -102,7 +104,7 @@ std::size_t receive_now(int fd, iovec* v, std::size_t n, boost::system::error_co
     m.msg_iov = v;
     m.msg_iovlen = n;
     for (;;) {
-        const ssize_t got = ::recvmsg(fd, &m, MSG_DONTWAIT);
+        const ssize_t got = core::sys_recvmsg(fd, &m, MSG_DONTWAIT);
         if (got > 0) {
             ec.clear();
             return static_cast<std::size_t>(got);
@@ -123,7 +125,7 @@ std::size_t send_now(int fd, const iovec* v, std::size_t n, boost::system::error
     m.msg_iov = const_cast<iovec*>(v);
     m.msg_iovlen = n;
     for (;;) {
-        const ssize_t put = ::sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+        const ssize_t put = core::sys_sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (put >= 0) {
             ec.clear();
             return static_cast<std::size_t>(put);

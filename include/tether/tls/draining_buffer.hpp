@@ -20,18 +20,23 @@
 // members; only do_perform adds the short-read case). That class is Asio's
 // detail, so the specialization is made only for the version it was written
 // against (kDrainingReads); with another Asio the buffer is read as a plain
-// mutable_buffer.
+// mutable_buffer. Its recv is core::sys_recv (socket_calls.hpp), as
+// TimedSocket's own reads and writes.
 // Threading: none of its own (the socket's executor).
 #pragma once
 
+#include <cerrno>
 #include <utility>
 
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/version.hpp>
 
 #if BOOST_ASIO_VERSION == 102600  // Boost 1.81 (Debian 12)
 #include <boost/asio/detail/reactive_socket_recv_op.hpp>
 #include <boost/asio/detail/socket_ops.hpp>
+
+#include "tether/core/socket_calls.hpp"
 #define TETHER_DRAINING_READS 1
 #else
 #define TETHER_DRAINING_READS 0
@@ -84,8 +89,8 @@ public:
         auto* o = static_cast<reactive_socket_recv_op_base*>(base);
         if (o->buffers_.take_skip()) return not_done;  // the caller's recv found nothing
         const bool stream = (o->state_ & socket_ops::stream_oriented) != 0;
-        if (!socket_ops::non_blocking_recv1(o->socket_, o->buffers_.data(), o->buffers_.size(),
-                                            o->flags_, stream, o->ec_, o->bytes_transferred_))
+        if (!recv_once(o->socket_, o->buffers_.data(), o->buffers_.size(), o->flags_, stream,
+                       o->ec_, o->bytes_transferred_))
             return not_done;  // EAGAIN: wait for the socket's edge
         // Asio's rule (0 bytes: the end or an error) and the short read.
         if (stream && (o->bytes_transferred_ == 0 ||
@@ -95,6 +100,31 @@ public:
     }
 
 private:
+    // socket_ops::non_blocking_recv1 with the recv made by
+    // core::sys_recv (socket_calls.hpp: no cancellation-point wrapper):
+    // false on EAGAIN; true with the bytes, eof (0 bytes on a stream) or
+    // the error.
+    static bool recv_once(socket_type s, void* data, std::size_t size, int flags, bool stream,
+                          boost::system::error_code& ec, std::size_t& bytes) {
+        for (;;) {
+            const ssize_t n = tether::core::sys_recv(s, data, size, flags);
+            if (n > 0 || (n == 0 && !stream)) {
+                ec = boost::system::error_code();
+                bytes = static_cast<std::size_t>(n);
+                return true;
+            }
+            if (n == 0) {
+                ec = boost::asio::error::eof;
+                return true;
+            }
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+            ec.assign(errno, boost::asio::error::get_system_category());
+            bytes = 0;
+            return true;
+        }
+    }
+
     socket_type socket_;
     socket_ops::state_type state_;
     tether::tls::DrainingBuffer buffers_;

@@ -3,10 +3,9 @@
 // edge without a recv(2) that returns EAGAIN; a read that filled its buffer
 // does not, and the bytes left behind are read at once.
 // Real sockets on 127.0.0.1 (a connected pair per test), bounded waits. The
-// recv(2) and recvmsg(2) calls are counted by pass-through definitions in
-// this test binary (Asio's socket_ops and TimedSocket call ::recv and
-// ::recvmsg; the executable's definitions are the ones linked): every call
-// still goes to the kernel, only counted.
+// receives on the socket are counted by socket_call_counter.hpp's
+// pass-through definitions: every call still goes to the kernel, only
+// counted.
 #include "tether/tls/timed_socket.hpp"
 
 #include <gtest/gtest.h>
@@ -26,43 +25,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
+#include "socket_call_counter.hpp"
 #include "timed_pair.hpp"
-
-namespace {
-
-int g_watched_fd = -1;
-int g_recv_calls = 0;
-int g_recv_would_block = 0;
-void (*g_after_would_block)() = nullptr;  // run once after a watched recv found nothing
-
-}  // namespace
-
-namespace {
-
-ssize_t counted(int fd, long r) {
-    if (fd == g_watched_fd) {
-        ++g_recv_calls;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            ++g_recv_would_block;
-            if (auto after = std::exchange(g_after_would_block, nullptr)) {
-                const int saved = errno;
-                after();
-                errno = saved;
-            }
-        }
-    }
-    return static_cast<ssize_t>(r);
-}
-
-}  // namespace
-
-extern "C" ssize_t recv(int fd, void* buf, size_t len, int flags) {
-    return counted(fd, ::syscall(SYS_recvfrom, fd, buf, len, flags, nullptr, nullptr));
-}
-
-extern "C" ssize_t recvmsg(int fd, msghdr* msg, int flags) {
-    return counted(fd, ::syscall(SYS_recvmsg, fd, msg, flags));
-}
 
 namespace tether::tls {
 namespace {
