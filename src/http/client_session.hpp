@@ -61,8 +61,9 @@ private:
 /// began (serve_request), its memory recycled by the thread's RecyclingPool.
 struct Exchange {
     Exchange(std::shared_ptr<const upstream::Runtime> rt,
-             std::shared_ptr<const affinity::RoutingTables> tables)
-        : runtime(std::move(rt)), routing(std::move(tables)) {}
+             std::shared_ptr<const affinity::RoutingTables> tables,
+             std::shared_ptr<std::vector<balance::Picker>> pick)
+        : runtime(std::move(rt)), routing(std::move(tables)), pickers(std::move(pick)) {}
     static void* operator new(std::size_t n) { return RecyclingPool::allocate(n); }
     static void operator delete(void* p, std::size_t n) noexcept { RecyclingPool::deallocate(p, n); }
     std::shared_ptr<const upstream::Runtime> runtime;  // pinned for the whole request
@@ -132,7 +133,7 @@ private:
     bool start(std::shared_ptr<tls::ServerContext>& server_ctx);
     Awaitable<bool> handshake(std::shared_ptr<tls::ServerContext> server_ctx);
     Awaitable<Outcome> serve_request();
-    Awaitable<bool> wait_for_bytes(const config::Config& cfg);
+    Awaitable<bool> wait_for_bytes(std::size_t buffer_size, config::Duration deadline);
     void probe_eof();
     Awaitable<Outcome> proxy(Exchange& ex);
     Awaitable<std::optional<Outcome>> forward(Exchange& ex, Duplex& d, bool may_retry);

@@ -100,7 +100,7 @@ Awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d
 Awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
     ex.conn.reset();
     ex.active.reset();
-    if (ex.runtime != ctx_.runtime || !ex.pickers) {  // first try, or a reload landed
+    if (ex.runtime != ctx_.runtime) {  // a reload landed since the request began
         ex.runtime = ctx_.runtime;
         ex.routing = ctx_.routing;
         ex.pickers = ctx_.pickers;
@@ -142,11 +142,13 @@ Awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
         in.fetched = false;  // a retry finds the binding in the local table
         if (d.unknown_sid) co_return errc::session_unknown;
         if (!d.backend) co_return last;
-        std::shared_ptr<upstream::Backend> backend = d.backend;
         ex.learn_sid = d.learn_sid;
         ex.set_cookie = d.set_cookie;
-        ex.active = upstream::ActiveGuard(backend);
-        ex.eio = EioSessionGauge(ctx_.stats, backend, uc.name,
+        // The decision's reference moves into the guard: no copy of the
+        // shared_ptr (each an atomic increment and decrement).
+        ex.active = upstream::ActiveGuard(std::move(d.backend));
+        upstream::Backend* const backend = ex.active.get();
+        ex.eio = EioSessionGauge(ctx_.stats, ex.active.shared(), uc.name,
                                  eio_transport(uc, req.method_string(), false, ex.eio_query));
         if (!fresh_only)
             ex.conn = ctx_.pool.take_idle(*backend, spec, whole_body_here(ex).has_value(),
@@ -155,10 +157,10 @@ Awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
             ++ctx_.stats.upstream_reuses;
             co_return errc::ok;
         }
-        const errc e = co_await connect_new(ex, backend);
+        const errc e = co_await connect_new(ex, ex.active.shared());
         if (e == errc::ok) co_return errc::ok;
         last = e;
-        if (tried_count < tried.size()) tried[tried_count++] = backend.get();
+        if (tried_count < tried.size()) tried[tried_count++] = backend;
     }
     co_return last;
 }

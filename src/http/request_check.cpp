@@ -1,6 +1,7 @@
 // Request refusal rules; see request_check.hpp.
 #include "tether/http/request_check.hpp"
 
+#include <array>
 #include <cctype>
 #include <charconv>
 
@@ -62,13 +63,20 @@ bool valid_target(const RequestHead& req) {
 
 // RFC 3986 host [":" port]: reg-name / IPv4 / IP-literal characters only (no
 // space, "/", "@", "?", "#", "\\" or controls). An empty Host is legal.
+// A table, not std::isalnum (a call per character, and the locale's idea
+// of a letter) and a search of the specials.
+constexpr std::array<bool, 256> kHostChars = [] {
+    std::array<bool, 256> t{};
+    for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = true;
+    for (char c : std::string_view("-._~!$&'()*+,;=:[]%")) t[static_cast<unsigned char>(c)] = true;
+    return t;
+}();
+
 bool valid_host(std::string_view h) {
-    for (unsigned char ch : h) {
-        if (std::isalnum(ch)) continue;
-        if (std::string_view("-._~!$&'()*+,;=:[]%").find(static_cast<char>(ch)) ==
-            std::string_view::npos)
-            return false;
-    }
+    for (unsigned char ch : h)
+        if (!kHostChars[ch]) return false;
     return true;
 }
 

@@ -8,7 +8,9 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <cerrno>
+#include <cstring>
 
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/write.hpp>
@@ -106,11 +108,14 @@ Awaitable<bool> ClientSession::handshake(std::shared_ptr<tls::ServerContext> ser
 
 // Waits, without a parser, until the next request's first bytes are there:
 // timeouts.idle between keep-alive requests, client_header before the first.
-Awaitable<bool> ClientSession::wait_for_bytes(const config::Config& cfg) {
+// Given the settings by value: a reload during the wait may free the
+// Runtime they came from.
+Awaitable<bool> ClientSession::wait_for_bytes(std::size_t buffer_size,
+                                              config::Duration deadline) {
     if (buffer_.size() > 0) co_return true;
-    if (buffer_.capacity() > 2 * cfg.limits.buffer_size) buffer_.shrink_to_fit();
+    if (buffer_.capacity() > 2 * buffer_size) buffer_.shrink_to_fit();
     idle_ = true;
-    stream_.expires_after(first_ ? cfg.timeouts.client_header : cfg.timeouts.idle);
+    stream_.expires_after(deadline);
     if (!first_ && !stream_.is_tls()) {
         // The last request came whole: if its last read drained the socket,
         // wait for the next one without a recv that finds nothing (~0.7 per
@@ -142,15 +147,19 @@ void ClientSession::probe_eof() {
 
 Awaitable<Outcome> ClientSession::serve_request() {
     {
-        const auto rt = ctx_.runtime;  // the wait's settings, kept while it runs
-        if (!co_await wait_for_bytes(*rt->config)) co_return Outcome::close;
+        // No copy of the shared_ptr to pin the Runtime (an atomic increment
+        // and decrement): wait_for_bytes takes what it needs by value.
+        const config::Config& c = *ctx_.runtime->config;
+        if (!co_await wait_for_bytes(c.limits.buffer_size,
+                                     first_ ? c.timeouts.client_header : c.timeouts.idle))
+            co_return Outcome::close;
     }
     // Made once the request began (an idle connection holds none), on the
     // heap rather than in this coroutine's frame: ~700 bytes there would push
     // the frame past the 1 KiB Asio recycles frames up to, so each request
     // would malloc it and evict another cached frame (those of proxy,
     // open_upstream, respond...) on the way.
-    const auto held = std::make_unique<Exchange>(ctx_.runtime, ctx_.routing);
+    const auto held = std::make_unique<Exchange>(ctx_.runtime, ctx_.routing, ctx_.pickers);
     Exchange& ex = *held;
     const auto& cfg = ex.cfg();
     first_ = false;
@@ -214,12 +223,22 @@ void ClientSession::assign_request_id(const RequestHead& req, bool from_headers)
             return;
         }
     }
-    static constexpr char kHex[] = "0123456789abcdef";
-    request_id_.resize(32);  // written in place: no capacity check per character
+    // Two hex digits per random byte from a table (a byte at a time, not a
+    // nibble); written in place: no capacity check per character.
+    static constexpr auto kHexPairs = [] {
+        constexpr char kHex[] = "0123456789abcdef";
+        std::array<char, 512> t{};
+        for (std::size_t i = 0; i < 256; ++i) {
+            t[2 * i] = kHex[i >> 4];
+            t[2 * i + 1] = kHex[i & 15];
+        }
+        return t;
+    }();
+    request_id_.resize(32);
     char* out = request_id_.data();
     for (int part = 0; part < 2; ++part) {
         std::uint64_t r = ctx_.rng.next();
-        for (int i = 0; i < 16; ++i, r >>= 4) *out++ = kHex[r & 15];
+        for (int i = 0; i < 8; ++i, r >>= 8, out += 2) std::memcpy(out, &kHexPairs[2 * (r & 255)], 2);
     }
 }
 

@@ -76,6 +76,21 @@ TEST(RequestCheck, HostMissingOrRepeatedRefused) {
     EXPECT_EQ(verdict("GET / HTTP/1.0\r\n\r\n").error, errc::ok);
 }
 
+// RFC 3986 reg-name / IPv4 / IP-literal characters and a port; anything
+// else (space, "/", "@", "?", "#", "\\", controls, bytes past ASCII) refused.
+TEST(RequestCheck, HostCharactersAsRfc3986) {
+    const auto host = [](std::string_view h) {
+        return verdict("GET / HTTP/1.1\r\nHost: " + std::string(h) + "\r\n\r\n").error;
+    };
+    EXPECT_EQ(host("Example-1.test:8080"), errc::ok);
+    EXPECT_EQ(host("[::1]:443"), errc::ok);
+    EXPECT_EQ(host("a_b~c!d$e&f'g(h)i*j+k,l;m=n%41"), errc::ok);
+    EXPECT_EQ(host("zZ09"), errc::ok);
+    for (const char* bad : {"a b", "a/b", "a@b", "a?b", "a#b", "a\\b", "a\tb", "a\x7f", "caf\xc3\xa9",
+                            "a\xe9", "a\"b", "a<b", "a{b", "a^b", "a`b", "a|b"})
+        EXPECT_EQ(host(bad), errc::bad_request) << bad;
+}
+
 TEST(RequestCheck, NonOriginTargetsRefused) {
     EXPECT_EQ(verdict("GET http://x/ HTTP/1.1\r\nHost: a\r\n\r\n").error, errc::bad_request);
     EXPECT_EQ(verdict("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n").error, errc::bad_request);
