@@ -128,6 +128,18 @@ protected:
         p.get_future().get();
     }
 
+    // `rounds` frames each way, one at a time: each arrives whole at the far end.
+    void echo_rounds(int rounds, std::size_t up_size, std::size_t down_size) {
+        for (int i = 0; i < rounds; ++i) {
+            const Bytes up = frame(2, up_size, true, static_cast<char>('a' + i));
+            send_all(client_.app, up);
+            EXPECT_EQ(read_exact(server_.app, up.size()), up);
+            const Bytes down = frame(2, down_size, false, static_cast<char>('A' + i));
+            send_all(server_.app, down);
+            EXPECT_EQ(read_exact(client_.app, down.size()), down);
+        }
+    }
+
     void start(ws::TunnelContext ctx, Bytes to_server = {}, Bytes to_client = {},
                StreamInspector* inspector = nullptr) {
         run([&] {
@@ -221,14 +233,7 @@ TEST_F(PlainTunnelTest, BackpressureLosesNothing) {
 // in the pool's free list afterwards).
 TEST_F(PlainTunnelTest, WholeSendsBorrowNoBuffer) {
     start(ctx());
-    for (int i = 0; i < 20; ++i) {
-        const Bytes up = frame(2, 256, true, static_cast<char>('a' + i));
-        send_all(client_.app, up);
-        EXPECT_EQ(read_exact(server_.app, up.size()), up);
-        const Bytes down = frame(2, 256, false, static_cast<char>('A' + i));
-        send_all(server_.app, down);
-        EXPECT_EQ(read_exact(client_.app, down.size()), down);
-    }
+    echo_rounds(20, 256, 256);
     std::size_t free_buffers = 99;
     run([&] { free_buffers = buffers_.free_count(); });
     EXPECT_EQ(free_buffers, 0u);
@@ -358,14 +363,7 @@ TEST_F(PlainTunnelTest, SendsOfOneBatchGoOutInOneSubmission) {
 TEST_F(PlainTunnelTest, WithoutBatchedSendsEachStepSendsAtOnce) {
     batch_sends_ = false;
     start(ctx());
-    for (int i = 0; i < 5; ++i) {
-        const Bytes up = frame(2, 256, true, static_cast<char>('a' + i));
-        send_all(client_.app, up);
-        EXPECT_EQ(read_exact(server_.app, up.size()), up);
-        const Bytes down = frame(2, 70000, false, static_cast<char>('A' + i));
-        send_all(server_.app, down);
-        EXPECT_EQ(read_exact(client_.app, down.size()), down);
-    }
+    echo_rounds(5, 256, 70000);
     std::uint64_t batched = 1, submissions = 1;
     run([&] {
         batched = reactor_->sends_batched();
