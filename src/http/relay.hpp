@@ -6,7 +6,7 @@
 // already buffered (one write for small messages); otherwise first, so a
 // slow body never holds the head back. Bounded: one buffer (and, for a body
 // longer than one read, 64 KiB of read room in the source's flat_buffer, see
-// SourceRoom), a read deadline per piece, a write deadline per piece.
+// SourceRoom in relay_io.hpp), a read deadline per piece, a write deadline per piece.
 // The two directions of one exchange run at once (duplex.hpp), each with its
 // own buffer; `RelayEnv::stop`, set by the other direction, makes a relay
 // give up at its next step.
@@ -23,10 +23,6 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
-#include <boost/asio/ssl/error.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core/buffers_suffix.hpp>
-#include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
 
@@ -35,6 +31,7 @@
 #include "tether/core/executor.hpp"
 #include "tether/core/stream_inspector.hpp"
 #include "http/http_read.hpp"
+#include "http/relay_io.hpp"
 #include "tether/http/headers.hpp"
 
 namespace tether::http {
@@ -60,77 +57,6 @@ struct RelayEnv {
     std::chrono::milliseconds write_timeout;  ///< for one write to the destination
     const bool* stop = nullptr;               ///< true: give up at the next step
 };
-
-/// Room for the rest of a body that one read did not bring. Beast reads into
-/// the source's flat_buffer only as much as its spare capacity (at least 512
-/// bytes, at most 64 KiB), which is what reading the head left: a 1 MB body
-/// would take one read(2) per ~512 bytes. For such a body the flat_buffer
-/// gets kBulkReadRoom (or one relay buffer, if larger) of room, freed again
-/// when the relay ends with nothing left in it, so an idle connection keeps
-/// holding no more than before. One 64 KiB read then feeds four 16 KiB
-/// pieces (parsed out of the flat_buffer without a read in between): a
-/// quarter of the reads, and of the waits for the socket, per MiB.
-inline constexpr std::size_t kBulkReadRoom = 64 * 1024;
-
-class SourceRoom {
-public:
-    explicit SourceRoom(boost::beast::flat_buffer& b) : b_(b) {}
-    SourceRoom(const SourceRoom&) = delete;
-    SourceRoom& operator=(const SourceRoom&) = delete;
-    ~SourceRoom() {
-        if (grown_ && b_.size() == 0) b_.shrink_to_fit();
-    }
-    void grow(std::size_t n) {
-        if (grown_ || b_.capacity() - b_.size() >= n) return;
-        b_.reserve(b_.size() + n);
-        grown_ = true;
-    }
-
-private:
-    boost::beast::flat_buffer& b_;
-    bool grown_ = false;
-};
-
-/// The start of asio::async_write without suspending the coroutine: what a
-/// plain socket takes at once (tls::ClientStream::write_now, one sendmsg).
-/// For a small message, the usual case, that is all of it, and the write
-/// costs no completion posted and run through the scheduler. True when this
-/// settled the write: `bytes` (all of `b`) written, or an error in `ec`.
-/// False: `n` bytes went; write_rest() sends the rest (with a deadline).
-template <class Stream, class Buffers>
-bool write_at_once(Stream& s, const Buffers& b, std::size_t bytes, boost::system::error_code& ec,
-                   std::size_t& n) {
-    n = s.write_now(b, ec);
-    if (ec == boost::asio::error::would_block) {
-        ec = {};
-        return false;
-    }
-    return ec || n >= bytes;
-}
-
-/// asio::async_write of `b` less its first `n` bytes (the count returned
-/// includes them).
-template <class Stream, class Buffers>
-Awaitable<std::tuple<boost::system::error_code, std::size_t>> write_rest(Stream& s,
-                                                                         const Buffers& b,
-                                                                         std::size_t n) {
-    boost::beast::buffers_suffix<Buffers> rest(b);
-    rest.consume(n);
-    auto [ec, m] = co_await boost::asio::async_write(s, rest, use_tuple);
-    co_return std::tuple(ec, n + m);
-}
-
-inline errc source_error(const boost::beast::error_code& ec) {
-    namespace bhttp = boost::beast::http;
-    if (ec == bhttp::error::body_limit) return errc::body_too_large;
-    if (ec == boost::beast::error::timeout) return errc::client_timeout;
-    if (ec == bhttp::error::partial_message || ec == bhttp::error::end_of_stream ||
-        ec == boost::asio::error::eof || ec == boost::asio::error::connection_reset ||
-        ec == boost::asio::ssl::error::stream_truncated ||
-        ec == boost::asio::error::operation_aborted)
-        return errc::ok;
-    return errc::bad_request;
-}
 
 /// Writes `head` and the body `p` reads from src into dst, keeping
 /// `progress` up to date. `inspector`, if any, sees each piece before it is
