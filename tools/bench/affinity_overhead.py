@@ -3,10 +3,13 @@
 
     python3 tools/bench/affinity_overhead.py [--rounds 3] [--duration 5] [--workers 1] [--redis]
                                              [--callgrind] [--modes none,none-sio,sid,...]
+                                             [--cpu-budget 0.2 [--cpu-period-us 10000]]
 
-One demo backend, four tether processes (one per mode), wrk -t1 -c64 (--conns) against each, interleaved
-over --rounds rounds; prints medians of requests/s and proxy CPU per request, with ratios to
-`none`. Every sticky request takes the routing path that a live session takes:
+One demo backend, one tether process per mode, wrk -t1 -c64 (--conns) against each after a
+--warmup run, interleaved over --rounds rounds; prints medians of requests/s, proxy CPU per
+request and proxy CPU %, with ratios to `none` (of the medians, and the median of the rounds'
+own ratios: a round's runs are seconds apart, so slow drift of the machine cancels in them).
+Every sticky request takes the routing path that a live session takes:
   none-sio GET /socket.io/?EIO=4&transport=polling&sid=bench with `affinity: none`: the very
            request of `sid`, so sid / none-sio is the cost of the affinity alone (`none` asks
            for / and the backend answers it with other bytes)
@@ -23,7 +26,12 @@ With --redis, a redis-server is started and three more processes run with `redis
 With --callgrind, each mode's tether runs once under `valgrind --tool=callgrind` instead:
 counters zeroed after a warm-up, dumped after one wrk run, and the instructions and malloc
 calls per request printed (user space only; they do not depend on the machine's load).
-Uses the process helpers of compare.py; stops only what it started, by PID.
+With --cpu-budget X, compare.py's proxy-bound mode: each tether runs in a cgroup of its own
+with a CFS quota of X CPUs per worker (tools/bench/cpu_budget.py), wrk, the backend and
+redis-server in one without a quota, so that the proxy's CPU, not the client beside it, bounds
+requests/s, and requests/s vs none is the cost of the affinity in throughput; a column adds
+the CFS periods in which the quota ran out. The cgroups are removed at the end.
+Uses the process and cgroup helpers of compare.py; stops only what it started, by PID.
 """
 from __future__ import annotations
 
@@ -87,21 +95,43 @@ def prepare(mode: str, port: int) -> tuple[str, list[str]]:
     return base + "/", []
 
 
-def run(url: str, extra: list[str], pid: int, duration: int, conns: int = 64) -> dict[str, float]:
+def run(s: compare.Setup, url: str, extra: list[str], pid: int, duration: int,
+        conns: int = 64) -> dict[str, float]:
+    """One wrk run against one tether (pid): requests/s, the proxy's CPU per request and CPU %,
+    and under --cpu-budget the share of CFS periods in which its quota ran out."""
+    before = compare.throttle_start(pid)
     cpu0, t0 = compare.cpu_seconds(pid), time.monotonic()
-    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", *extra, url],
-                         capture_output=True, text=True, timeout=duration + 60).stdout
+    argv = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", *extra, url]
+    out = subprocess.run(compare.load_argv(s, argv), capture_output=True, text=True,
+                         timeout=duration + 60).stdout
     rps = float(out.split("Requests/sec:")[1].split()[0])
     requests = int(out.split(" requests in")[0].split()[-1])
-    bad = "Non-2xx" in out
-    return {"rps": rps, "requests": requests, "cpu_us": (compare.cpu_seconds(pid) - cpu0) * 1e6 / max(requests, 1),
-            "bad": bad, "elapsed": time.monotonic() - t0}
+    use = compare.cpu_use(pid, cpu0, t0, requests)
+    return {"rps": rps, "requests": requests, "cpu_us": use["cpu_us_per_op"],
+            "cpu_pct": use["cpu_pct"], "bad": "Non-2xx" in out,
+            "elapsed": time.monotonic() - t0, **compare.throttle_use(pid, before)}
 
 
-def callgrind(a: argparse.Namespace, modes: list[str], bport: int, redis_port: int,
-              tmp: Path) -> int:
+def start_targets(s: compare.Setup, modes: list[str], bport: int,
+                  redis_port: int) -> dict[str, tuple[compare.Proc, str, list[str]]]:
+    """One tether per mode (under --cpu-budget each in its own cgroup), ready and bound as a
+    live session would be: mode -> (process, URL, wrk's extra arguments)."""
+    a = s.args
+    targets = {}
+    for mode in modes:
+        port = compare.free_port()
+        cfg = s.tmp / f"{mode}.yaml"
+        cfg.write_text(config(mode, port, bport, a.workers, redis_port))
+        proc = compare.start_budgeted(s, f"tether-{mode}", [a.tether, "-c", str(cfg)], a.workers)
+        compare.wait_http_ready(port, proc)
+        targets[mode] = (proc, *prepare(mode, port))
+    return targets
+
+
+def callgrind(s: compare.Setup, modes: list[str], bport: int, redis_port: int) -> int:
     """Instructions and mallocs per request of each mode, one tether under callgrind each."""
     import costs  # noqa: E402  (its callgrind dump reader)
+    a, tmp = s.args, s.tmp
     print("| affinity | instructions/request | vs none | mallocs/request | requests |")
     print("|---|---:|---:|---:|---:|")
     base = None
@@ -118,10 +148,10 @@ def callgrind(a: argparse.Namespace, modes: list[str], bport: int, redis_port: i
         try:
             compare.wait_http_ready(port, proc, timeout=60)
             url, extra = prepare(mode, port)
-            run(url, extra, proc.pid, 2, a.conns)  # warm-up
+            run(s, url, extra, proc.pid, 2, a.conns)  # warm-up
             ctl = ["callgrind_control", "-z", str(proc.pid)]
             subprocess.run(ctl, capture_output=True, timeout=60, check=True)
-            requests = int(run(url, extra, proc.pid, a.duration, a.conns)["requests"])
+            requests = int(run(s, url, extra, proc.pid, a.duration, a.conns)["requests"])
             ctl[1] = "-d"
             subprocess.run(ctl, capture_output=True, timeout=60, check=True)
         finally:
@@ -157,11 +187,48 @@ def handshake_latency(url: str, n: int) -> tuple[float, float]:
     return statistics.median(samples), samples[int(len(samples) * 0.99)]
 
 
+def report(s: compare.Setup, modes: list[str], results: dict[str, list[dict]]) -> None:
+    a = s.args
+    budget = (f", each tether held to {a.cpu_budget:g} CPU per worker (period {a.cpu_period_us} us)"
+              if s.budgets else "")
+    print(f"# workers {a.workers}, wrk -t1 -c{a.conns}, {a.rounds} rounds x {a.duration} s"
+          f"{budget}; load {compare.load_average()} at the end; medians")
+    thr = s.budgets is not None
+    print("| affinity | requests/s | vs none | vs none, per round | proxy CPU us/request | vs none "
+          "| proxy CPU % |" + (" periods throttled % |" if thr else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if thr else ""))
+    med = {m: {k: statistics.median(x[k] for x in v) for k in ("rps", "cpu_us", "cpu_pct")}
+           for m, v in results.items()}
+    base = results["none"]
+    for mode in modes:
+        m, rounds = med[mode], results[mode]
+        paired = statistics.median(r["rps"] / b["rps"] for r, b in zip(rounds, base))
+        row = (f"| {mode} | {m['rps']:,.0f} | {m['rps'] / med['none']['rps']:.3f} | {paired:.3f} | "
+               f"{m['cpu_us']:.2f} | {m['cpu_us'] / med['none']['cpu_us']:.3f} | "
+               f"{m['cpu_pct']:.1f} |")
+        if thr:
+            row += f" {statistics.median(x.get('throttled_pct', float('nan')) for x in rounds):.0f} |"
+        print(row)
+    if not a.redis:
+        return
+    print()
+    for b in ("sid", "ip_hash", "handshake"):
+        if b not in med or b + "+redis" not in med:  # not in --modes
+            continue
+        paired = statistics.median(r["rps"] / x["rps"] for r, x in zip(results[b + "+redis"],
+                                                                          results[b]))
+        print(f"{b}+redis vs {b}: requests/s {med[b + '+redis']['rps'] / med[b]['rps']:.3f} "
+              f"(per round {paired:.3f}), CPU/request "
+              f"{med[b + '+redis']['cpu_us'] / med[b]['cpu_us']:.3f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     compare.add_tool_args(ap, "tether", "backend")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="seconds of discarded load per mode before the rounds")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--redis", action="store_true", help="also run with a shared Redis table")
     ap.add_argument("--callgrind", action="store_true",
@@ -169,68 +236,60 @@ def main() -> int:
     ap.add_argument("--conns", type=int, default=64, help="wrk connections")
     ap.add_argument("--modes", default="", help="comma-separated subset of the modes")
     ap.add_argument("--keep", default="", help="--callgrind: copy the dumps into this directory")
+    compare.add_budget_args(ap)
     a = ap.parse_args()
+    compare.check_budget_args(ap, a)
+    if a.callgrind and a.cpu_budget is not None:
+        ap.error("--callgrind counts instructions, which no budget changes: not with --cpu-budget")
     modes = MODES + (["sid+redis", "ip_hash+redis", "handshake", "handshake+redis"]
                      if a.redis else [])
     if a.modes:
         modes = [m for m in a.modes.split(",") if m]
         if "none" not in modes:
             modes.insert(0, "none")
-    compare.raise_nofile()
-    tmp = Path(tempfile.mkdtemp(prefix="tether-affinity-bench-"))
+    s = compare.Setup(a, Path(tempfile.mkdtemp(prefix="tether-affinity-bench-")),
+                      compare.raise_nofile())
+    compare.open_budgets(s, "affinity_overhead.py")
     try:
-        backend = compare.Proc("backend", [a.backend, "--name", "s1", "--listen", "127.0.0.1:0"], tmp)
-        m = compare.wait_for_line(backend.stdout_path, r"listening [\d.]+:(\d+)", backend, 10)
-        bport = int(m.group(1))
+        bport = compare.start_backend(s)
         redis_port = 0
         if a.redis:
             redis_port = compare.free_port()
-            compare.Proc("redis", ["redis-server", "--port", str(redis_port), "--bind",
-                                   "127.0.0.1", "--save", "", "--appendonly", "no"], tmp)
+            compare.Proc("redis", compare.load_argv(s, [
+                "redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no"]), s.tmp)
             time.sleep(0.5)
         if a.callgrind:
-            return callgrind(a, modes, bport, redis_port, tmp)
-        targets = {}
-        for mode in modes:
-            port = compare.free_port()
-            cfg = tmp / f"{mode}.yaml"
-            cfg.write_text(config(mode, port, bport, a.workers, redis_port))
-            proc = compare.Proc(f"tether-{mode}", [a.tether, "-c", str(cfg)], tmp)
-            compare.wait_http_ready(port, proc)
-            targets[mode] = (proc, *prepare(mode, port))
+            return callgrind(s, modes, bport, redis_port)
+        targets = start_targets(s, modes, bport, redis_port)
+        if a.warmup > 0:
+            for mode in modes:
+                proc, url, extra = targets[mode]
+                run(s, url, extra, proc.pid, a.warmup, a.conns)
         results: dict[str, list[dict]] = {m: [] for m in modes}
         for rnd in range(a.rounds):
             for mode in modes:
                 proc, url, extra = targets[mode]
-                r = run(url, extra, proc.pid, a.duration, a.conns)
+                r = run(s, url, extra, proc.pid, a.duration, a.conns)
+                thr = f", {r['throttled_pct']:.0f}% throttled" if "throttled_pct" in r else ""
                 compare.log(f"round {rnd + 1} {mode}: {r['rps']:,.0f} req/s, "
-                            f"{r['cpu_us']:.1f} us CPU/request{' NON-2xx!' if r['bad'] else ''}")
+                            f"{r['cpu_us']:.2f} us CPU/request, {r['cpu_pct']:.1f}% CPU{thr}"
+                            f"{' NON-2xx!' if r['bad'] else ''}")
                 results[mode].append(r)
-        med = {m: (statistics.median(x["rps"] for x in v), statistics.median(x["cpu_us"] for x in v))
-               for m, v in results.items()}
-        print(f"| affinity | requests/s | vs none | proxy CPU us/request | vs none |")
-        print("|---|---:|---:|---:|---:|")
-        for mode in modes:
-            rps, cpu = med[mode]
-            print(f"| {mode} | {rps:,.0f} | {rps / med['none'][0]:.3f} | {cpu:.1f} | "
-                  f"{cpu / med['none'][1]:.3f} |")
-        if a.redis:
-            print()
-            for base in ("sid", "ip_hash", "handshake"):
-                if base not in med or base + "+redis" not in med:  # not in --modes
-                    continue
-                print(f"{base}+redis vs {base}: requests/s {med[base + '+redis'][0] / med[base][0]:.3f}"
-                      f", CPU/request {med[base + '+redis'][1] / med[base][1]:.3f}")
-            latency_modes = [m for m in ("handshake", "handshake+redis") if m in targets]
-            if latency_modes:
-                print("handshake latency (1 connection, 2000 sequential handshakes, median / p99):")
-            for mode in latency_modes:
-                proc, url, _ = targets[mode]
-                lat = handshake_latency(url, 2000)
-                print(f"  {mode}: {lat[0] * 1e6:.0f} us / {lat[1] * 1e6:.0f} us")
+        report(s, modes, results)
+        latency_modes = [m for m in ("handshake", "handshake+redis") if m in targets]
+        if latency_modes:
+            print("handshake latency (1 connection, 2000 sequential handshakes, median / p99):")
+        for mode in latency_modes:
+            proc, url, _ = targets[mode]
+            lat = handshake_latency(url, 2000)
+            print(f"  {mode}: {lat[0] * 1e6:.0f} us / {lat[1] * 1e6:.0f} us")
         return 0
     finally:
         compare.stop_all()
+        if s.budgets is not None:  # also on an error or Ctrl-C: no cgroup is left behind
+            for err in s.budgets.close():
+                compare.log(err)
 
 
 if __name__ == "__main__":

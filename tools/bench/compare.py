@@ -440,6 +440,26 @@ backend bench
 """
 
 
+def start_budgeted(s: Setup, name: str, argv: list[str], workers: int) -> Proc:
+    """argv started as Proc `name`; under --cpu-budget in a cgroup of its own with a quota of
+    --cpu-budget x workers CPUs (removed by Proc.stop), which it joins before exec, so that
+    the processes it forks (nginx's workers) are in it too."""
+    cgroup = None
+    if s.budgets is not None:
+        cgroup = s.budgets.create(name, s.args.cpu_budget * workers, s.args.cpu_weight)
+        argv = cgroup.wrap(argv)
+    try:
+        proc = Proc(name, argv, s.tmp)
+    except OSError:
+        if cgroup is not None:
+            cgroup.remove()
+        raise
+    if cgroup is not None:
+        proc.cgroup = cgroup
+        CGROUPS[proc.pid] = cgroup
+    return proc
+
+
 def start_proxy(s: Setup, name: str, tag: str = "", servers: list[int] | None = None,
                 workers: int | None = None) -> tuple[Proc, int]:
     """name is tether, nginx or haproxy; tag makes its process and directory names unique."""
@@ -461,19 +481,7 @@ def start_proxy(s: Setup, name: str, tag: str = "", servers: list[int] | None = 
         cfg = d / "haproxy.cfg"
         cfg.write_text(haproxy_config(s, port, servers, workers))
         argv = [s.args.haproxy, "-db", "-f", str(cfg)]
-    cgroup = None
-    if s.budgets is not None:  # joins its cgroup before exec: nginx's workers are forked in it
-        cgroup = s.budgets.create(f"{name}{tag}", s.args.cpu_budget * workers, s.args.cpu_weight)
-        argv = cgroup.wrap(argv)
-    try:
-        proc = Proc(f"{name}{tag}", argv, s.tmp)
-    except OSError:
-        if cgroup is not None:
-            cgroup.remove()
-        raise
-    if cgroup is not None:
-        proc.cgroup = cgroup
-        CGROUPS[proc.pid] = cgroup
+    proc = start_budgeted(s, f"{name}{tag}", argv, workers)
     try:
         wait_http_ready(port, proc)
     except RuntimeError:
@@ -1054,6 +1062,21 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--only", default="a,d,e,b,c,w", help="scenarios to run, e.g. a,c")
     p.add_argument("--out", help="also write the Markdown report to this file")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
+    add_budget_args(p)
+    a = p.parse_args()
+    a.only = [x.strip() for x in a.only.split(",") if x.strip()]
+    if bad := [x for x in a.only if x not in SCENARIOS]:
+        p.error(f"--only: unknown scenario {bad}; valid: {', '.join(SCENARIOS)}")
+    if a.workers < 1 or a.rounds < 1 or a.duration < 1 or a.idle_conns < 1:
+        p.error("--workers, --rounds, --duration and --idle-conns must be >= 1")
+    check_budget_args(p, a)
+    check_tool_args(p, a, *tools)
+    return a
+
+
+def add_budget_args(p: argparse.ArgumentParser) -> None:
+    """--cpu-budget, --cpu-period-us, --cpu-weight: the proxy-bound mode's options (compare.py
+    and the scripts that reuse its setup); check them with check_budget_args."""
     p.add_argument("--cpu-budget", type=float, metavar="CPUS",
                    help="proxy-bound mode: each proxy in a cgroup with a CFS quota of CPUS per "
                         "worker (0.4 = 40%% of one CPU; 2 workers get 0.8); direct unbudgeted")
@@ -1063,22 +1086,39 @@ def parse_args() -> argparse.Namespace:
                    help="--cpu-budget: scheduling weight, x the default, of each proxy's cgroup "
                         "and of one cgroup (no quota) holding the clients and backends, so that "
                         "other work on the machine takes neither the proxies' budget nor the load")
-    a = p.parse_args()
-    a.only = [x.strip() for x in a.only.split(",") if x.strip()]
-    if bad := [x for x in a.only if x not in SCENARIOS]:
-        p.error(f"--only: unknown scenario {bad}; valid: {', '.join(SCENARIOS)}")
-    if a.workers < 1 or a.rounds < 1 or a.duration < 1 or a.idle_conns < 1:
-        p.error("--workers, --rounds, --duration and --idle-conns must be >= 1")
-    if a.cpu_budget is not None:
-        if not a.cpu_budget > 0 or not a.cpu_weight > 0:
-            p.error("--cpu-budget and --cpu-weight must be > 0")
-        if not 1000 <= a.cpu_period_us <= 1000000:
-            p.error("--cpu-period-us must be within 1000..1000000")
-        if a.cpu_budget * a.cpu_period_us < cpu_budget.MIN_QUOTA_US:
-            p.error(f"--cpu-budget {a.cpu_budget:g} x --cpu-period-us {a.cpu_period_us} is below "
-                    f"the kernel's smallest quota, {cpu_budget.MIN_QUOTA_US} us")
-    check_tool_args(p, a, *tools)
-    return a
+
+
+def check_budget_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Exits through p.error when the options of add_budget_args make no quota."""
+    if a.cpu_budget is None:
+        return
+    if not a.cpu_budget > 0 or not a.cpu_weight > 0:
+        p.error("--cpu-budget and --cpu-weight must be > 0")
+    if not 1000 <= a.cpu_period_us <= 1000000:
+        p.error("--cpu-period-us must be within 1000..1000000")
+    if a.cpu_budget * a.cpu_period_us < cpu_budget.MIN_QUOTA_US:
+        p.error(f"--cpu-budget {a.cpu_budget:g} x --cpu-period-us {a.cpu_period_us} is below "
+                f"the kernel's smallest quota, {cpu_budget.MIN_QUOTA_US} us")
+
+
+def open_budgets(s: Setup, prog: str) -> None:
+    """--cpu-budget: s.budgets and s.load_cgroup (no quota: the clients and backends), or the
+    reason on stderr and exit status 2 when the machine has no writable cgroup cpu controller.
+    Without --cpu-budget nothing. The caller closes s.budgets (every cgroup) at the end."""
+    a = s.args
+    if a.cpu_budget is None:
+        return
+    try:
+        s.budgets = cpu_budget.Budgets(a.cpu_period_us)
+        s.load_cgroup = s.budgets.create("load", None, a.cpu_weight)
+    except cpu_budget.CgroupError as e:
+        if s.budgets is not None:
+            s.budgets.close()
+            s.budgets = None
+        print(f"{prog}: --cpu-budget needs a writable cgroup cpu controller: {e}", file=sys.stderr)
+        raise SystemExit(2) from e
+    log(f"--cpu-budget {a.cpu_budget:g} CPU per worker, period {a.cpu_period_us} us: "
+        + s.budgets.describe())
 
 
 # Log lines that say nothing about the run: start/stop chatter, and nginx's warning that
@@ -1125,26 +1165,11 @@ def main() -> int:
                      f"{a.idle_conns} was measured at {(nofile - FD_MARGIN) // 2} tunnels, the "
                      "most the limit allows.")
         log("warning: " + notes[-1])
-    budgets = None
-    if a.cpu_budget is not None:
-        try:
-            budgets = cpu_budget.Budgets(a.cpu_period_us)
-        except cpu_budget.CgroupError as e:
-            print(f"compare.py: --cpu-budget needs a writable cgroup cpu controller: {e}",
-                  file=sys.stderr)
-            return 2
-        log(f"--cpu-budget {a.cpu_budget:g} CPU per worker, period {a.cpu_period_us} us: "
-            + budgets.describe())
     tmp = Path(tempfile.mkdtemp(prefix="tether-bench-"))
     tmp.chmod(0o755)  # nginx workers run as an unprivileged user when we are root
-    s = Setup(a, tmp, nofile, budgets=budgets)
-    if budgets is not None:
-        try:
-            s.load_cgroup = budgets.create("load", None, a.cpu_weight)
-        except cpu_budget.CgroupError as e:
-            budgets.close()
-            print(f"compare.py: --cpu-budget: {e}", file=sys.stderr)
-            return 2
+    s = Setup(a, tmp, nofile)
+    open_budgets(s, "compare.py")
+    budgets = s.budgets
     results: dict[str, dict[str, list[dict]]] = {}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:

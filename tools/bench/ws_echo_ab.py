@@ -44,7 +44,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare  # noqa: E402  (Proc, configs, /proc readers: one definition of the setups)
-import cpu_budget  # noqa: E402  (--cpu-budget: compare.py's cgroups)
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -138,12 +137,9 @@ def main() -> int:
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--conns", type=int, default=compare.WS_CONNS)
     p.add_argument("--size", type=int, default=compare.WS_SIZE)
-    p.add_argument("--cpu-budget", type=float, metavar="CPUS",
-                   help="compare.py's proxy-bound mode: every proxy (tether-b too) in a cgroup of "
-                        "its own with this CFS quota per worker, client and backend in one without")
-    p.add_argument("--cpu-period-us", type=int, default=compare.DEFAULT_PERIOD_US)
-    p.add_argument("--cpu-weight", type=float, default=compare.DEFAULT_WEIGHT)
+    compare.add_budget_args(p)  # every proxy (tether-b too) in a cgroup of its own
     a = p.parse_args()
+    compare.check_budget_args(p, a)
     targets = [t for t in a.targets.split(",") if t and (t != "tether-b" or a.tether_b)]
     if bad := [t for t in targets if t not in compare.TARGETS + ("tether-b",)]:
         p.error(f"unknown target: {bad}")
@@ -151,13 +147,12 @@ def main() -> int:
     compare.raise_nofile()
     tmp = Path(tempfile.mkdtemp(prefix="tether-ws-ab-"))
     tmp.chmod(0o755)
-    budgets = cpu_budget.Budgets(a.cpu_period_us) if a.cpu_budget else None
-    s = compare.Setup(a, tmp, compare.raise_nofile(), budgets=budgets)
+    s = compare.Setup(a, tmp, compare.raise_nofile())
+    compare.open_budgets(s, "ws_echo_ab.py")
+    budgets = s.budgets
     results: dict[str, list[dict]] = {t: [] for t in targets}
     pids: dict[str, int | None] = {"direct": None}
     try:
-        if budgets is not None:
-            s.load_cgroup = budgets.create("load", None, a.cpu_weight)
         s.backend_port = compare.start_ws_backend(s, "backend")
         s.ports["direct"] = s.backend_port
         for t in targets:
