@@ -21,6 +21,7 @@
 #include "tether/core/executor.hpp"
 #include "tether/http/engineio_gauge.hpp"
 #include "tether/http/request_check.hpp"
+#include "tether/http/response_parser.hpp"
 #include "tether/http/session.hpp"
 #include "tether/http/strict_parser.hpp"
 #include "tether/tls/client_stream.hpp"
@@ -73,7 +74,7 @@ struct Exchange {
     const upstream::Upstream* upstream = nullptr;
     std::size_t upstream_index = 0;
     StrictRequestParser<bhttp::buffer_body> request;
-    std::optional<bhttp::response_parser<bhttp::buffer_body, FieldsAllocator>> response;
+    std::optional<ResponseParser> response;
     std::unique_ptr<UpstreamConnection> conn;
     ConnectSpec spec;  ///< how conn is (to be) made: TLS context, PROXY header
     upstream::ActiveGuard active;

@@ -214,11 +214,14 @@ void write_request_head(const RequestHead& req, const RequestRewrite& rw, std::s
     w.put("\r\n");
 }
 
-void write_response_head(const ResponseHead& res, unsigned client_version,
-                         const ResponseRewrite& rw, std::string& out) {
+namespace {
+
+template <class Fields>
+void write_response_head_of(const ResponseHead& res, const Fields& fields,
+                            unsigned client_version, const ResponseRewrite& rw, std::string& out) {
     std::string_view reason = res.reason();
     if (reason.empty()) reason = bhttp::obsolete_reason(res.result());
-    const Looked l = look_up(res);
+    const Looked l = look_up(fields);
     constexpr std::string_view kLongestConnection = "Connection: keep-alive\r\n";
     constexpr std::string_view kChunked = "Transfer-Encoding: chunked\r\n";
     HeadOut w(out, 9 + 11 + 1 + reason.size() + 2 + l.bytes + kChunked.size() +
@@ -230,7 +233,7 @@ void write_response_head(const ResponseHead& res, unsigned client_version,
     w.put(' ');
     w.put(reason);
     w.put("\r\n");
-    for (const auto& f : res) {
+    for (const auto& f : fields) {
         const std::string_view name = f.name_string();
         if (rw.upgrade && f.name() == bhttp::field::upgrade) {
             w.field(name, f.value());
@@ -246,6 +249,18 @@ void write_response_head(const ResponseHead& res, unsigned client_version,
     else if (rw.keep_alive_header) w.put(kLongestConnection);
     w.put(rw.extra);
     w.put("\r\n");
+}
+
+}  // namespace
+
+void write_response_head(const ResponseHead& res, unsigned client_version,
+                         const ResponseRewrite& rw, std::string& out) {
+    write_response_head_of(res, res, client_version, rw, out);
+}
+
+void write_response_head(const ResponseHead& res, const FlatFields& fields,
+                         unsigned client_version, const ResponseRewrite& rw, std::string& out) {
+    write_response_head_of(res, fields, client_version, rw, out);
 }
 
 void write_chunk_header(std::size_t size, std::string& out) {

@@ -159,7 +159,7 @@ Awaitable<Outcome> ClientSession::respond(Exchange& ex, Duplex& d) {
     rw.keep_alive_header = !ex.close && version == 10;
     rw.extra = ex.set_cookie;
     head_.clear();
-    write_response_head(head, version, rw, head_);
+    write_response_head(head, res.fields(), version, rw, head_);
     std::optional<SidLearner> learner;
     if (ex.learn_sid && ex.status == 200)
         learner.emplace(ctx_.router, ctx_.store, ex.runtime, *ex.upstream, ex.conn->backend);
@@ -223,7 +223,7 @@ Awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
     rw.upgrade = true;
     rw.extra = ex.set_cookie;
     head_.clear();
-    write_response_head(ex.response->get(), 11, rw, head_);
+    write_response_head(ex.response->get(), ex.response->fields(), 11, rw, head_);
     stream_.expires_after(ex.cfg().timeouts.idle);
     auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(head_), use_tuple);
     if (ec) co_return Outcome::close;

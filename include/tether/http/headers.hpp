@@ -15,6 +15,7 @@
 #include <boost/beast/http/message.hpp>
 
 #include "tether/core/recycling_pool.hpp"
+#include "tether/http/flat_fields.hpp"
 
 namespace tether::http {
 
@@ -54,6 +55,11 @@ struct ResponseRewrite {
 /// Appends the head sent to the client, in the client's HTTP version.
 void write_response_head(const ResponseHead& res, unsigned client_version,
                          const ResponseRewrite& rw, std::string& out);
+
+/// The same with the fields from `fields` (ResponseParser's) and the status
+/// line from `res` (whose own fields are not read).
+void write_response_head(const ResponseHead& res, const FlatFields& fields,
+                         unsigned client_version, const ResponseRewrite& rw, std::string& out);
 
 /// Appends one chunk header ("1a2b\r\n") for a chunk of `size` bytes.
 void write_chunk_header(std::size_t size, std::string& out);
