@@ -123,6 +123,17 @@ def _check_sanitizer(pid: int, what: str, stderr: str = "") -> None:
         raise AssertionError(f"{what} (pid {pid}): a sanitizer reported:\n{report[:20000]}")
 
 
+def replace_file(path: str, text: str) -> None:
+    """Writes `text` to `path` the way a config should be rewritten under a running tether:
+    into a new file beside it, then rename(2) over it. A reload (a SIGHUP handled late, when
+    the test already writes the next config) reads the old file or the new one, never the
+    empty or partial one that open(path, "w") shows between its truncation and the write."""
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (bound to 0, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -466,8 +477,7 @@ class Tether:
     def write_config(self, config_text: str) -> str:
         """Writes the config file, with the ports of .moved moved; returns that text."""
         config_text = _with_ports(config_text, self.moved)
-        with open(self.config_path, "w") as f:
-            f.write(config_text)
+        replace_file(self.config_path, config_text)
         return config_text
 
     def reload(self, config_text: str) -> None:
