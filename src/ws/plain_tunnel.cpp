@@ -4,7 +4,6 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,6 +13,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 
+#include "tether/core/socket_calls.hpp"
 #include "tether/ws/frame_tracker.hpp"
 
 namespace tether::ws {
@@ -24,43 +24,21 @@ constexpr std::size_t kMaxFirstFrame = 4096;  // as the coroutine tunnel
 
 bool would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
 
-// recv and send as plain system calls: glibc's recv() and send() are thread
-// cancellation points, and in a process with more than one thread (tether's
-// workers) each call brackets the system call with two atomic updates of the
-// thread's cancellation state (__pthread_enable/disable_asynccancel: 2.3% of a
-// worker's samples in the echo benchmark). tether never cancels a thread.
-// Sanitizer builds keep glibc's: ASan and TSan intercept recv() and send()
-// (ASan checks that the n bytes the kernel writes or reads lie in `p`'s
-// allocation, TSan records the access), and see nothing of a syscall(): an
-// overrun of the buffer would go unreported.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define TETHER_PLAIN_TUNNEL_LIBC_IO 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define TETHER_PLAIN_TUNNEL_LIBC_IO 1
-#endif
-#endif
-
+// recv and send without glibc's cancellation-point wrappers (in normal builds;
+// sanitizer builds keep glibc's, which ASan and TSan intercept): see
+// core/socket_calls.hpp.
 ssize_t recv_some(int fd, void* p, std::size_t n) {
-    long r;
-#ifdef TETHER_PLAIN_TUNNEL_LIBC_IO
-    do r = ::recv(fd, p, n, 0);
-#else
-    do r = ::syscall(SYS_recvfrom, fd, p, n, 0, nullptr, nullptr);
-#endif
+    ssize_t r;
+    do r = core::sys_recv(fd, p, n, 0);
     while (r < 0 && errno == EINTR);
-    return static_cast<ssize_t>(r);
+    return r;
 }
 
 ssize_t send_some(int fd, const void* p, std::size_t n) {
-    long r;
-#ifdef TETHER_PLAIN_TUNNEL_LIBC_IO
-    do r = ::send(fd, p, n, MSG_NOSIGNAL);
-#else
-    do r = ::syscall(SYS_sendto, fd, p, n, MSG_NOSIGNAL, nullptr, 0);
-#endif
+    ssize_t r;
+    do r = core::sys_send(fd, p, n, MSG_NOSIGNAL);
     while (r < 0 && errno == EINTR);
-    return static_cast<ssize_t>(r);
+    return r;
 }
 
 class PlainTunnel;
