@@ -147,7 +147,9 @@ private:
                                    std::span<const upstream::Backend* const> exclude);
     Awaitable<std::tuple<beast::error_code, std::size_t>> read_response_head(Exchange& ex,
                                                                              bool pumped);
-    Awaitable<void> send_request(Exchange& ex, Duplex& d);
+    bool send_request(Exchange& ex, Duplex& d, std::size_t& written);
+    std::array<asio::const_buffer, 2> whole_request(const Exchange& ex) const;
+    Awaitable<void> send_rest(Exchange& ex, Duplex& d, std::size_t written);
     std::optional<std::size_t> whole_body_here(Exchange& ex) const;
     void take_held_body(Exchange& ex);
     Awaitable<Outcome> respond(Exchange& ex, Duplex& d);

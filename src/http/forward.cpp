@@ -58,7 +58,7 @@ Awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
 // closed before any request body byte was taken from the client; try again.
 Awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d,
                                                          bool may_retry) {
-    co_await send_request(ex, d);
+    if (std::size_t written = 0; !send_request(ex, d, written)) co_await send_rest(ex, d, written);
     beast::error_code ec = asio::error::broken_pipe;
     std::size_t n = 0;
     if (d.pumped || d.request_status.failed_side == RelaySide::none)

@@ -106,7 +106,10 @@ Awaitable<RelayStatus> relay_body(Src& src,
         // read_some, not read: a piece goes on as soon as it is parsed, so a
         // stream of small chunks (events, an interactive echo) is not held
         // until a whole buffer is full.
-        auto [ec, n] = co_await read_some(src, src_buf, p);
+        boost::beast::error_code ec;
+        std::size_t n = 0;
+        if (!settled_by_buffer(src_buf, p, false, ec, n))
+            std::tie(ec, n) = co_await read_some(src, src_buf, p, n);
         const std::size_t got = buf.size() - p.get().body().size;
         progress.body_taken = progress.body_taken || got > 0;
         if (stopped()) co_return st;

@@ -42,7 +42,10 @@ Awaitable<bool> SidLearner::inspect(std::string_view bytes) {
 // from the pump, beside the response. A body here whole is written from the
 // client buffer as is and parsed only once the response head came, so that a
 // kept-alive connection found closed can be retried with the whole request.
-Awaitable<void> ClientSession::send_request(Exchange& ex, Duplex& d) {
+// Not a coroutine (no frame per request): true when the request is on its
+// way; false when the socket took `written` bytes of a whole request only,
+// and send_rest() writes the rest.
+bool ClientSession::send_request(Exchange& ex, Duplex& d, std::size_t& written) {
     const RequestHead& req = ex.request.get();
     RequestRewrite rw;
     rw.client_ip = client_ip_;
@@ -56,25 +59,35 @@ Awaitable<void> ClientSession::send_request(Exchange& ex, Duplex& d) {
     upstream_head_.clear();
     write_request_head(req, rw, upstream_head_);
     const auto& t = ex.cfg().timeouts;
-    RelayEnv env{ctx_.buffers, t.idle, t.idle};
     if (const auto whole = whole_body_here(ex)) {
         ex.held_body = *whole;
-        const std::array<asio::const_buffer, 2> out{
-            asio::buffer(upstream_head_), asio::buffer(buffer_.data().data(), ex.held_body)};
         d.request.head_out = true;
         boost::system::error_code ec;
-        std::size_t n = 0;
-        if (!write_at_once(ex.conn->stream, out, upstream_head_.size() + ex.held_body, ec, n)) {
-            ex.conn->stream.expires_after(t.idle);
-            std::tie(ec, n) = co_await write_rest(ex.conn->stream, out, n);
-        }
+        if (!write_at_once(ex.conn->stream, whole_request(ex), upstream_head_.size() + ex.held_body,
+                           ec, written))
+            return false;
         if (ec) d.request_status.failed_side = RelaySide::destination;
         d.request_relayed = true;
-        co_return;
+        return true;
     }
+    RelayEnv env{ctx_.buffers, t.idle, t.idle};
     start_pump(d, stream_.get_executor(),
                pump_request(d, stream_, buffer_, ex.request, ex.conn->stream, upstream_head_,
                             rw.body, env, t.upstream_response));
+    return true;
+}
+
+// The request head and the body held in the client buffer.
+std::array<asio::const_buffer, 2> ClientSession::whole_request(const Exchange& ex) const {
+    return {asio::buffer(upstream_head_), asio::buffer(buffer_.data().data(), ex.held_body)};
+}
+
+// The rest of a whole request the socket did not take at once.
+Awaitable<void> ClientSession::send_rest(Exchange& ex, Duplex& d, std::size_t written) {
+    ex.conn->stream.expires_after(ex.cfg().timeouts.idle);
+    auto [ec, n] = co_await write_rest(ex.conn->stream, whole_request(ex), written);
+    if (ec) d.request_status.failed_side = RelaySide::destination;
+    d.request_relayed = true;
 }
 
 // The body's size when all of it is in the client buffer (none, or a

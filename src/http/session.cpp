@@ -166,7 +166,10 @@ Awaitable<Outcome> ClientSession::serve_request() {
     ex.request.header_limit(static_cast<std::uint32_t>(cfg.limits.max_header_size));
     ex.request.body_limit(cfg.limits.max_body_size);
     stream_.expires_after(cfg.timeouts.client_header);
-    auto [ec, n] = co_await read_header(stream_, buffer_, ex.request);
+    beast::error_code ec;
+    std::size_t n = 0;
+    if (!settled_by_buffer(buffer_, ex.request, true, ec, n))
+        std::tie(ec, n) = co_await read_header(stream_, buffer_, ex.request, n);
     const RequestHead& req = ex.request.get();
     assign_request_id(req, cfg.headers.request_id);
     set_client_ip(req);

@@ -9,6 +9,9 @@
   `Connection: close`): the next request on it is answered all the same (the reset of the
   write wakes the read; the request goes again on a fresh connection).
 - A close-delimited response body (the backend's end of stream ends it) after kept-alive use.
+- Heads and bodies that come in pieces, from the client and from the backend, on kept-alive
+  connections: the reads that find a whole head or body in the buffer take no coroutine, the
+  others go on reading where the buffer left off (http_read.hpp settled_by_buffer).
 
 Every test starts its own backends and tether on free ports and stops them by PID; every wait
 is bounded.
@@ -61,6 +64,68 @@ class OneShotKeepAliveServer:
                                      str(len(body)).encode() + b"\r\n\r\n" + body)
                 except OSError:
                     pass
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
+class PiecewiseServer:
+    """A keep-alive backend that answers every request (its body echoed) in three pieces, 30 ms
+    apart: the head cut inside a field, then the rest of the head with 2 body bytes, then the
+    rest of the body."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind((HOST, 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._answer_all, args=(conn,), daemon=True).start()
+
+    def _answer_all(self, conn):
+        with conn:
+            conn.settimeout(5)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            data = b""
+            try:
+                while not self._stop.is_set():
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            return
+                        data += chunk
+                    head, data = data.split(b"\r\n\r\n", 1)
+                    length = 0
+                    for line in head.split(b"\r\n")[1:]:
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() == b"content-length":
+                            length = int(value)
+                    while len(data) < length:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            return
+                        data += chunk
+                    body, data = b"echo:" + data[:length], data[length:]
+                    pieces = [b"HTTP/1.1 200 OK\r\nX-Pie",
+                              b"ces: 3\r\nContent-Length: " + str(len(body)).encode() +
+                              b"\r\n\r\n" + body[:2], body[2:]]
+                    for piece in pieces:
+                        conn.sendall(piece)
+                        time.sleep(0.03)
+            except OSError:
+                pass
 
     def close(self):
         self._stop.set()
@@ -131,6 +196,31 @@ class KeepAliveReads(unittest.TestCase):
                 resp = conn.request("GET", f"/bytes?n={n}&mode=close")
                 self.assertEqual(resp.status, 200)
                 self.assertEqual(len(resp.body), n)
+
+    def test_heads_and_bodies_in_pieces_on_kept_alive_connections(self):
+        server = PiecewiseServer()
+        self.addCleanup(server.close)
+        t = self.tether([("s1", server.port)], upstream={"keepalive": 4})
+        host = f"{HOST}:{t.port}".encode()
+        with socket.create_connection((HOST, t.port), timeout=5) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            reader = _Reader(sock)
+            for i in range(3):
+                requests = [  # (pieces sent 30 ms apart, the body the backend sees)
+                    ([b"GET /a HTTP/1.1\r\nHo", b"st: " + host + b"\r\n", b"\r\n"], b""),
+                    ([b"POST /b HTTP/1.1\r\nHost: " + host + b"\r\nContent-Length: 6\r\n\r\nab",
+                      b"cd", b"e" + str(i).encode()], b"abcde" + str(i).encode()),
+                    ([b"GET /c HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"], b""),  # whole
+                ]
+                for pieces, body in requests:
+                    for piece in pieces:
+                        sock.sendall(piece)
+                        time.sleep(0.03)
+                    method = "POST" if body else "GET"
+                    resp = read_response(reader, method, 5)
+                    self.assertEqual(resp.status, 200, resp.body)
+                    self.assertEqual(resp.header("X-Pieces"), "3")
+                    self.assertEqual(resp.body, b"echo:" + body)
 
 
 if __name__ == "__main__":
