@@ -6,6 +6,8 @@
 #include <openssl/hmac.h>
 
 #include <array>
+#include <cstdint>
+#include <cstring>
 
 #include "tether/core/hash.hpp"
 
@@ -49,31 +51,49 @@ std::string base64url(const Raw& raw) {
     return out;
 }
 
-std::optional<Raw> unbase64url(std::string_view text) {
-    if (text.size() != (kRawBytes * 8 + 5) / 6) return std::nullopt;
-    Raw raw{};
-    std::size_t n = 0;
-    std::uint32_t acc = 0;
-    int bits = 0;
-    for (char c : text) {
-        int v = -1;
-        if (c >= 'A' && c <= 'Z') v = c - 'A';
-        else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-        else if (c >= '0' && c <= '9') v = c - '0' + 52;
-        else if (c == '-') v = 62;
-        else if (c == '_') v = 63;
-        if (v < 0) return std::nullopt;
-        acc = (acc << 6) | static_cast<std::uint32_t>(v);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n < raw.size()) raw[n++] = static_cast<unsigned char>((acc >> bits) & 0xff);
-        }
+// Each byte's base64url digit, or -1 outside the alphabet.
+constexpr std::array<std::int8_t, 256> kDigit = [] {
+    std::array<std::int8_t, 256> t{};
+    t.fill(-1);
+    for (int i = 0; i < 64; ++i)
+        t[static_cast<unsigned char>(kAlphabet[i])] = static_cast<std::int8_t>(i);
+    return t;
+}();
+
+constexpr std::size_t kTokenChars = (kRawBytes * 8 + 5) / 6;  // 34
+constexpr std::size_t kHeadChars = (1 + kIdBytes) * 8 / 6;  // 12: version and id, no tag bits
+
+// Decodes base64url `text` into out[0 .. text.size() * 6 / 8): four
+// characters (three bytes) per step, then the 2 or 3 characters of a tail.
+// False on a character outside the alphabet or padding bits that are not
+// zero: only the canonical encoding is accepted, so a token has exactly one
+// spelling and a changed character is always rejected.
+bool decode_digits(std::string_view text, unsigned char* out) {
+    int bad = 0;  // negative once a character is outside the alphabet
+    const auto digit = [&](std::size_t k) {
+        const int v = kDigit[static_cast<unsigned char>(text[k])];
+        bad |= v;
+        return static_cast<std::uint32_t>(v) & 63;
+    };
+    std::size_t i = 0;
+    for (; i + 4 <= text.size(); i += 4, out += 3) {
+        const std::uint32_t v =
+            digit(i) << 18 | digit(i + 1) << 12 | digit(i + 2) << 6 | digit(i + 3);
+        out[0] = static_cast<unsigned char>(v >> 16);
+        out[1] = static_cast<unsigned char>(v >> 8);
+        out[2] = static_cast<unsigned char>(v);
     }
-    // The last character carries 2 data bits and 4 padding bits; only the
-    // canonical encoding (padding bits zero) is accepted, so a token has
-    // exactly one spelling and a changed character is always rejected.
-    if (n != raw.size() || (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
+    std::uint32_t v = 0;
+    int bits = 0;
+    for (; i < text.size(); ++i, bits += 6) v = v << 6 | digit(i);
+    for (; bits >= 8; bits -= 8) *out++ = static_cast<unsigned char>(v >> (bits - 8));
+    return bad >= 0 && (v & ((1u << bits) - 1)) == 0;
+}
+
+std::optional<Raw> unbase64url(std::string_view text) {
+    Raw raw{};
+    if (text.size() != kTokenChars || !decode_digits(text, raw.data()))
+        return std::nullopt;
     return raw;
 }
 
@@ -109,17 +129,41 @@ std::optional<std::uint64_t> decode_cookie_token(std::string_view secret,
     return id;
 }
 
+// Only the first 12 characters (72 bits: the version and the id) are decoded:
+// the caller compares the whole token with the issued one, which rejects
+// anything else in the tag's characters.
 std::optional<std::uint64_t> cookie_token_claimed_id(std::string_view token) {
-    const auto raw = unbase64url(token);
-    if (!raw || (*raw)[0] != kCookieTokenVersion) return std::nullopt;
+    std::array<unsigned char, 1 + kIdBytes> head{};
+    if (token.size() != kTokenChars ||
+        !decode_digits(token.substr(0, kHeadChars), head.data()) ||
+        head[0] != kCookieTokenVersion)
+        return std::nullopt;
     std::uint64_t id = 0;
-    for (std::size_t i = 0; i < kIdBytes; ++i) id = (id << 8) | (*raw)[1 + i];
+    for (std::size_t i = 0; i < kIdBytes; ++i) id = (id << 8) | head[1 + i];
     return id;
 }
 
+// Eight bytes per step, every byte read whatever the earlier ones were (as
+// CRYPTO_memcmp, which compares one byte per step); the empty asm keeps the
+// compiler from ending the loop at the first difference.
 bool cookie_token_matches(std::string_view token, std::string_view issued) {
-    return token.size() == issued.size() &&
-           CRYPTO_memcmp(token.data(), issued.data(), token.size()) == 0;
+    if (token.size() != issued.size()) return false;
+    const std::size_t n = token.size();
+    std::uint64_t diff = 0;
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        std::uint64_t a;
+        std::uint64_t b;
+        std::memcpy(&a, token.data() + i, 8);
+        std::memcpy(&b, issued.data() + i, 8);
+        diff |= a ^ b;
+        asm volatile("" : "+r"(diff));
+    }
+    for (; i < n; ++i) {
+        diff |= static_cast<unsigned char>(token[i] ^ issued[i]);
+        asm volatile("" : "+r"(diff));
+    }
+    return diff == 0;
 }
 
 std::string_view find_cookie(std::string_view header, std::string_view name) {

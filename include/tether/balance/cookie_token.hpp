@@ -32,11 +32,12 @@ std::optional<std::uint64_t> decode_cookie_token(std::string_view secret,
                                                  std::string_view upstream,
                                                  std::string_view token);
 
-/// The server id a well-formed token of this version claims, NOT verified. A
-/// token is genuine exactly when it equals encode_cookie_token(secret,
-/// upstream, id) for that id (one spelling per token), so a router that
-/// signed its servers' tokens once checks a request's token with
-/// cookie_token_matches instead of an HMAC per request.
+/// The server id a token of a token's length claims in its first 12
+/// characters (version and id; the tag's characters are not read), NOT
+/// verified. A token is genuine exactly when it equals
+/// encode_cookie_token(secret, upstream, id) for that id (one spelling per
+/// token), so a router that signed its servers' tokens once checks a
+/// request's token with cookie_token_matches instead of an HMAC per request.
 std::optional<std::uint64_t> cookie_token_claimed_id(std::string_view token);
 
 /// Constant-time equality of a request's token and an issued one.

@@ -171,6 +171,51 @@ TEST(CookieToken, GarbageEmptyShortAndLongAreRejected) {
     EXPECT_FALSE(decode_cookie_token(kSecret, kUpstream, std::string(34, '\0')));
 }
 
+// The router's check without an HMAC: the claimed id from the token's head,
+// then the whole token compared with the issued one.
+TEST(CookieToken, ClaimedIdIsReadFromTheHeadAndTheMatchRejectsAnyOtherCharacter) {
+    const std::string good = token_for("s1");
+    const auto id = cookie_server_id(kUpstream, "s1");
+    EXPECT_EQ(cookie_token_claimed_id(good), id);
+    for (std::size_t pos = 0; pos < good.size(); ++pos) {
+        for (char c : {'A', 'z', '-', '_', '=', ' ', '\0', '\x80'}) {
+            if (c == good[pos]) continue;
+            std::string bad = good;
+            bad[pos] = c;
+            EXPECT_FALSE(cookie_token_matches(bad, good)) << "position " << pos << " " << c;
+            const auto claimed = cookie_token_claimed_id(bad);
+            if (pos >= 12) {
+                EXPECT_EQ(claimed, id) << "the tag's characters are not decoded";
+            } else if (std::string_view(kAlphabet, 64).find(c) == std::string_view::npos) {
+                EXPECT_FALSE(claimed) << "position " << pos;
+            }
+        }
+    }
+    EXPECT_TRUE(cookie_token_matches(good, token_for("s1")));
+    EXPECT_FALSE(cookie_token_matches(good, token_for("s2")));
+    EXPECT_FALSE(cookie_token_matches(good.substr(0, 33), good));
+    EXPECT_FALSE(cookie_token_matches(good + "A", good));
+    EXPECT_TRUE(cookie_token_matches("", ""));
+    EXPECT_FALSE(cookie_token_claimed_id(good.substr(0, 33)));
+    EXPECT_FALSE(cookie_token_claimed_id(good + "A"));
+    EXPECT_FALSE(cookie_token_claimed_id(""));
+    auto raw = unb64(good);
+    raw[0] = 2;  // another version
+    EXPECT_FALSE(cookie_token_claimed_id(b64(raw)));
+}
+
+TEST(CookieToken, MatchComparesEveryByteAtEveryLength) {
+    for (std::size_t n = 1; n <= 40; ++n) {
+        const std::string a(n, 'x');
+        EXPECT_TRUE(cookie_token_matches(a, std::string(n, 'x'))) << n;
+        for (std::size_t pos = 0; pos < n; ++pos) {
+            std::string b = a;
+            b[pos] = 'y';
+            EXPECT_FALSE(cookie_token_matches(a, b)) << n << " " << pos;
+        }
+    }
+}
+
 TEST(CookieToken, TokenRevealsNeitherServerNameNorAddress) {
     const std::string name = "backend-alpha";
     const std::string address = "10.0.0.7:3001";
