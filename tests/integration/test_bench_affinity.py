@@ -1,6 +1,7 @@
 """tools/bench/affinity_overhead.py, issue 9's benchmark of `affinity: sid / cookie / ip_hash` vs
 `none`, run for real on a small scale (one round of one second per mode): every mode's table
-row is there with requests and CPU counted and no error answer; and its proxy-bound mode,
+row is there with requests and CPU counted and no error answer, and --syscalls counts each
+mode's syscalls per request (where perf may); and its proxy-bound mode,
 --cpu-budget, the way compare.py has it: each tether in a cgroup of its own with the quota of
 its workers, the backend (and wrk) in the load cgroup without one, the proxy's CPU time held
 to the quota by the kernel's accounting over a wrk run (not a duration), the throttled
@@ -68,6 +69,24 @@ class AffinityScriptTest(unittest.TestCase):
                 self.assertIsNone(m.group(8), "no throttled column without a budget")
         self.assertEqual(table["none"].group(3), "1.000")
         self.assertEqual(table["none"].group(4), "1.000")
+
+    def test_syscalls_per_request_of_each_mode(self):
+        wrk_or_skip(self)
+        probe = subprocess.run(["perf", "stat", "-e", "raw_syscalls:sys_enter", "true"],
+                               capture_output=True, text=True, timeout=30) \
+            if shutil.which("perf") else None
+        if probe is None or probe.returncode != 0:
+            self.skipTest("perf stat cannot count syscalls here (not installed, or not allowed)")
+        r = run_script("--syscalls", "--modes", "sid")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        table = {m.group(1): m for m in re.finditer(
+            r"^\| (\S+) \| ([\d.]+) \| ([\d.]+) \| (.*) \|$", r.stdout, re.M)}
+        self.assertEqual(list(table), ["none", "sid"], r.stdout)
+        for mode, m in table.items():
+            # a keep-alive request is at least a read from the client and a write to the
+            # backend, and their answers
+            self.assertGreater(float(m.group(2)), 1.0, f"{mode}: {m.group(0)}")
+            self.assertRegex(m.group(4), r"^[a-z_0-9]+ [\d.]+", f"{mode}: the most frequent named")
 
     def test_callgrind_with_a_budget_is_refused(self):
         r = run_script("--callgrind", "--cpu-budget", "0.2")

@@ -2,7 +2,7 @@
 """Cost of stickiness: tether with affinity none vs sid vs cookie vs ip_hash, side by side.
 
     python3 tools/bench/affinity_overhead.py [--rounds 3] [--duration 5] [--workers 1] [--redis]
-                                             [--callgrind] [--modes none,none-sio,sid,...]
+                                             [--callgrind | --syscalls] [--modes none,none-sio,sid,...]
                                              [--cpu-budget 0.2 [--cpu-period-us 10000]]
 
 One demo backend, one tether process per mode, wrk -t1 -c64 (--conns) against each after a
@@ -26,6 +26,9 @@ With --redis, a redis-server is started and three more processes run with `redis
 With --callgrind, each mode's tether runs once under `valgrind --tool=callgrind` instead:
 counters zeroed after a warm-up, dumped after one wrk run, and the instructions and malloc
 calls per request printed (user space only; they do not depend on the machine's load).
+With --syscalls, each mode's tether runs once under `perf stat` instead (costs.perf_syscalls,
+as per_request.py): syscalls and context switches per request, the kernel's share of the
+work, which the affinity mode should not change.
 With --cpu-budget X, compare.py's proxy-bound mode: each tether runs in a cgroup of its own
 with a CFS quota of X CPUs per worker (tools/bench/cpu_budget.py), wrk, the backend and
 redis-server in one without a quota, so that the proxy's CPU, not the client beside it, bounds
@@ -168,6 +171,22 @@ def callgrind(s: compare.Setup, modes: list[str], bport: int, redis_port: int) -
     return 0
 
 
+def syscalls(s: compare.Setup, modes: list[str],
+             targets: dict[str, tuple[compare.Proc, str, list[str]]]) -> int:
+    """Syscalls and context switches per request of each mode, under perf stat."""
+    import costs  # noqa: E402  (its perf stat reader)
+    print("| affinity | syscalls/request | context switches/request | most frequent, per request |")
+    print("|---|---:|---:|---|")
+    for mode in modes:
+        proc, url, extra = targets[mode]
+        r = costs.perf_syscalls(
+            s, mode, proc.pid, 0,
+            lambda _port, secs: int(run(s, url, extra, proc.pid, secs, s.args.conns)["requests"]), 4)
+        top = ", ".join(f"{name} {n:.2f}" for name, n in r["top"])
+        print(f"| {mode} | {r['total']:.2f} | {r['switches']:.3f} | {top} |", flush=True)
+    return 0
+
+
 def handshake_latency(url: str, n: int) -> tuple[float, float]:
     """Median and p99 of n sequential handshakes on one keep-alive connection."""
     import http.client
@@ -233,6 +252,8 @@ def main() -> int:
     ap.add_argument("--redis", action="store_true", help="also run with a shared Redis table")
     ap.add_argument("--callgrind", action="store_true",
                     help="instructions and mallocs per request under callgrind instead")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="syscalls and context switches per request under perf stat instead")
     ap.add_argument("--conns", type=int, default=64, help="wrk connections")
     ap.add_argument("--modes", default="", help="comma-separated subset of the modes")
     ap.add_argument("--keep", default="", help="--callgrind: copy the dumps into this directory")
@@ -262,6 +283,8 @@ def main() -> int:
         if a.callgrind:
             return callgrind(s, modes, bport, redis_port)
         targets = start_targets(s, modes, bport, redis_port)
+        if a.syscalls:
+            return syscalls(s, modes, targets)
         if a.warmup > 0:
             for mode in modes:
                 proc, url, extra = targets[mode]
