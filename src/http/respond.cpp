@@ -10,6 +10,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 
+#include "http/relay_whole.hpp"
 #include "tether/http/headers.hpp"
 #include "tether/ws/plain_tunnel.hpp"
 
@@ -179,9 +180,16 @@ Awaitable<Outcome> ClientSession::respond(Exchange& ex, Duplex& d) {
     const bool upstream_reusable = res.keep_alive() && !res.need_eof();
     RelayEnv env{ctx_.buffers, ex.cfg().timeouts.upstream_response, ex.cfg().timeouts.idle,
                  &d.stop};
-    const RelayStatus st = co_await relay_body(ex.conn->stream, ex.conn->buffer, res, stream_,
-                                               head_, rw.body, env, d.response,
-                                               learner ? &*learner : nullptr);
+    RelayStatus st;
+    WholeRelay whole;
+    if (!learner && relay_whole_now(ex.conn->stream, ex.conn->buffer, res, stream_, head_,
+                                    rw.body, env, d.response, whole, st)) {
+        if (whole.pending) st = co_await finish_whole(stream_, whole, env);
+    } else {
+        st = co_await relay_body(ex.conn->stream, ex.conn->buffer, res, stream_, head_, rw.body,
+                                 env, d.response, learner ? &*learner : nullptr);
+    }
+    whole.buf.release();  // borrowed while bytes are in flight only, as relay_body's
     ex.bytes_sent = st.body_bytes;
     const bool response_done = st.failed_side == RelaySide::none;
     if (d.pumped) {

@@ -12,6 +12,9 @@
 - Heads and bodies that come in pieces, from the client and from the backend, on kept-alive
   connections: the reads that find a whole head or body in the buffer take no coroutine, the
   others go on reading where the buffer left off (http_read.hpp settled_by_buffer).
+- Many small answers to pipelined requests that the client reads only later: tether's writes
+  find the socket full and finish later (relay_whole.hpp finish_whole); every answer arrives
+  whole and in order.
 
 Every test starts its own backends and tether on free ports and stops them by PID; every wait
 is bounded.
@@ -221,6 +224,28 @@ class KeepAliveReads(unittest.TestCase):
                     self.assertEqual(resp.status, 200, resp.body)
                     self.assertEqual(resp.header("X-Pieces"), "3")
                     self.assertEqual(resp.body, b"echo:" + body)
+
+    def test_pipelined_answers_read_late_arrive_whole_and_in_order(self):
+        t = self.tether([("b1", self.backend.port)], upstream={"keepalive": 4})
+        count = 20000  # ~350 bytes each: far more than the sockets' buffers hold
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(60)
+            sock.connect((HOST, t.port))
+            host = f"{HOST}:{t.port}"
+            requests = b"".join(build_request("GET", f"/headers?i={i}", host=host)
+                                for i in range(count))
+            sender = threading.Thread(target=sock.sendall, args=(requests,), daemon=True)
+            sender.start()
+            time.sleep(1.0)  # nothing read meanwhile: tether's writes fill the socket
+            reader = _Reader(sock)
+            for i in range(count):
+                resp = read_response(reader, "GET", 60)
+                self.assertEqual(resp.status, 200)
+                self.assertTrue(resp.text.startswith(f"GET /headers?i={i} HTTP/1.1\n"),
+                                resp.text[:80])
+            sender.join(timeout=60)
+            self.assertFalse(sender.is_alive())
 
 
 if __name__ == "__main__":
