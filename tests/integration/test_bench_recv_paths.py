@@ -1,4 +1,4 @@
-"""tools/bench/recv_paths.cpp (tether-recv-paths): every one of its seven receive paths echoes on
+"""tools/bench/recv_paths.cpp (tether-recv-paths): every one of its eight receive paths echoes on
 loopback (a mode that echoed nothing makes the tool exit 1) and the report has a per-round line
 and a median line per mode, epoll's ratio 1.000. Skipped where the kernel refuses io_uring (the
 tool says so and exits 1). Needs WS_ECHO_BIN (ctest sets it; tether-recv-paths is built beside
@@ -10,7 +10,7 @@ import unittest
 
 import harness
 
-MODES = ["epoll", "batch", "multishot", "ms-evfd", "epoll+rs", "ms-evfd+rs", "multishot+rs"]
+MODES = ["epoll", "batch", "multishot", "ms-evfd", "epoll+rs", "ms-evfd+rs", "multishot+rs", "epoll+rsf"]
 
 
 class RecvPathsTest(unittest.TestCase):

@@ -1,4 +1,4 @@
-// tether-recv-paths: what a proxy worker's receive path costs per message, seven ways, on
+// tether-recv-paths: what a proxy worker's receive path costs per message, eight ways, on
 // this kernel; the measurement behind "why plain tunnels still read with epoll + recv"
 // (docs/benchmarks.md).
 //
@@ -24,6 +24,8 @@
 //              runs the ring's work (the buffer goes back when its send completed)
 //   multishot+rs  the same with the thread waiting in io_uring_enter: a worker whose loop is
 //              the ring itself (not possible inside Asio's epoll loop; the bound of the idea)
+//   epoll+rsf  epoll+rs with the sockets registered in the ring (IORING_REGISTER_FILES2,
+//              sparse, slot = descriptor) and the sends IOSQE_FIXED_FILE: no fget/fput per send
 // Rings: SINGLE_ISSUER | DEFER_TASKRUN, raw system calls (no liburing). Each round runs the
 // modes in turn (interleaved, a different one first each round), each on fresh
 // connections, after one discarded warm-up run; prints per round the server
@@ -179,6 +181,24 @@ public:
         ++br_tail_;
         std::atomic_ref<std::uint16_t>(br_[0].resv).store(br_tail_, std::memory_order_release);
     }
+    // A sparse table of registered files; each socket then in the slot of its descriptor.
+    bool register_files(const std::vector<int>& fds) {
+        io_uring_rsrc_register reg{};
+        reg.nr = static_cast<unsigned>(*std::max_element(fds.begin(), fds.end())) + 1;
+        reg.flags = IORING_RSRC_REGISTER_SPARSE;
+        if (::syscall(__NR_io_uring_register, fd_, IORING_REGISTER_FILES2, &reg, sizeof reg) != 0)
+            return false;
+        for (int fd : fds) {
+            io_uring_rsrc_update2 up{};
+            up.offset = static_cast<unsigned>(fd);
+            up.data = reinterpret_cast<std::uintptr_t>(&fd);
+            up.nr = 1;
+            if (::syscall(__NR_io_uring_register, fd_, IORING_REGISTER_FILES_UPDATE2, &up,
+                          sizeof up) != 1)
+                return false;
+        }
+        return true;
+    }
     bool register_eventfd(int efd) {
         return ::syscall(__NR_io_uring_register, fd_, IORING_REGISTER_EVENTFD, &efd, 1) == 0;
     }
@@ -288,7 +308,8 @@ double run(const std::string& mode, const Options& o) {
     const double t0 = now_s();
     const double cpu0 = thread_cpu_ns();
     Ring ring;
-    const bool ring_sends = mode.ends_with("+rs");
+    const bool fixed = mode.ends_with("+rsf");
+    const bool ring_sends = mode.ends_with("+rs") || fixed;
     unsigned sends = 0;  // queued in the ring, not yet submitted
     const auto echo = [&](int i, char* p, long len, std::uint64_t tag) {
         bytes += len;
@@ -299,11 +320,13 @@ double run(const std::string& mode, const Options& o) {
         io_uring_sqe& e =
             ring.sqe(IORING_OP_SEND, c.server[i], p, static_cast<unsigned>(len), kSendTag | tag);
         e.msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
+        if (fixed) e.flags |= IOSQE_FIXED_FILE;  // the slot is the descriptor's number
         ++sends;
     };
     bool ok = true;
     if (mode.starts_with("epoll") || mode == "batch") {
         if ((mode == "batch" || ring_sends) && !ring.open(512)) ok = false;
+        if (ok && fixed && !ring.register_files(c.server)) ok = false;
         const int ep = ::epoll_create1(0);
         for (int i = 0; i < n; ++i) {
             epoll_event e{};
@@ -434,8 +457,8 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    const std::vector<std::string> modes{"epoll",    "batch",      "multishot",   "ms-evfd",
-                                         "epoll+rs", "ms-evfd+rs", "multishot+rs"};
+    const std::vector<std::string> modes{"epoll",    "batch",      "multishot",    "ms-evfd",
+                                         "epoll+rs", "ms-evfd+rs", "multishot+rs", "epoll+rsf"};
     std::vector<std::vector<double>> ns(modes.size());
     if (run("epoll", Options{1, 0.5, o.conns, o.size}) < 0) return 1;  // warm-up, discarded
     for (int r = 0; r < o.rounds; ++r) {
