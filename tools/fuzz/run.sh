@@ -12,7 +12,7 @@ root=$PWD
 seconds=${1:-60}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(request_head chunked engineio_open cookie_token config_loader proxy_protocol)
+((${#targets[@]})) || targets=(request_head response_head chunked engineio_open cookie_token config_loader proxy_protocol)
 
 missing=()
 for pkg in clang libclang-rt-14-dev; do
