@@ -145,8 +145,7 @@ private:
     Awaitable<void> fetch_shared(Exchange& ex, affinity::RouteInput& in, const std::string& key);
     Awaitable<void> share_decision(Exchange& ex, affinity::RouteDecision& d,
                                    std::span<const upstream::Backend* const> exclude);
-    Awaitable<std::tuple<beast::error_code, std::size_t>> read_response_head(Exchange& ex,
-                                                                             bool pumped);
+    void start_response_head(Exchange& ex, bool pumped, bool interim);
     bool send_request(Exchange& ex, Duplex& d, std::size_t& written);
     std::array<asio::const_buffer, 2> whole_request(const Exchange& ex) const;
     Awaitable<void> send_rest(Exchange& ex, Duplex& d, std::size_t written);

@@ -61,8 +61,16 @@ Awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d
     if (std::size_t written = 0; !send_request(ex, d, written)) co_await send_rest(ex, d, written);
     beast::error_code ec = asio::error::broken_pipe;
     std::size_t n = 0;
-    if (d.pumped || d.request_status.failed_side == RelaySide::none)
-        std::tie(ec, n) = co_await read_response_head(ex, d.pumped);
+    if (d.pumped || d.request_status.failed_side == RelaySide::none) {
+        // The response head, past interim 1xx responses (other than 101), which
+        // the client does not expect: tether answered any Expect: 100-continue itself.
+        for (bool interim = false;; interim = true) {
+            start_response_head(ex, d.pumped, interim);
+            std::tie(ec, n) = co_await read_header(ex.conn->stream, ex.conn->buffer, *ex.response);
+            const unsigned status = ex.response->get().result_int();
+            if (ec || status < 100 || status > 199 || status == 101) break;
+        }
+    }
     head_read_ended(d);
     if (!ec && !d.stop) {
         // The answer is relayed either way; fail_on_status only counts it.

@@ -121,32 +121,25 @@ void ClientSession::take_held_body(Exchange& ex) {
     if (!ex.request.is_done()) ex.close = true;  // never parse the rest as a request
 }
 
-// Reads the backend's response head within timeouts.upstream_response
-// (counted from the end of the request: by the pump when there is one),
-// skipping interim 1xx responses (other than 101), which the client does not
-// expect: tether answered any Expect: 100-continue itself.
-Awaitable<std::tuple<beast::error_code, std::size_t>> ClientSession::read_response_head(
-    Exchange& ex, bool pumped) {
-    for (int status_of_last_try = 0;;) {
-        ex.response.emplace();
-        ex.response->header_limit(kMaxResponseHead);
-        ex.response->body_limit(boost::none);
-        if (ex.request.get().method() == bhttp::verb::head) ex.response->skip(true);
-        if (pumped) ex.conn->stream.expires_never();  // the pump keeps the deadline
-        else ex.conn->stream.expires_after(ex.cfg().timeouts.upstream_response);
-        // A kept-alive connection's last response came whole: if its last read
-        // drained the socket, wait for the answer without a recv that finds
-        // nothing (a backend that closed meanwhile answers the request with a
-        // reset, which wakes the read). Plain only: a TLS stream's raw reads
-        // do not follow the messages.
-        if (ex.conn->reused && !ex.conn->stream.is_tls() && ex.conn->buffer.size() == 0 &&
-            status_of_last_try == 0)
-            ex.conn->stream.tcp().next_read_starts_message();
-        auto [ec, n] = co_await read_header(ex.conn->stream, ex.conn->buffer, *ex.response);
-        const int status = ex.response->get().result_int();
-        if (ec || status < 100 || status > 199 || status == 101) co_return std::tuple(ec, n);
-        status_of_last_try = status;
-    }
+// Readies the read of the backend's response head (`interim`: of the one
+// after an interim 1xx): a new parser with its limits, and the deadline
+// timeouts.upstream_response, counted from the end of the request (by the
+// pump when there is one). forward() reads it (not a coroutine of its own:
+// one frame less per request).
+void ClientSession::start_response_head(Exchange& ex, bool pumped, bool interim) {
+    ex.response.emplace();
+    ex.response->header_limit(kMaxResponseHead);
+    ex.response->body_limit(boost::none);
+    if (ex.request.get().method() == bhttp::verb::head) ex.response->skip(true);
+    if (pumped) ex.conn->stream.expires_never();  // the pump keeps the deadline
+    else ex.conn->stream.expires_after(ex.cfg().timeouts.upstream_response);
+    // A kept-alive connection's last response came whole: if its last read
+    // drained the socket, wait for the answer without a recv that finds
+    // nothing (a backend that closed meanwhile answers the request with a
+    // reset, which wakes the read). Plain only: a TLS stream's raw reads
+    // do not follow the messages.
+    if (ex.conn->reused && !ex.conn->stream.is_tls() && ex.conn->buffer.size() == 0 && !interim)
+        ex.conn->stream.tcp().next_read_starts_message();
 }
 
 Awaitable<Outcome> ClientSession::respond(Exchange& ex, Duplex& d) {

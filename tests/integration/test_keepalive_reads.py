@@ -77,9 +77,10 @@ class OneShotKeepAliveServer:
 class PiecewiseServer:
     """A keep-alive backend that answers every request (its body echoed) in three pieces, 30 ms
     apart: the head cut inside a field, then the rest of the head with 2 body bytes, then the
-    rest of the body."""
+    rest of the body; with `interim`, a 103 Early Hints answer comes first, on its own."""
 
-    def __init__(self):
+    def __init__(self, interim: bool = False):
+        self.interim = interim
         self.sock = socket.socket()
         self.sock.bind((HOST, 0))
         self.sock.listen(16)
@@ -124,6 +125,8 @@ class PiecewiseServer:
                     pieces = [b"HTTP/1.1 200 OK\r\nX-Pie",
                               b"ces: 3\r\nContent-Length: " + str(len(body)).encode() +
                               b"\r\n\r\n" + body[:2], body[2:]]
+                    if self.interim:
+                        pieces.insert(0, b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n")
                     for piece in pieces:
                         conn.sendall(piece)
                         time.sleep(0.03)
@@ -201,7 +204,15 @@ class KeepAliveReads(unittest.TestCase):
                 self.assertEqual(len(resp.body), n)
 
     def test_heads_and_bodies_in_pieces_on_kept_alive_connections(self):
-        server = PiecewiseServer()
+        self.pieces_on_kept_alive_connections(interim=False)
+
+    def test_interim_answers_of_the_backend_are_not_forwarded(self):
+        # A 103 before each answer: tether reads past it (a new parser, the same deadline)
+        # and the client gets the final answer only.
+        self.pieces_on_kept_alive_connections(interim=True)
+
+    def pieces_on_kept_alive_connections(self, interim):
+        server = PiecewiseServer(interim)
         self.addCleanup(server.close)
         t = self.tether([("s1", server.port)], upstream={"keepalive": 4})
         host = f"{HOST}:{t.port}".encode()
@@ -222,6 +233,7 @@ class KeepAliveReads(unittest.TestCase):
                     method = "POST" if body else "GET"
                     resp = read_response(reader, method, 5)
                     self.assertEqual(resp.status, 200, resp.body)
+                    self.assertEqual(resp.interim, [])
                     self.assertEqual(resp.header("X-Pieces"), "3")
                     self.assertEqual(resp.body, b"echo:" + body)
 
