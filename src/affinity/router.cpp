@@ -10,6 +10,7 @@
 
 #include "tether/balance/cookie_token.hpp"
 #include "tether/balance/engineio.hpp"
+#include "tether/core/coarse_clock.hpp"
 #include "tether/core/hash.hpp"
 
 namespace tether::affinity {
@@ -255,7 +256,7 @@ RouteDecision Router::route_ip_hash(const upstream::Upstream& u, const UpstreamR
     const auto& cfg = u.config->ip_hash;
     const std::string masked = masked_ip(in.client_ip, cfg.prefix_v4, cfg.prefix_v6);
     set_key(r.ip_hash_prefix, masked);
-    const auto now = Clock::now();
+    const auto now = core::coarse_now();  // one clock read per completion (coarse_clock.hpp)
     const auto ttl = u.config->affinity_ttl;
     const auto found = find_bound(r, now, ttl, in);
     if (found.bound) {
@@ -331,7 +332,7 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
         return d;
     }
     set_key(r.sid_prefix, balance::decode_param(*raw_sid, sid_scratch_));
-    const auto now = Clock::now();
+    const auto now = core::coarse_now();  // one clock read per completion (coarse_clock.hpp)
     const auto ttl = u.config->affinity_ttl;
     if (const auto found = find_bound(r, now, ttl, in); found.bound) {
         const bool known = found.index != LocalTable::kNoIndex;
@@ -374,7 +375,7 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
 SharedWrite Router::bind_sid(const upstream::Upstream& u, std::string_view sid,
                              std::string_view server) {
     key_.assign(u.config->name).append(":sid:").append(sid);
-    table_.put(key_, server, Clock::now(), u.config->affinity_ttl);
+    table_.put(key_, server, core::coarse_now(), u.config->affinity_ttl);
     ++counters(u.config->name).sids_learnt;
     if (!shared_) return {};
     return {SharedWrite::Op::claim, key_, std::string(server), {}, u.config->affinity_ttl};

@@ -14,9 +14,11 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tether/balance/cookie_token.hpp"
+#include "tether/core/coarse_clock.hpp"
 
 namespace {
 
@@ -498,6 +500,45 @@ TEST(RouterSid, BoundSidRoutesToItsServer) {
     EXPECT_EQ(Client::name(c.route("/socket.io/?sid=sXIjZz9g%2DLylGIquAAAA")), "s2")
         << "percent-decoded";
     EXPECT_EQ(c.router.stats("chat").local_hits, 8u);
+}
+
+// The router reads the time as the rest of the request path does
+// (core::coarse_now): inside a completion's ClockScope a sticky request makes
+// no clock read of its own, and the expiry it sets counts from the scope's
+// time. Outside a scope (the tests above) it is the clock itself.
+std::chrono::milliseconds left_at(const LocalTable& table, const std::string& key,
+                                  Clock::time_point at) {
+    for (std::size_t shard = 0; shard < LocalTable::kShards; ++shard)
+        for (const auto& b : table.bindings(shard, at))
+            if (b.key == key) return b.left;
+    ADD_FAILURE() << "no binding " << key;
+    return {};
+}
+
+TEST(RouterSid, StickyRequestsTakeTheTimeOfTheirCompletionsClockRead) {
+    using namespace std::chrono_literals;
+    for (const auto mode : {config::Affinity::sid, config::Affinity::ip_hash}) {
+        auto r = make_replica(upstream_config(mode));
+        LocalTable table(1000);
+        Client c(*r, table);
+        if (mode == config::Affinity::sid) c.router.bind_sid(r->up(), "abc", "s2");
+        const auto ttl = r->up().config->affinity_ttl;
+        const std::string key = mode == config::Affinity::sid ? "chat:sid:abc"
+                                                              : "chat:ip_hash:203.0.113.7";
+        for (int step = 0; step < 2; ++step) {  // ip_hash: placed, then a hit; sid: two hits
+            Clock::time_point scope_time;
+            {
+                const core::ClockScope scope;
+                scope_time = core::coarse_now();
+                std::this_thread::sleep_for(20ms);
+                const auto d = c.route("/socket.io/?EIO=4&transport=polling&sid=abc", {},
+                                       "203.0.113.7");
+                ASSERT_NE(d.backend, nullptr);
+            }
+            EXPECT_EQ(left_at(table, key, scope_time), ttl)
+                << "expiry = the scope's time + ttl, not a later clock read (step " << step << ")";
+        }
+    }
 }
 
 // The local table remembers a binding's server by its index in the routing
