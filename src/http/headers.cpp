@@ -56,28 +56,38 @@ public:
     ~HeadOut() { out_.resize(static_cast<std::size_t>(p_ - out_.data())); }
 
     void put(std::string_view s) {
-        if (s.size() > static_cast<std::size_t>(end_ - p_)) [[unlikely]]
-            more(s.size());
+        room_for(s.size());
+        raw(s);
+    }
+    void put(char c) {
+        room_for(1);
+        *p_++ = c;
+    }
+    /// "name: value\r\n", with one check of the room for all of it.
+    void field(std::string_view name, std::string_view value) {
+        room_for(field_bytes(name.size(), value.size()));
+        raw(name);
+        *p_++ = ':';
+        *p_++ = ' ';
+        raw(value);
+        *p_++ = '\r';
+        *p_++ = '\n';
+    }
+    /// What field() adds for a field of these name and value.
+    static constexpr std::size_t field_bytes(std::size_t name, std::size_t value) {
+        return name + value + 4;
+    }
+
+private:
+    void room_for(std::size_t n) {
+        if (n > static_cast<std::size_t>(end_ - p_)) [[unlikely]]
+            more(n);
+    }
+    void raw(std::string_view s) {  // within room_for's room
         if (s.empty()) return;
         std::memcpy(p_, s.data(), s.size());
         p_ += s.size();
     }
-    void put(char c) {
-        if (p_ == end_) [[unlikely]]
-            more(1);
-        *p_++ = c;
-    }
-    /// "name: value\r\n"
-    void field(std::string_view name, std::string_view value) {
-        put(name);
-        put(':');
-        put(' ');
-        put(value);
-        put('\r');
-        put('\n');
-    }
-
-private:
     [[gnu::noinline, gnu::cold]] void more(std::size_t n) {
 #ifdef TETHER_FUZZING
         __builtin_trap();  // the bound fell short: a bug in a *_bytes sum
@@ -94,8 +104,9 @@ private:
     char* end_ = nullptr;
 };
 
-/// What field() adds for a field of these name and value.
-constexpr std::size_t field_bytes(std::size_t name, std::size_t value) { return name + value + 4; }
+constexpr std::size_t field_bytes(std::size_t name, std::size_t value) {
+    return HeadOut::field_bytes(name, value);
+}
 
 bool is_forwarding_field(std::string_view name) {
     return iequals(name, "x-real-ip") || iequals(name, "x-forwarded-proto") ||
