@@ -125,11 +125,6 @@ Awaitable<bool> ClientSession::wait_for_bytes(std::size_t buffer_size,
         stream_.tcp().next_read_starts_message();
         eof_probe_ = true;
     }
-    // A new plain connection's request, read as it is accepted (the socket
-    // is not with the reactor yet), is served on from here at once, not
-    // after a pass of the worker's queue (this coroutine's handler allows
-    // it, as asio::dispatch).
-    if (first_ && !stream_.is_tls()) stream_.tcp().complete_next_read_inline();
     auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(4096), use_tuple);
     idle_ = false;
     eof_probe_ = false;

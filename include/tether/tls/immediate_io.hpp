@@ -2,10 +2,8 @@
 // Asio's reactor: one non-blocking recvmsg or sendmsg (receive_now /
 // send_now, reactor_registration.hpp) on a socket not registered yet, and
 // write_now's try on any socket. An operation so done completes through the
-// executor's queue, as after Asio's own speculative read or write (or, when
-// the caller asked for it, before the initiating call returns: as
-// asio::dispatch would); one that would block registers the socket and goes
-// through Asio as usual.
+// executor's queue, as after Asio's own speculative read or write; one that
+// would block registers the socket and goes through Asio as usual.
 // Threading: the socket's executor (one worker thread) only.
 #pragma once
 
@@ -39,16 +37,15 @@ inline std::size_t write_now(TimedSocketState& s, const ConstBuffers& buffers,
 }
 
 /// Completes `handler` with (ec, n) from the executor's queue, as an
-/// operation of no direction (nothing begun, nothing to end); `at_once`:
-/// here, before returning (the caller's handler allows it: see
-/// TimedSocket::complete_next_read_inline).
+/// operation of no direction (nothing begun, nothing to end).
 template <class Handler>
 inline void complete_now(const TimedSocketRef& s, Handler&& handler, boost::system::error_code ec,
-                         std::size_t n, bool at_once = false) {
-    TimedCompletion<std::decay_t<Handler>> done(s, TimedSocketState::kNoDirection,
-                                                std::forward<Handler>(handler));
-    if (at_once) return std::move(done)(ec, n);
-    boost::asio::post(s->socket.get_executor(), boost::asio::append(std::move(done), ec, n));
+                         std::size_t n) {
+    boost::asio::post(
+        s->socket.get_executor(),
+        boost::asio::append(TimedCompletion<std::decay_t<Handler>>(
+                                s, TimedSocketState::kNoDirection, std::forward<Handler>(handler)),
+                            ec, n));
 }
 
 /// One non-blocking try of the operation (receive_now / send_now) without
@@ -56,14 +53,13 @@ inline void complete_now(const TimedSocketRef& s, Handler&& handler, boost::syst
 /// failure to join the reactor); false when it would block and the socket
 /// is now registered, so the caller goes through Asio as usual.
 template <class Buffers, class Io, class Handler>
-inline bool done_now(const TimedSocketRef& s, const Buffers& b, Io io_now, Handler& handler,
-                     bool at_once = false) {
+inline bool done_now(const TimedSocketRef& s, const Buffers& b, Io io_now, Handler& handler) {
     IoVecs io(b);
     boost::system::error_code ec;
     std::size_t n = 0;
     if (io.bytes > 0) n = io_now(s->socket.native_handle(), io.v, io.n, ec);
     if (ec != boost::asio::error::would_block) {
-        complete_now(s, std::move(handler), ec, n, at_once);
+        complete_now(s, std::move(handler), ec, n);
         return true;
     }
     if ((ec = s->join_reactor())) {

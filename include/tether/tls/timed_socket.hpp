@@ -84,12 +84,11 @@ public:
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
             [this](auto handler, const MutableBuffers& b) {
                 const bool starts_message = std::exchange(s_->starts_message, false);
-                const bool read_inline = std::exchange(s_->read_inline, false);
                 // Unregistered: tried at once; if that found nothing, the
                 // socket has just joined the reactor and Asio need not try again.
                 const bool found_empty = s_->lazy;
                 if ((s_->lazy || (s_->maybe_drained && !starts_message)) &&
-                    done_now(s_, b, receive_now, handler, read_inline && s_->lazy))
+                    done_now(s_, b, receive_now, handler))
                     return;
                 s_->begin(kRead);
                 if constexpr (kDrainingReads && std::is_convertible_v<const MutableBuffers&,
@@ -116,16 +115,6 @@ public:
     /// write to a closed peer brings its reset), so never use it where the
     /// end of the stream itself is what is awaited.
     void next_read_starts_message() { s_->starts_message = true; }
-
-    /// If the next read, on a socket not yet with the reactor, ends at once
-    /// (bytes, end of stream, an error), its handler runs before
-    /// async_read_some returns instead of from the executor's queue: one
-    /// pass of the worker's scheduler (and its epoll_wait) less before a new
-    /// connection's request is served. Only for a handler that allows it, as
-    /// it would asio::dispatch on its own executor (a use_awaitable
-    /// coroutine's; not Asio's composed operations, e.g. TLS, which expect
-    /// none inline). For one read: the nesting stays one level deep.
-    void complete_next_read_inline() { s_->read_inline = true; }
 
     /// Writes what the socket takes at once of `buffers` (one non-blocking
     /// sendmsg, no deadline needed: nothing waits): the bytes written, or 0

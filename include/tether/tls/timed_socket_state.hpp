@@ -61,7 +61,6 @@ struct TimedSocketState {
     std::size_t read_asked = 0;   // of the read pending in Asio (0: not a DrainingBuffer)
     bool maybe_drained = false;   // Asio may skip trying the next read at once
     bool starts_message = false;  // TimedSocket::next_read_starts_message()
-    bool read_inline = false;     // TimedSocket::complete_next_read_inline()
 
     void begin(int i) {
         Direction& d = dir[i];

@@ -140,47 +140,6 @@ TEST(ReactorRegistration, ReadyReadAndWriteNeverRegister) {
     EXPECT_EQ(*eof, asio::error::eof);
 }
 
-// complete_next_read_inline: a new connection's first read that finds its
-// request at once completes before async_read_some returns (no pass of the
-// io_context's queue in between); once only, and never for a read that has
-// to wait (that one completes through the reactor, as any).
-TEST(ReactorRegistration, FirstReadCompletesInlineWhenAsked) {
-    Accepted a;
-    TcpSocket s(a.io);
-    ASSERT_FALSE(adopt_descriptor(s, a.fd, tcp::v4(), false));
-    TimedSocket timed(std::move(s));
-    asio::write(a.client, asio::buffer(std::string("GET / HTTP/1.1\r\n\r\n")));
-    std::array<char, 64> buf{};
-    std::optional<boost::system::error_code> first, second, third;
-    std::size_t got = 0;
-    timed.expires_after(1s);
-    timed.complete_next_read_inline();
-    timed.async_read_some(asio::buffer(buf), [&](auto ec, std::size_t n) {
-        first = ec;
-        got = n;
-    });
-    ASSERT_TRUE(first);  // before any handler of the io_context ran
-    EXPECT_FALSE(*first);
-    EXPECT_EQ(std::string(buf.data(), got), "GET / HTTP/1.1\r\n\r\n");
-    // Not asked again: the next read, ready too, completes from the queue.
-    asio::write(a.client, asio::buffer(std::string("more")));
-    timed.async_read_some(asio::buffer(buf), [&](auto ec, std::size_t) { second = ec; });
-    EXPECT_FALSE(second);
-    a.run_until([&] { return second.has_value(); });
-    ASSERT_TRUE(second);
-    EXPECT_FALSE(*second);
-    // Asked, but nothing to read: it waits for the reactor, and completes
-    // from the io_context once the bytes come.
-    timed.complete_next_read_inline();
-    timed.async_read_some(asio::buffer(buf), [&](auto ec, std::size_t) { third = ec; });
-    EXPECT_FALSE(third);
-    EXPECT_TRUE(in_an_epoll_set(a.fd));
-    asio::write(a.client, asio::buffer(std::string("late")));
-    a.run_until([&] { return third.has_value(); });
-    ASSERT_TRUE(third);
-    EXPECT_FALSE(*third);
-}
-
 // Every completion TimedSocket delivers runs in a core::ClockScope, the one
 // done at once (unregistered socket) as the one through the reactor: the
 // code it resumes reads the clock once, and a deadline it sets counts from
