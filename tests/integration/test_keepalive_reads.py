@@ -29,10 +29,9 @@ from harness import (HOST, Backend, HttpConnection, Tether, _Reader, build_reque
                      read_response, tether_config)
 
 
-class OneShotKeepAliveServer:
-    """A backend that answers each connection's first request with a keep-alive response
-    (no `Connection: close`) and closes the connection right after it: the end of stream comes
-    with the answer. Counts the connections it accepted."""
+class _ThreadServer:
+    """A listening socket on a free loopback port served by a thread of its own (`_serve`,
+    polling its stop flag every 0.2 s); close() stops the thread and the socket."""
 
     def __init__(self):
         self.sock = socket.socket()
@@ -40,10 +39,27 @@ class OneShotKeepAliveServer:
         self.sock.listen(16)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
-        self.connections = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
+
+    def _serve(self):
+        raise NotImplementedError
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
+class OneShotKeepAliveServer(_ThreadServer):
+    """A backend that answers each connection's first request with a keep-alive response
+    (no `Connection: close`) and closes the connection right after it: the end of stream comes
+    with the answer. Counts the connections it accepted."""
+
+    def __init__(self):
+        self.connections = 0
+        super().__init__()
 
     def _serve(self):
         while not self._stop.is_set():
@@ -68,27 +84,15 @@ class OneShotKeepAliveServer:
                 except OSError:
                     pass
 
-    def close(self):
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
 
-
-class PiecewiseServer:
+class PiecewiseServer(_ThreadServer):
     """A keep-alive backend that answers every request (its body echoed) in three pieces, 30 ms
     apart: the head cut inside a field, then the rest of the head with 2 body bytes, then the
     rest of the body; with `interim`, a 103 Early Hints answer comes first, on its own."""
 
     def __init__(self, interim: bool = False):
         self.interim = interim
-        self.sock = socket.socket()
-        self.sock.bind((HOST, 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
     def _serve(self):
         while not self._stop.is_set():
@@ -132,11 +136,6 @@ class PiecewiseServer:
                         time.sleep(0.03)
             except OSError:
                 pass
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
 
 
 class KeepAliveReads(unittest.TestCase):
