@@ -12,9 +12,8 @@ Clients with distinct addresses are made by binding the client socket to 127.0.K
 from __future__ import annotations
 
 import os
-import pwd
-import grp
 import json
+import sys
 import re
 import shutil
 import socket
@@ -27,6 +26,9 @@ from pathlib import Path
 
 import harness
 from harness import HOST, Backend, Tether, free_port, wait_port
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "bench"))
+from compare_setup import nginx_user  # noqa: E402  (the benchmark's nginx runs the same way)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "nginx"
 CONVERTER = os.path.join(os.path.dirname(os.environ.get("DEMO_BACKEND_BIN", "")),
@@ -64,19 +66,6 @@ def get(port: int, source: str = HOST, cookie: str | None = None,
     backend = re.search(r"(?im)^x-backend:\s*(\S+)", text).group(1)
     set_cookie = re.search(r"(?im)^set-cookie:\s*([^;\r\n]+)", text)
     return backend, set_cookie.group(1) if set_cookie else None
-
-
-def nginx_user() -> str:
-    """As root, nginx drops its workers to `user`; name one that exists."""
-    if os.geteuid() != 0:
-        return ""
-    for name in ("www-data", "nobody"):
-        try:
-            pw = pwd.getpwnam(name)
-            return f"user {name} {grp.getgrgid(pw.pw_gid).gr_name};"
-        except KeyError:
-            continue
-    return ""
 
 
 class Nginx:
@@ -181,8 +170,7 @@ class ConvertedRouting(unittest.TestCase):
         """A full nginx.conf: one upstream block `app`, one server proxying / to it."""
         d = self.tmp
         text = f"""# written by test_nginx_convert.py
-{nginx_user()}
-worker_processes 1;
+{nginx_user()}worker_processes 1;
 pid {d}/nginx.pid;
 events {{ worker_connections 256; }}
 http {{
