@@ -16,6 +16,7 @@
 
 #include "http/duplex.hpp"
 #include "http/relay.hpp"
+#include "http/relay_whole.hpp"
 #include "tether/balance/engineio.hpp"
 #include "tether/core/coarse_clock.hpp"
 #include "tether/core/executor.hpp"
@@ -92,6 +93,26 @@ struct Exchange {
 
 static_assert(sizeof(Exchange) <= RecyclingPool::kMaxBlock, "past the pool's classes: malloc per request");
 
+/// open_upstream's search for a server, from one attempt to the next: the
+/// routing input, the servers tried (never twice), the last failure.
+struct UpstreamSearch {
+    affinity::RouteInput in;
+    std::array<const upstream::Backend*, 16> tried{};
+    std::size_t tried_count = 0;
+    int attempt = 0;
+    int attempts = 1;  ///< 1 + the upstream's retries, at most tried.size()
+    errc last = errc::no_server;
+    bool fresh_only = false;  ///< no kept-alive connection (after stale ones)
+    std::span<const upstream::Backend* const> exclude() const { return {tried.data(), tried_count}; }
+};
+
+/// How respond() relays a response: its framing to the client (the head is
+/// written), and whether the backend connection may serve another request.
+struct ResponsePlan {
+    Framing body = Framing::none;
+    bool upstream_reusable = false;
+};
+
 /// Passive health: a connect, send or response-head failure of `b`, or an
 /// answer with a status in the upstream's fail_on_status (not by default).
 void count_failure(upstream::Backend& b, std::string_view upstream);
@@ -138,7 +159,12 @@ private:
     void probe_eof();
     Awaitable<Outcome> proxy(Exchange& ex);
     Awaitable<std::optional<Outcome>> forward(Exchange& ex, Duplex& d, bool may_retry);
-    Awaitable<errc> open_upstream(Exchange& ex, bool fresh_only);
+    std::optional<Awaitable<errc>> open_upstream(Exchange& ex, bool fresh_only, errc& result);
+    Awaitable<errc> open_upstream_rest(Exchange& ex, UpstreamSearch s, affinity::RouteDecision d);
+    affinity::RouteDecision route(Exchange& ex, const UpstreamSearch& s);
+    std::optional<errc> take_decision(Exchange& ex, const UpstreamSearch& s,
+                                      affinity::RouteDecision& d);
+    bool share_now(const affinity::SharedWrite& w);
     bool connect_spec(const Exchange& ex, ConnectSpec& spec);
     Awaitable<errc> connect_new(Exchange& ex, std::shared_ptr<upstream::Backend> backend);
     std::string proxy_header(config::SendProxy version);
@@ -151,7 +177,13 @@ private:
     Awaitable<void> send_rest(Exchange& ex, Duplex& d, std::size_t written);
     std::optional<std::size_t> whole_body_here(Exchange& ex) const;
     void take_held_body(Exchange& ex);
-    Awaitable<Outcome> respond(Exchange& ex, Duplex& d);
+    std::optional<Awaitable<Outcome>> respond(Exchange& ex, Duplex& d, Outcome& out);
+    Awaitable<Outcome> respond_rest(Exchange& ex, Duplex& d, std::optional<ResponsePlan> plan,
+                                    WholeRelay whole);
+    ResponsePlan plan_response(Exchange& ex);
+    RelayEnv response_env(const Exchange& ex, Duplex& d);
+    Outcome responded(Exchange& ex, const Duplex& d, const RelayStatus& st,
+                      const ResponsePlan& plan);
     Awaitable<void> linger();
     Awaitable<Outcome> start_tunnel(Exchange& ex);
     Awaitable<void> run_tunnel();

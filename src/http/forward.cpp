@@ -26,7 +26,8 @@ void count_failure(upstream::Backend& b, std::string_view upstream) {
 Awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
     bool fresh_only = false;
     for (int stale = 0;; ++stale) {
-        const errc e = co_await open_upstream(ex, fresh_only);
+        errc e = errc::ok;
+        if (auto rest = open_upstream(ex, fresh_only, e)) e = co_await std::move(*rest);
         if (e == errc::session_unknown) {
             co_await send_unknown_sid(ex);
             co_return Outcome::close;
@@ -80,7 +81,9 @@ Awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d
         else
             ex.conn->backend->record_success(core::coarse_now());
         take_held_body(ex);
-        co_return co_await respond(ex, d);
+        Outcome out = Outcome::close;
+        if (auto rest = respond(ex, d, out)) out = co_await std::move(*rest);
+        co_return out;
     }
     if (d.pumped) {
         stop(d, stream_, ex.conn->stream);
@@ -104,8 +107,14 @@ Awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d
 
 // Picks a backend and gets a connection to it: a kept-alive one, or a new one
 // within timeouts.connect. A failed connect tries another server, `retries`
-// times at most, never the same server twice.
-Awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
+// times at most, never the same server twice. Not a coroutine: the usual
+// case (routed on local state, a pooled connection ready) has nothing to wait
+// for, and a coroutine's frame, made, started, resumed and freed, was ~250
+// instructions a request (callgrind). Nullopt: the result is in `result`;
+// otherwise co_await the returned coroutine for it (a Redis lookup or write,
+// or a connect), which goes on from where this left off.
+std::optional<Awaitable<errc>> ClientSession::open_upstream(Exchange& ex, bool fresh_only,
+                                                            errc& result) {
     ex.conn.reset();
     ex.active.reset();
     if (ex.runtime != ctx_.runtime) {  // a reload landed since the request began
@@ -116,61 +125,91 @@ Awaitable<errc> ClientSession::open_upstream(Exchange& ex, bool fresh_only) {
     ex.upstream_index = ex.runtime->listener_upstream[listener_];
     if (ex.upstream_index == upstream::kNoUpstream) {  // its listener was removed by a reload
         ex.upstream = nullptr;
-        co_return errc::no_server;
+        result = errc::no_server;
+        return std::nullopt;
     }
     ex.upstream = &ex.runtime->upstreams[ex.upstream_index];
     const RequestHead& req = ex.request.get();
-    affinity::RouteInput in{req.target(), {}, client_ip_};
-    if (auto c = req.find(bhttp::field::cookie); c != req.end()) in.cookie_header = c->value();
+    UpstreamSearch s;
+    s.in = affinity::RouteInput{req.target(), {}, client_ip_};
+    if (auto c = req.find(bhttp::field::cookie); c != req.end()) s.in.cookie_header = c->value();
     const auto& uc = *ex.upstream->config;
     if (uc.affinity == config::Affinity::sid) {  // read once, for the router and the gauge
         ex.eio_query = balance::eio_query(req.target(), uc.sid.path, uc.sid.param);
-        in.eio = &ex.eio_query;
+        s.in.eio = &ex.eio_query;
     }
-    in.may_fetch = ctx_.store != nullptr;
-    ConnectSpec& spec = ex.spec;  // in the Exchange: keeps this coroutine's frame small
-    spec = ConnectSpec{};
-    if (!connect_spec(ex, spec)) co_return errc::upstream_connect;
-    std::array<const upstream::Backend*, 16> tried{};
-    std::size_t tried_count = 0;
-    errc last = errc::no_server;
-    const int attempts = std::min<int>(1 + std::max(0, ex.upstream->config->retries),
-                                       static_cast<int>(tried.size()));
-    for (int attempt = 0; attempt < attempts; ++attempt) {
-        const std::span<const upstream::Backend* const> exclude(tried.data(), tried_count);
-        auto d = ctx_.router.route(*ex.runtime, ex.upstream_index, *ex.routing,
-                                   (*ex.pickers)[ex.upstream_index], in, exclude);
-        if (d.write.op == affinity::SharedWrite::Op::fetch) {  // a local miss: ask Redis first
-            co_await fetch_shared(ex, in, d.write.key);
-            d = ctx_.router.route(*ex.runtime, ex.upstream_index, *ex.routing,
-                                  (*ex.pickers)[ex.upstream_index], in, exclude);
+    s.in.may_fetch = ctx_.store != nullptr;
+    s.fresh_only = fresh_only;
+    s.attempts = std::min<int>(1 + std::max(0, uc.retries), static_cast<int>(s.tried.size()));
+    ex.spec = ConnectSpec{};  // in the Exchange: keeps open_upstream's frame small
+    if (!connect_spec(ex, ex.spec)) {
+        result = errc::upstream_connect;
+        return std::nullopt;
+    }
+    auto d = route(ex, s);
+    if (d.write.op == affinity::SharedWrite::Op::fetch || (ctx_.store && !share_now(d.write)))
+        return open_upstream_rest(ex, std::move(s), std::move(d));
+    s.in.fetched = false;  // a retry finds the binding in the local table
+    if (auto e = take_decision(ex, s, d)) {
+        result = *e;
+        return std::nullopt;
+    }
+    return open_upstream_rest(ex, std::move(s), std::move(d));
+}
+
+// open_upstream's steps that wait, from where it left off: `d` routed and
+// not yet taken (ex.active empty: its Redis fetch or write comes first), or
+// taken without a kept-alive connection (ex.active holds its server: connect).
+Awaitable<errc> ClientSession::open_upstream_rest(Exchange& ex, UpstreamSearch s,
+                                                  affinity::RouteDecision d) {
+    for (;;) {
+        if (!ex.active.get()) {
+            if (d.write.op == affinity::SharedWrite::Op::fetch) {  // a local miss: ask Redis first
+                co_await fetch_shared(ex, s.in, d.write.key);
+                d = route(ex, s);
+            }
+            if (ctx_.store && !share_now(d.write)) co_await share_decision(ex, d, s.exclude());
+            s.in.fetched = false;  // a retry finds the binding in the local table
+            if (auto e = take_decision(ex, s, d)) co_return *e;
         }
-        if (ctx_.store && d.write.op != affinity::SharedWrite::Op::none)
-            co_await share_decision(ex, d, exclude);
-        in.fetched = false;  // a retry finds the binding in the local table
-        if (d.unknown_sid) co_return errc::session_unknown;
-        if (!d.backend) co_return last;
-        ex.learn_sid = d.learn_sid;
-        ex.set_cookie = d.set_cookie;
-        // The decision's reference moves into the guard: no copy of the
-        // shared_ptr (each an atomic increment and decrement).
-        ex.active = upstream::ActiveGuard(std::move(d.backend));
-        upstream::Backend* const backend = ex.active.get();
-        ex.eio = EioSessionGauge(ctx_.stats, ex.active.shared(), uc.name,
-                                 eio_transport(uc, req.method_string(), false, ex.eio_query));
-        if (!fresh_only)
-            ex.conn = ctx_.pool.take_idle(*backend, spec, whole_body_here(ex).has_value(),
-                                          core::coarse_now());
-        if (ex.conn) {
-            ++ctx_.stats.upstream_reuses;
-            co_return errc::ok;
-        }
-        const errc e = co_await connect_new(ex, ex.active.shared());
+        const upstream::Backend* const backend = ex.active.get();
+        const errc e = co_await connect_new(ex, ex.active.shared());  // ex.active reset on failure
         if (e == errc::ok) co_return errc::ok;
-        last = e;
-        if (tried_count < tried.size()) tried[tried_count++] = backend;
+        s.last = e;
+        if (s.tried_count < s.tried.size()) s.tried[s.tried_count++] = backend;
+        if (++s.attempt >= s.attempts) co_return s.last;
+        d = route(ex, s);
     }
-    co_return last;
+}
+
+// The router's decision for this request, past the servers tried already.
+affinity::RouteDecision ClientSession::route(Exchange& ex, const UpstreamSearch& s) {
+    return ctx_.router.route(*ex.runtime, ex.upstream_index, *ex.routing,
+                             (*ex.pickers)[ex.upstream_index], s.in, s.exclude());
+}
+
+// Takes decision `d` (its shared-table step done): the answer for an unknown
+// sid or no server, or its server in ex.active and a kept-alive connection to
+// it in ex.conn (errc::ok). Nullopt: none kept alive, connect a new one.
+std::optional<errc> ClientSession::take_decision(Exchange& ex, const UpstreamSearch& s,
+                                                 affinity::RouteDecision& d) {
+    if (d.unknown_sid) return errc::session_unknown;
+    if (!d.backend) return s.last;
+    ex.learn_sid = d.learn_sid;
+    ex.set_cookie = d.set_cookie;
+    // The decision's reference moves into the guard: no copy of the
+    // shared_ptr (each an atomic increment and decrement).
+    ex.active = upstream::ActiveGuard(std::move(d.backend));
+    const auto& uc = *ex.upstream->config;
+    ex.eio = EioSessionGauge(ctx_.stats, ex.active.shared(), uc.name,
+                             eio_transport(uc, ex.request.get().method_string(), false,
+                                           ex.eio_query));
+    if (!s.fresh_only)
+        ex.conn = ctx_.pool.take_idle(*ex.active.get(), ex.spec, whole_body_here(ex).has_value(),
+                                      core::coarse_now());
+    if (!ex.conn) return std::nullopt;
+    ++ctx_.stats.upstream_reuses;
+    return errc::ok;
 }
 
 // A new connection to `backend` (its own coroutine, so that what a connect
@@ -242,25 +281,36 @@ Awaitable<void> ClientSession::fetch_shared(Exchange& ex, affinity::RouteInput& 
     }
 }
 
-// Makes the decision's binding shared before the request goes on. A binding
-// another replica made first (claim) or replaced first (replace) is adopted
-// when its server can take this client.
+// The shared-table steps of a decision that need no answer (none, refresh,
+// remove: sent without waiting), done here. False: a claim or replace, whose
+// answer share_decision() waits for.
+bool ClientSession::share_now(const affinity::SharedWrite& w) {
+    using Op = affinity::SharedWrite::Op;
+    switch (w.op) {
+        case Op::none:
+        case Op::fetch: return true;  // fetch is no write (handled before share_decision)
+        case Op::refresh: ctx_.store->refresh(w.key, w.server, w.ttl); return true;
+        case Op::remove: ctx_.store->remove(w.key, w.previous); return true;
+        case Op::claim:
+        case Op::replace: return false;
+    }
+    return true;
+}
+
+// Makes the decision's binding shared before the request goes on (a claim or
+// a replace: share_now() did the others). A binding another replica made
+// first (claim) or replaced first (replace) is adopted when its server can
+// take this client.
 Awaitable<void> ClientSession::share_decision(Exchange& ex, affinity::RouteDecision& d,
                                               std::span<const upstream::Backend* const> exclude) {
     using Op = affinity::SharedWrite::Op;
     auto& w = d.write;
     const auto& uc = *ex.upstream->config;
     std::optional<std::string> holder;
-    switch (w.op) {
-        case Op::none:
-        case Op::fetch: co_return;  // fetch is no write (handled before share_decision)
-        case Op::refresh: ctx_.store->refresh(w.key, w.server, w.ttl); co_return;
-        case Op::remove: ctx_.store->remove(w.key, w.previous); co_return;
-        case Op::claim: holder = co_await ctx_.store->claim(w.key, w.server, w.ttl); break;
-        case Op::replace:
-            holder = co_await ctx_.store->replace(w.key, w.previous, w.server, w.ttl);
-            break;
-    }
+    if (w.op == Op::claim) holder = co_await ctx_.store->claim(w.key, w.server, w.ttl);
+    else if (w.op == Op::replace)
+        holder = co_await ctx_.store->replace(w.key, w.previous, w.server, w.ttl);
+    else co_return;
     if (!holder) {
         ctx_.router.count_redis_failure(uc.name);
         co_return;

@@ -142,21 +142,83 @@ void ClientSession::start_response_head(Exchange& ex, bool pumped, bool interim)
         ex.conn->stream.tcp().next_read_starts_message();
 }
 
-Awaitable<Outcome> ClientSession::respond(Exchange& ex, Duplex& d) {
-    auto& res = *ex.response;
-    const ResponseHead& head = res.get();
-    const unsigned version = ex.request.get().version();
-    ex.status = head.result_int();
-    if (ex.status == 101 && ex.verdict.websocket_upgrade && !d.pumped)
-        co_return co_await start_tunnel(ex);
-    if (ex.status == 101) {
-        if (d.pumped) {
-            stop(d, stream_, ex.conn->stream);
-            co_await join(d);
+// Relays the response whose head forward() read. Not a coroutine: the usual
+// case (no pump, a response here whole that the client's socket takes at
+// once, see relay_whole.hpp) waits for nothing, and a coroutine's frame,
+// made, started, resumed and freed, was ~250 instructions a request
+// (callgrind). Nullopt: the outcome is in `out`; otherwise co_await the
+// returned coroutine for it, which goes on from where this left off.
+std::optional<Awaitable<Outcome>> ClientSession::respond(Exchange& ex, Duplex& d, Outcome& out) {
+    ex.status = ex.response->get().result_int();
+    if (ex.status == 101 || d.pumped || (ex.learn_sid && ex.status == 200))
+        return respond_rest(ex, d, std::nullopt, WholeRelay{});
+    const ResponsePlan plan = plan_response(ex);
+    RelayStatus st;
+    WholeRelay whole;
+    if (!relay_whole_now(ex.conn->stream, ex.conn->buffer, *ex.response, stream_, head_, plan.body,
+                         response_env(ex, d), d.response, whole, st))
+        return respond_rest(ex, d, plan, WholeRelay{});
+    if (whole.pending) return respond_rest(ex, d, plan, std::move(whole));
+    whole.buf.release();
+    // No pump: the request went whole (send_request), and its status fails
+    // on the destination side only, so there is no client error to answer.
+    out = responded(ex, d, st, plan);
+    return std::nullopt;
+}
+
+// respond()'s steps that wait, from where it left off: all of them (no
+// `plan`: a 101, a pump to join, an Engine.IO sid to learn), the body by
+// relay_body (a `plan`: the head is written, relay_whole_now declined), or
+// the rest of relay_whole_now's write (`whole.pending`).
+Awaitable<Outcome> ClientSession::respond_rest(Exchange& ex, Duplex& d,
+                                               std::optional<ResponsePlan> plan,
+                                               WholeRelay whole) {
+    const bool whole_tried = plan.has_value();
+    if (!plan) {
+        if (ex.status == 101 && ex.verdict.websocket_upgrade && !d.pumped)
+            co_return co_await start_tunnel(ex);
+        if (ex.status == 101) {
+            if (d.pumped) {
+                stop(d, stream_, ex.conn->stream);
+                co_await join(d);
+            }
+            co_await send_error(&ex, errc::upstream_broken);
+            co_return Outcome::close;
         }
-        co_await send_error(&ex, errc::upstream_broken);
-        co_return Outcome::close;
+        plan = plan_response(ex);
     }
+    std::optional<SidLearner> learner;
+    if (ex.learn_sid && ex.status == 200)
+        learner.emplace(ctx_.router, ctx_.store, ex.runtime, *ex.upstream, ex.conn->backend);
+    const RelayEnv env = response_env(ex, d);
+    RelayStatus st;
+    if (whole.pending) {
+        st = co_await finish_whole(stream_, whole, env);
+    } else if (!whole_tried && !learner &&
+               relay_whole_now(ex.conn->stream, ex.conn->buffer, *ex.response, stream_, head_,
+                               plan->body, env, d.response, whole, st)) {
+        if (whole.pending) st = co_await finish_whole(stream_, whole, env);
+    } else {
+        st = co_await relay_body(ex.conn->stream, ex.conn->buffer, *ex.response, stream_, head_,
+                                 plan->body, env, d.response, learner ? &*learner : nullptr);
+    }
+    whole.buf.release();  // borrowed while bytes are in flight only, as relay_body's
+    if (d.pumped) {
+        if (st.failed_side != RelaySide::none || !d.request_relayed)
+            stop(d, stream_, ex.conn->stream);
+        co_await join(d);
+    }
+    const RelayStatus& sent = d.request_status;
+    if (st.failed_side != RelaySide::none && sent.failed_side == RelaySide::source &&
+        sent.error != errc::ok && !d.response.head_out)
+        co_await send_error(&ex, sent.error);
+    co_return responded(ex, d, st, *plan);
+}
+
+// The response head for the client in head_, and how its body goes.
+ResponsePlan ClientSession::plan_response(Exchange& ex) {
+    const auto& res = *ex.response;
+    const unsigned version = ex.request.get().version();
     ResponseRewrite rw;
     if (ex.request.get().method() == bhttp::verb::head || res.is_done()) rw.body = Framing::none;
     else if (res.content_length()) rw.body = Framing::length;
@@ -166,44 +228,29 @@ Awaitable<Outcome> ClientSession::respond(Exchange& ex, Duplex& d) {
     rw.keep_alive_header = !ex.close && version == 10;
     rw.extra = ex.set_cookie;
     head_.clear();
-    write_response_head(head, res.fields(), version, rw, head_);
-    std::optional<SidLearner> learner;
-    if (ex.learn_sid && ex.status == 200)
-        learner.emplace(ctx_.router, ctx_.store, ex.runtime, *ex.upstream, ex.conn->backend);
-    const bool upstream_reusable = res.keep_alive() && !res.need_eof();
-    RelayEnv env{ctx_.buffers, ex.cfg().timeouts.upstream_response, ex.cfg().timeouts.idle,
-                 &d.stop};
-    RelayStatus st;
-    WholeRelay whole;
-    if (!learner && relay_whole_now(ex.conn->stream, ex.conn->buffer, res, stream_, head_,
-                                    rw.body, env, d.response, whole, st)) {
-        if (whole.pending) st = co_await finish_whole(stream_, whole, env);
-    } else {
-        st = co_await relay_body(ex.conn->stream, ex.conn->buffer, res, stream_, head_, rw.body,
-                                 env, d.response, learner ? &*learner : nullptr);
-    }
-    whole.buf.release();  // borrowed while bytes are in flight only, as relay_body's
+    write_response_head(res.get(), res.fields(), version, rw, head_);
+    return {rw.body, res.keep_alive() && !res.need_eof()};
+}
+
+RelayEnv ClientSession::response_env(const Exchange& ex, Duplex& d) {
+    return {ctx_.buffers, ex.cfg().timeouts.upstream_response, ex.cfg().timeouts.idle, &d.stop};
+}
+
+// The outcome of a relayed response `st` (the pump, if any, joined; any
+// error answered): the backend connection kept for the next request when
+// the response ended cleanly, a lingering close when the client was still
+// sending.
+Outcome ClientSession::responded(Exchange& ex, const Duplex& d, const RelayStatus& st,
+                                 const ResponsePlan& plan) {
     ex.bytes_sent = st.body_bytes;
-    const bool response_done = st.failed_side == RelaySide::none;
-    if (d.pumped) {
-        if (!response_done || !d.request_relayed) stop(d, stream_, ex.conn->stream);
-        co_await join(d);
-    }
-    const RelayStatus& sent = d.request_status;
-    if (!response_done) {
-        if (sent.failed_side == RelaySide::source && sent.error != errc::ok &&
-            !d.response.head_out)
-            co_await send_error(&ex, sent.error);
-        co_return Outcome::close;
-    }
-    if (sent.failed_side != RelaySide::none) {  // answered before the request was all read
+    if (st.failed_side != RelaySide::none) return Outcome::close;
+    if (d.request_status.failed_side != RelaySide::none) {  // answered before the request was all read
         linger_ = true;
-        co_return Outcome::close;
+        return Outcome::close;
     }
-    if (upstream_reusable && res.is_done()) {
+    if (plan.upstream_reusable && ex.response->is_done())
         ctx_.pool.give_back(std::move(ex.conn), ex.upstream->config->keepalive);
-    }
-    co_return ex.close ? Outcome::close : Outcome::keep_alive;
+    return ex.close ? Outcome::close : Outcome::keep_alive;
 }
 
 // After a response that ended while the client was still sending its body:

@@ -12,6 +12,10 @@
 - Heads and bodies that come in pieces, from the client and from the backend, on kept-alive
   connections: the reads that find a whole head or body in the buffer take no coroutine, the
   others go on reading where the buffer left off (http_read.hpp settled_by_buffer).
+- One kept-alive client connection whose requests take the paths that wait for nothing and
+  those that wait in turn (forward.cpp open_upstream, respond.cpp respond): a new backend
+  connection then pooled ones, answers here whole then streamed ones, and the backend
+  connection given back after either, so one backend connection serves them all.
 - Many small answers to pipelined requests that the client reads only later: tether's writes
   find the socket full and finish later (relay_whole.hpp finish_whole); every answer arrives
   whole and in order.
@@ -191,6 +195,25 @@ class KeepAliveReads(unittest.TestCase):
                 self.assertEqual(resp.status, 200, resp.body)
                 self.assertTrue(resp.body.startswith(b"conn "))
         self.assertGreaterEqual(server.connections, 10)
+
+    def test_pooled_and_new_connections_with_whole_and_streamed_answers(self):
+        t = self.tether([("b1", self.backend.port)], upstream={"keepalive": 4})
+        before = self.backend.stats()["connections"]
+        sizes = [10, 300000, 0, 5000, 1 << 20, 10]  # whole, streamed (relay_body), whole...
+        with HttpConnection(HOST, t.port) as conn:
+            for i, n in enumerate(sizes):
+                resp = conn.request("GET", f"/bytes?n={n}" if n else f"/?i={i}")
+                self.assertEqual(resp.status, 200)
+                self.assertEqual(len(resp.body), n if n else len(b"hello from b1\n"))
+                self.assertNotEqual((resp.header("Connection") or "").lower(), "close")
+            local = conn.sock.getsockname()
+            resp = conn.request("HEAD", "/bytes?n=300000")  # no body whatever the length
+            self.assertEqual((resp.status, resp.body), (200, b""))
+            self.assertEqual(conn.request("GET", "/").status, 200)
+            self.assertEqual(conn.sock.getsockname(), local)
+        # The first request connected (the pool was empty); every later one found that
+        # connection back in the pool, given back after a whole and after a streamed answer.
+        self.assertEqual(self.backend.stats()["connections"] - before, 1 + 1)  # + /stats
 
     def test_close_delimited_body_after_keepalive_use(self):
         t = self.tether([("b1", self.backend.port)], upstream={"keepalive": 4})
