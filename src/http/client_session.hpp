@@ -155,7 +155,7 @@ private:
     bool start(std::shared_ptr<tls::ServerContext>& server_ctx);
     Awaitable<bool> handshake(std::shared_ptr<tls::ServerContext> server_ctx);
     Awaitable<Outcome> serve_request();
-    Awaitable<bool> wait_for_bytes(std::size_t buffer_size, config::Duration deadline);
+    void start_idle_wait(std::size_t buffer_size, config::Duration deadline);
     void probe_eof();
     Awaitable<Outcome> proxy(Exchange& ex);
     Awaitable<std::optional<Outcome>> forward(Exchange& ex, Duplex& d, bool may_retry);

@@ -67,7 +67,15 @@ Awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d
         // the client does not expect: tether answered any Expect: 100-continue itself.
         for (bool interim = false;; interim = true) {
             start_response_head(ex, d.pumped, interim);
-            std::tie(ec, n) = co_await read_header(ex.conn->stream, ex.conn->buffer, *ex.response);
+            // read_header's steps, here: a coroutine of its own was a frame per request.
+            ec = {};
+            n = 0;
+            while (!settled_by_buffer(ex.conn->buffer, *ex.response, true, ec, n)) {
+                const auto room = read_room(ex.conn->buffer, ec);
+                if (ec) break;
+                auto [rec, got] = co_await ex.conn->stream.async_read_some(room, use_tuple);
+                if (after_read(ex.conn->buffer, *ex.response, rec, got, ec)) break;
+            }
             const unsigned status = ex.response->get().result_int();
             if (ec || status < 100 || status > 199 || status == 101) break;
         }

@@ -106,13 +106,10 @@ Awaitable<bool> ClientSession::handshake(std::shared_ptr<tls::ServerContext> ser
     co_return false;
 }
 
-// Waits, without a parser, until the next request's first bytes are there:
+// Readies the wait, without a parser, for the next request's first bytes
+// (serve_request reads them: a coroutine of its own was a frame per request):
 // timeouts.idle between keep-alive requests, client_header before the first.
-// Given the settings by value: a reload during the wait may free the
-// Runtime they came from.
-Awaitable<bool> ClientSession::wait_for_bytes(std::size_t buffer_size,
-                                              config::Duration deadline) {
-    if (buffer_.size() > 0) co_return true;
+void ClientSession::start_idle_wait(std::size_t buffer_size, config::Duration deadline) {
     if (buffer_.capacity() > 2 * buffer_size) buffer_.shrink_to_fit();
     idle_ = true;
     stream_.expires_after(deadline);
@@ -125,12 +122,6 @@ Awaitable<bool> ClientSession::wait_for_bytes(std::size_t buffer_size,
         stream_.tcp().next_read_starts_message();
         eof_probe_ = true;
     }
-    auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(4096), use_tuple);
-    idle_ = false;
-    eof_probe_ = false;
-    if (ec) co_return false;
-    buffer_.commit(n);
-    co_return true;
 }
 
 // A client that closed its side with its last request (a half-close, as
@@ -146,19 +137,26 @@ void ClientSession::probe_eof() {
 }
 
 Awaitable<Outcome> ClientSession::serve_request() {
-    {
-        // No copy of the shared_ptr to pin the Runtime (an atomic increment
-        // and decrement): wait_for_bytes takes what it needs by value.
-        const config::Config& c = *ctx_.runtime->config;
-        if (!co_await wait_for_bytes(c.limits.buffer_size,
-                                     first_ ? c.timeouts.client_header : c.timeouts.idle))
-            co_return Outcome::close;
+    if (buffer_.size() == 0) {  // wait for the next request's first bytes
+        {
+            // No copy of the shared_ptr to pin the Runtime (an atomic increment
+            // and decrement): a reload during the wait may free it, and nothing
+            // of it is used after.
+            const config::Config& c = *ctx_.runtime->config;
+            start_idle_wait(c.limits.buffer_size,
+                            first_ ? c.timeouts.client_header : c.timeouts.idle);
+        }
+        auto [rec, got] = co_await stream_.async_read_some(buffer_.prepare(4096), use_tuple);
+        idle_ = false;
+        eof_probe_ = false;
+        if (rec) co_return Outcome::close;
+        buffer_.commit(got);
     }
     // Made once the request began (an idle connection holds none), on the
     // heap rather than in this coroutine's frame: ~700 bytes there would push
     // the frame past the 1 KiB Asio recycles frames up to, so each request
-    // would malloc it and evict another cached frame (those of proxy,
-    // open_upstream, respond...) on the way.
+    // would malloc it and evict another cached frame (those of proxy and
+    // forward) on the way.
     const auto held = std::make_unique<Exchange>(ctx_.runtime, ctx_.routing, ctx_.pickers);
     Exchange& ex = *held;
     const auto& cfg = ex.cfg();

@@ -16,6 +16,8 @@
   those that wait in turn (forward.cpp open_upstream, respond.cpp respond): a new backend
   connection then pooled ones, answers here whole then streamed ones, and the backend
   connection given back after either, so one backend connection serves them all.
+- The wait for a request (no parser, serve_request): timeouts.client_header before the first
+  request of a connection, timeouts.idle between requests.
 - Many small answers to pipelined requests that the client reads only later: tether's writes
   find the socket full and finish later (relay_whole.hpp finish_whole); every answer arrives
   whole and in order.
@@ -214,6 +216,20 @@ class KeepAliveReads(unittest.TestCase):
         # The first request connected (the pool was empty); every later one found that
         # connection back in the pool, given back after a whole and after a streamed answer.
         self.assertEqual(self.backend.stats()["connections"] - before, 1 + 1)  # + /stats
+
+    def test_wait_for_a_request_is_client_header_first_then_idle(self):
+        t = self.tether([("b1", self.backend.port)], timeouts="client_header: 1s\nidle: 30s")
+        with socket.create_connection((HOST, t.port), timeout=5) as silent:
+            self.assertTrue(self.closed_within(silent, _Reader(silent), 10))
+        with HttpConnection(HOST, t.port) as conn:
+            self.assertEqual(conn.request("GET", "/").status, 200)
+            self.assertFalse(conn.peer_closed(2.5), "closed at client_header between requests")
+            self.assertEqual(conn.request("GET", "/").status, 200)
+        t = self.tether([("b1", self.backend.port)], timeouts="client_header: 30s\nidle: 1s")
+        with HttpConnection(HOST, t.port) as conn:
+            for _ in range(2):
+                self.assertEqual(conn.request("GET", "/").status, 200)
+            self.assertTrue(conn.peer_closed(10), "kept past timeouts.idle")
 
     def test_close_delimited_body_after_keepalive_use(self):
         t = self.tether([("b1", self.backend.port)], upstream={"keepalive": 4})
