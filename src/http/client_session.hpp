@@ -158,7 +158,8 @@ private:
     void start_idle_wait(std::size_t buffer_size, config::Duration deadline);
     void probe_eof();
     Awaitable<Outcome> proxy(Exchange& ex);
-    Awaitable<std::optional<Outcome>> forward(Exchange& ex, Duplex& d, bool may_retry);
+    Awaitable<std::optional<Outcome>> no_response(Exchange& ex, Duplex& d, beast::error_code ec,
+                                                   std::size_t n, bool may_retry);
     std::optional<Awaitable<errc>> open_upstream(Exchange& ex, bool fresh_only, errc& result);
     Awaitable<errc> open_upstream_rest(Exchange& ex, UpstreamSearch s, affinity::RouteDecision d);
     affinity::RouteDecision route(Exchange& ex, const UpstreamSearch& s);

@@ -1,6 +1,7 @@
 // Client session, the way to a backend: routing (with the shared affinity
 // table in Redis when there is one), a kept-alive or new upstream connection,
-// retries on another server, and one try of an exchange on one connection.
+// retries on another server, and the tries of an exchange (proxy: the request
+// sent, the response head read, the answer relayed by respond.cpp).
 // Threading: runs on its worker's executor only.
 #include "http/client_session.hpp"
 
@@ -23,24 +24,57 @@ void count_failure(upstream::Backend& b, std::string_view upstream) {
                   "': out for fail_timeout after max_fails failures");
 }
 
+// Routes the request and relays it with its response; a kept-alive
+// connection that turns out closed before any request body byte was taken
+// from the client is tried again (on a fresh one after the first stale ones).
+// The request's one coroutine: the steps that wait for nothing in the usual
+// case are plain functions (open_upstream, send_request, respond) and the
+// response head is read here, since a coroutine of its own is a frame made,
+// started, resumed and freed on every request (~250 instructions, callgrind).
 Awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
     bool fresh_only = false;
     for (int stale = 0;; ++stale) {
         errc e = errc::ok;
         if (auto rest = open_upstream(ex, fresh_only, e)) e = co_await std::move(*rest);
-        if (e == errc::session_unknown) {
-            co_await send_unknown_sid(ex);
-            co_return Outcome::close;
-        }
         if (e != errc::ok) {
-            co_await send_error(&ex, e);
+            if (e == errc::session_unknown) co_await send_unknown_sid(ex);
+            else co_await send_error(&ex, e);
             co_return Outcome::close;
         }
         Duplex d;
         std::optional<Outcome> out;
         std::exception_ptr escaped;
-        try {
-            out = co_await forward(ex, d, ex.conn->reused && stale < kMaxStaleRetries);
+        try {  // one try on this connection: the request, then its body and the response at once
+            if (std::size_t written = 0; !send_request(ex, d, written))
+                co_await send_rest(ex, d, written);
+            beast::error_code ec = asio::error::broken_pipe;
+            std::size_t n = 0;
+            if (d.pumped || d.request_status.failed_side == RelaySide::none) {
+                // The response head, past interim 1xx responses (other than 101), which
+                // the client does not expect: tether answered any Expect: 100-continue itself.
+                for (bool interim = false;; interim = true) {
+                    start_response_head(ex, d.pumped, interim);
+                    ec = {};
+                    n = 0;
+                    while (!settled_by_buffer(ex.conn->buffer, *ex.response, true, ec, n)) {
+                        const auto room = read_room(ex.conn->buffer, ec);  // read_header's steps
+                        if (ec) break;
+                        auto [rec, got] = co_await ex.conn->stream.async_read_some(room, use_tuple);
+                        if (after_read(ex.conn->buffer, *ex.response, rec, got, ec)) break;
+                    }
+                    const unsigned status = ex.response->get().result_int();
+                    if (ec || status < 100 || status > 199 || status == 101) break;
+                }
+            }
+            head_read_ended(d);
+            if (!ec && !d.stop) {
+                Outcome o = Outcome::close;
+                if (auto rest = respond(ex, d, o)) o = co_await std::move(*rest);
+                out = o;
+            } else {
+                out = co_await no_response(ex, d, ec, n,
+                                           ex.conn->reused && stale < kMaxStaleRetries);
+            }
         } catch (...) {
             escaped = std::current_exception();
         }
@@ -54,45 +88,13 @@ Awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
     }
 }
 
-// One try on one upstream connection: the request head, then the request body
-// and the response at once. nullopt: the kept-alive connection turned out
-// closed before any request body byte was taken from the client; try again.
-Awaitable<std::optional<Outcome>> ClientSession::forward(Exchange& ex, Duplex& d,
-                                                         bool may_retry) {
-    if (std::size_t written = 0; !send_request(ex, d, written)) co_await send_rest(ex, d, written);
-    beast::error_code ec = asio::error::broken_pipe;
-    std::size_t n = 0;
-    if (d.pumped || d.request_status.failed_side == RelaySide::none) {
-        // The response head, past interim 1xx responses (other than 101), which
-        // the client does not expect: tether answered any Expect: 100-continue itself.
-        for (bool interim = false;; interim = true) {
-            start_response_head(ex, d.pumped, interim);
-            // read_header's steps, here: a coroutine of its own was a frame per request.
-            ec = {};
-            n = 0;
-            while (!settled_by_buffer(ex.conn->buffer, *ex.response, true, ec, n)) {
-                const auto room = read_room(ex.conn->buffer, ec);
-                if (ec) break;
-                auto [rec, got] = co_await ex.conn->stream.async_read_some(room, use_tuple);
-                if (after_read(ex.conn->buffer, *ex.response, rec, got, ec)) break;
-            }
-            const unsigned status = ex.response->get().result_int();
-            if (ec || status < 100 || status > 199 || status == 101) break;
-        }
-    }
-    head_read_ended(d);
-    if (!ec && !d.stop) {
-        // The answer is relayed either way; fail_on_status only counts it.
-        const auto& uc = *ex.upstream->config;
-        if (config::status_in(ex.response->get().result_int(), uc.fail_on_status))
-            count_failure(*ex.conn->backend, uc.name);
-        else
-            ex.conn->backend->record_success(core::coarse_now());
-        take_held_body(ex);
-        Outcome out = Outcome::close;
-        if (auto rest = respond(ex, d, out)) out = co_await std::move(*rest);
-        co_return out;
-    }
+// No response head from the backend (read error `ec` after `n` bytes of it,
+// a timeout, or a stop): the pump ended, the client answered. Nullopt: the
+// kept-alive connection turned out closed before any request body byte was
+// taken from the client (`may_retry`); try again.
+Awaitable<std::optional<Outcome>> ClientSession::no_response(Exchange& ex, Duplex& d,
+                                                             beast::error_code ec, std::size_t n,
+                                                             bool may_retry) {
     if (d.pumped) {
         stop(d, stream_, ex.conn->stream);
         co_await join(d);

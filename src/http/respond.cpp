@@ -124,7 +124,7 @@ void ClientSession::take_held_body(Exchange& ex) {
 // Readies the read of the backend's response head (`interim`: of the one
 // after an interim 1xx): a new parser with its limits, and the deadline
 // timeouts.upstream_response, counted from the end of the request (by the
-// pump when there is one). forward() reads it (not a coroutine of its own:
+// pump when there is one). proxy() reads it (not a coroutine of its own:
 // one frame less per request).
 void ClientSession::start_response_head(Exchange& ex, bool pumped, bool interim) {
     ex.response.emplace();
@@ -142,7 +142,8 @@ void ClientSession::start_response_head(Exchange& ex, bool pumped, bool interim)
         ex.conn->stream.tcp().next_read_starts_message();
 }
 
-// Relays the response whose head forward() read. Not a coroutine: the usual
+// Relays the response whose head proxy() read (counted as the server's
+// success, or as a failure by fail_on_status). Not a coroutine: the usual
 // case (no pump, a response here whole that the client's socket takes at
 // once, see relay_whole.hpp) waits for nothing, and a coroutine's frame,
 // made, started, resumed and freed, was ~250 instructions a request
@@ -150,6 +151,11 @@ void ClientSession::start_response_head(Exchange& ex, bool pumped, bool interim)
 // returned coroutine for it, which goes on from where this left off.
 std::optional<Awaitable<Outcome>> ClientSession::respond(Exchange& ex, Duplex& d, Outcome& out) {
     ex.status = ex.response->get().result_int();
+    // The answer is relayed either way; fail_on_status only counts it.
+    const auto& uc = *ex.upstream->config;
+    if (config::status_in(ex.status, uc.fail_on_status)) count_failure(*ex.conn->backend, uc.name);
+    else ex.conn->backend->record_success(core::coarse_now());
+    take_held_body(ex);
     if (ex.status == 101 || d.pumped || (ex.learn_sid && ex.status == 200))
         return respond_rest(ex, d, std::nullopt, WholeRelay{});
     const ResponsePlan plan = plan_response(ex);
