@@ -8,9 +8,16 @@ namespace tether::affinity {
 LocalTable::LocalTable(std::size_t max_entries)
     : per_shard_max_(std::max<std::size_t>(1, (max_entries + kShards - 1) / kShards)) {}
 
+LocalTable::Map::iterator LocalTable::erase_locked(Shard& s, Map::iterator it) {
+    ++s.version;
+    s.lru.erase(it->second.lru);
+    return s.map.erase(it);
+}
+
 void LocalTable::insert_locked(Shard& s, std::string_view key, std::string_view server,
                                Clock::time_point now, Clock::time_point expires) {
     while (s.map.size() >= per_shard_max_ && !s.lru.empty()) {
+        ++s.version;
         s.map.erase(s.lru.back());
         s.lru.pop_back();
     }
@@ -33,8 +40,7 @@ std::optional<std::string> LocalTable::get(std::string_view key, Clock::time_poi
     auto it = s.map.find(k);
     if (it == s.map.end()) return std::nullopt;
     if (it->second.expires <= now) {
-        s.lru.erase(it->second.lru);
-        s.map.erase(it);
+        erase_locked(s, it);
         return std::nullopt;
     }
     it->second.expires = now + ttl;
@@ -46,21 +52,10 @@ std::optional<std::string> LocalTable::get(std::string_view key, Clock::time_poi
     return it->second.server;
 }
 
-LocalTable::Found LocalTable::find(std::string_view key, Clock::time_point now,
-                                   std::chrono::milliseconds ttl, Clock::duration sync_every,
-                                   const Names& names) {
-    const Hashed k = hashed(key);
-    Shard& s = shard_for(k);
+LocalTable::Found LocalTable::hit_locked(Shard& s, Entry& e, Clock::time_point now,
+                                         std::chrono::milliseconds ttl,
+                                         Clock::duration sync_every, const Names& names) {
     Found out;
-    std::lock_guard lock(s.mutex);
-    auto it = s.map.find(k);
-    if (it == s.map.end()) return out;
-    Entry& e = it->second;
-    if (e.expires <= now) {
-        s.lru.erase(e.lru);
-        s.map.erase(it);
-        return out;
-    }
     out.bound = true;
     e.expires = now + ttl;
     if (sync_every != Clock::duration::max() && now - e.synced >= sync_every) {
@@ -75,6 +70,35 @@ LocalTable::Found LocalTable::find(std::string_view key, Clock::time_point now,
     }
     out.index = e.names_index;
     return out;
+}
+
+LocalTable::Found LocalTable::find(std::string_view key, Clock::time_point now,
+                                   std::chrono::milliseconds ttl, Clock::duration sync_every,
+                                   const Names& names, Handle* where) {
+    const Hashed k = hashed(key);
+    Shard& s = shard_for(k);
+    std::lock_guard lock(s.mutex);
+    auto it = s.map.find(k);
+    if (it == s.map.end()) return {};
+    if (it->second.expires <= now) {
+        erase_locked(s, it);
+        return {};
+    }
+    if (where) *where = {&it->second, s.version, static_cast<std::size_t>(&s - shards_.data())};
+    return hit_locked(s, it->second, now, ttl, sync_every, names);
+}
+
+LocalTable::Found LocalTable::refind(const Handle& where, Clock::time_point now,
+                                     std::chrono::milliseconds ttl, Clock::duration sync_every,
+                                     const Names& names) {
+    if (!where.entry || where.shard >= kShards) return {};
+    Shard& s = shards_[where.shard];
+    std::lock_guard lock(s.mutex);
+    if (s.version != where.version) return {};  // the entry may be gone
+    // Still in the map: nothing of the shard was erased since find() saw it.
+    Entry& e = *const_cast<Entry*>(static_cast<const Entry*>(where.entry));
+    if (e.expires <= now) return {};  // find() by key erases it
+    return hit_locked(s, e, now, ttl, sync_every, names);
 }
 
 bool LocalTable::contains(std::string_view key, Clock::time_point now) const {
@@ -106,10 +130,7 @@ std::string LocalTable::put_if_absent(std::string_view key, std::string_view ser
     std::lock_guard lock(s.mutex);
     auto it = s.map.find(k);
     if (it != s.map.end() && it->second.expires > now) return it->second.server;
-    if (it != s.map.end()) {
-        s.lru.erase(it->second.lru);
-        s.map.erase(it);
-    }
+    if (it != s.map.end()) erase_locked(s, it);
     insert_locked(s, key, server, now, now + ttl);
     return std::string(server);
 }
@@ -134,10 +155,7 @@ void LocalTable::erase(std::string_view key) {
     const Hashed k = hashed(key);
     Shard& s = shard_for(k);
     std::lock_guard lock(s.mutex);
-    if (auto it = s.map.find(k); it != s.map.end()) {
-        s.lru.erase(it->second.lru);
-        s.map.erase(it);
-    }
+    if (auto it = s.map.find(k); it != s.map.end()) erase_locked(s, it);
 }
 
 std::size_t LocalTable::erase_server(std::string_view prefix, std::string_view server) {
@@ -146,8 +164,7 @@ std::size_t LocalTable::erase_server(std::string_view prefix, std::string_view s
         std::lock_guard lock(s.mutex);
         for (auto it = s.map.begin(); it != s.map.end();) {
             if (it->first.starts_with(prefix) && it->second.server == server) {
-                s.lru.erase(it->second.lru);
-                it = s.map.erase(it);
+                it = erase_locked(s, it);
                 ++n;
             } else {
                 ++it;

@@ -20,9 +20,21 @@ namespace {
 using upstream::Backend;
 using Exclude = std::span<const Backend* const>;
 
-RouteDecision to_backend(std::shared_ptr<Backend> b) {
+RouteDecision to_backend(const std::shared_ptr<Backend>& b) {
     RouteDecision d;
-    d.backend = std::move(b);
+    d.backend = b;
+    return d;
+}
+
+/// A binding's hit: its server `b`, with the shared table's TTL refresh of
+/// `key` when it is due. Returned as is by the router (one named result here,
+/// so the decision is built in the caller's place: a RouteDecision moved is a
+/// shared_ptr and three strings moved, and as many destroyed, on every hit).
+RouteDecision bound_to(const std::shared_ptr<Backend>& b, bool refresh_due, const std::string& key,
+                       std::chrono::milliseconds ttl) {
+    RouteDecision d;
+    d.backend = b;
+    if (refresh_due) d.write = {SharedWrite::Op::refresh, key, b->name(), {}, ttl};
     return d;
 }
 
@@ -163,11 +175,14 @@ void Router::set_key(std::string_view prefix, std::string_view rest) {
     std::memcpy(key_.data() + prefix.size(), rest.data(), rest.size());
 }
 
+Clock::duration Router::sync_every(std::chrono::milliseconds ttl, const RouteInput& in) const {
+    return !shared_ || in.fetched ? Clock::duration::max() : Clock::duration(ttl / 10);
+}
+
 LocalTable::Found Router::find_bound(const UpstreamRouting& r, Clock::time_point now,
-                                     std::chrono::milliseconds ttl, const RouteInput& in) {
-    const Clock::duration sync_every =
-        !shared_ || in.fetched ? Clock::duration::max() : Clock::duration(ttl / 10);
-    return table_.find(key_, now, ttl, sync_every, {&r.by_name, r.generation});
+                                     std::chrono::milliseconds ttl, const RouteInput& in,
+                                     LocalTable::Handle* where) {
+    return table_.find(key_, now, ttl, sync_every(ttl, in), {&r.by_name, r.generation}, where);
 }
 
 RouterStats& Router::counters(std::string_view upstream) {
@@ -264,9 +279,7 @@ RouteDecision Router::route_ip_hash(const upstream::Upstream& u, const UpstreamR
             const auto& b = u.backends[found.index];
             if (keeps_bound(*b, exclude)) {
                 ++(in.fetched ? current_->redis_hits : current_->local_hits);
-                RouteDecision d = to_backend(b);
-                if (found.sync_due) d.write = {SharedWrite::Op::refresh, key_, b->name(), {}, ttl};
-                return d;
+                return bound_to(b, found.sync_due, key_, ttl);
             }
         }
         ++current_->rebinds;
@@ -321,7 +334,9 @@ RouteDecision Router::route_cookie(const upstream::Upstream& u, const UpstreamRo
 RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouting& r,
                                 balance::Picker& picker, const RouteInput& in, Exclude exclude) {
     const auto& sc = u.config->sid;
-    const auto q = in.eio ? *in.eio : balance::eio_query(in.target, sc.path, sc.param);
+    balance::EioQuery scanned;
+    const balance::EioQuery& q =
+        in.eio ? *in.eio : (scanned = balance::eio_query(in.target, sc.path, sc.param));
     if (!q.under_path) return place(u, picker, exclude);
     const auto& raw_sid = q.sid;
     if (!raw_sid || raw_sid->empty()) {  // a handshake (a sid decodes to "" only when written so)
@@ -331,17 +346,35 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
             d.set_cookie = r.set_cookie[r.by_name.at(d.backend->name())];
         return d;
     }
-    set_key(r.sid_prefix, balance::decode_param(*raw_sid, sid_scratch_));
     const auto now = core::coarse_now();  // one clock read per completion (coarse_clock.hpp)
     const auto ttl = u.config->affinity_ttl;
-    if (const auto found = find_bound(r, now, ttl, in); found.bound) {
+    // The connection's last sid again: its entry without the key (SidMemo).
+    SidMemo* const memo = in.fetched || r.generation == 0 || raw_sid->size() > SidMemo::kMaxSid
+                              ? nullptr
+                              : in.memo;
+    if (memo && memo->holds(r.generation, *raw_sid)) {
+        const auto found =
+            table_.refind(memo->entry, now, ttl, sync_every(ttl, in), {&r.by_name, r.generation});
+        if (found.bound && found.index != LocalTable::kNoIndex &&
+            keeps_bound(*u.backends[found.index], exclude)) {
+            ++current_->local_hits;
+            if (found.sync_due) set_key(r.sid_prefix, balance::decode_param(*raw_sid, sid_scratch_));
+            return bound_to(u.backends[found.index], found.sync_due, key_, ttl);
+        }  // else the lookup by key below decides, as without the memo
+    }
+    set_key(r.sid_prefix, balance::decode_param(*raw_sid, sid_scratch_));
+    LocalTable::Handle where;
+    if (const auto found = find_bound(r, now, ttl, in, memo ? &where : nullptr); found.bound) {
         const bool known = found.index != LocalTable::kNoIndex;
         if (known && keeps_bound(*u.backends[found.index], exclude)) {
             ++(in.fetched ? current_->redis_hits : current_->local_hits);
-            RouteDecision d = to_backend(u.backends[found.index]);
-            if (found.sync_due)
-                d.write = {SharedWrite::Op::refresh, key_, d.backend->name(), {}, ttl};
-            return d;
+            if (memo) {
+                memo->generation = r.generation;
+                memo->entry = where;
+                memo->sid_size = static_cast<std::uint8_t>(raw_sid->size());
+                std::memcpy(memo->sid.data(), raw_sid->data(), raw_sid->size());
+            }
+            return bound_to(u.backends[found.index], found.sync_due, key_, ttl);
         }
         // Bound to a dead or removed server: the session is gone with it.
         table_.erase(key_);

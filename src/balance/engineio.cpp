@@ -1,9 +1,14 @@
 // Engine.IO sid extraction; see engineio.hpp.
 #include "tether/balance/engineio.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <cstring>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace tether::balance {
 
@@ -35,27 +40,38 @@ std::string percent_decode(std::string_view s) {
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-// The first byte in [p, end) equal to `a` or `b`, or end. Eight bytes per step
-// on little-endian machines: a byte equal to c is a zero byte of w ^ c*ones,
-// and (x - ones) & ~x & highs marks the lowest zero byte of x exactly (a mark
-// above it may be a borrow's; only the lowest is used), as in Sean Anderson's
-// "Bit Twiddling Hacks" (haszero). For decode_param's test of a sid: about
-// half the instructions of a byte loop on a 20-byte sid. (Tried for the pair
-// scan of eio_query too: more instructions than glibc's memchr there, whose
-// vector loop finds a byte in a short pair in ~25.)
-const char* find_either(const char* p, const char* end, char a, char b) {
+// The first byte in [p, end) equal to `a` or `b`, or end; a and b are not
+// '\0'. Eight bytes per step on little-endian machines: a byte equal to c is a
+// zero byte of w ^ c*ones, and (x - ones) & ~x & highs marks the lowest zero
+// byte of x exactly (a mark above it may be a borrow's; only the lowest is
+// used), as in Sean Anderson's "Bit Twiddling Hacks" (haszero). `floor` <= p
+// is the lowest address that may be read: the last step, of fewer than eight
+// bytes, reads the eight that end at `end` and shifts out those before p
+// (zero bytes come in at the top, above every byte looked at, and match
+// neither a nor b), so no step goes byte by byte once end - floor >= 8.
+const char* find_either(const char* p, const char* end, char a, char b, const char* floor) {
     if constexpr (std::endian::native == std::endian::little) {
         constexpr std::uint64_t ones = 0x0101010101010101ull;
         constexpr std::uint64_t highs = 0x8080808080808080ull;
         const std::uint64_t wa = ones * static_cast<unsigned char>(a);
         const std::uint64_t wb = ones * static_cast<unsigned char>(b);
+        const auto first_hit = [&](std::uint64_t w) {
+            const std::uint64_t xa = w ^ wa;
+            const std::uint64_t xb = w ^ wb;
+            return ((xa - ones) & ~xa & highs) | ((xb - ones) & ~xb & highs);
+        };
         for (; end - p >= 8; p += 8) {
             std::uint64_t w;
             std::memcpy(&w, p, 8);
-            const std::uint64_t xa = w ^ wa;
-            const std::uint64_t xb = w ^ wb;
-            const std::uint64_t hit = ((xa - ones) & ~xa & highs) | ((xb - ones) & ~xb & highs);
-            if (hit) return p + std::countr_zero(hit) / 8;
+            if (const std::uint64_t hit = first_hit(w)) return p + std::countr_zero(hit) / 8;
+        }
+        if (p == end) return end;
+        if (end - floor >= 8) {
+            std::uint64_t w;
+            std::memcpy(&w, end - 8, 8);
+            w >>= 8 * (8 - (end - p));  // 1..7 bytes before p out
+            const std::uint64_t hit = first_hit(w);
+            return hit ? p + std::countr_zero(hit) / 8 : end;
         }
     }
     while (p < end && *p != a && *p != b) ++p;
@@ -102,7 +118,7 @@ void for_each_pair(std::string_view query, Fn&& fn) {
 
 bool needs_decoding(std::string_view raw) {
     const char* end = raw.data() + raw.size();
-    return find_either(raw.data(), end, '%', '+') != end;
+    return find_either(raw.data(), end, '%', '+', raw.data()) != end;
 }
 
 }  // namespace
@@ -130,48 +146,121 @@ std::optional<std::string> query_param(std::string_view target, std::string_view
     return percent_decode(*raw);
 }
 
+namespace {
+
+// Which bytes of [p, p + n), n <= 64, are '?' (question) and '&' or '#'
+// (stops): bit i for byte i. Sixteen bytes per step (SSE2, which every
+// x86-64 has; elsewhere byte by byte). `floor` <= p is the lowest address
+// that may be read: a last piece of fewer than sixteen bytes is read as the
+// sixteen that end at p + n, its marks shifted down (or, without sixteen
+// bytes from floor, copied into zeros, which are no mark).
+struct Marks {
+    std::uint64_t question = 0;
+    std::uint64_t stops = 0;
+};
+
+Marks marks_of(const char* p, std::size_t n, const char* floor) {
+    Marks m;
+#if defined(__SSE2__)
+    const __m128i question = _mm_set1_epi8('?');
+    const __m128i amp = _mm_set1_epi8('&');
+    const __m128i hash = _mm_set1_epi8('#');
+    const auto add = [&](__m128i v, unsigned drop, std::size_t at) {
+        const auto mask = [&](__m128i eq) {
+            return std::uint64_t{static_cast<unsigned>(_mm_movemask_epi8(eq)) >> drop} << at;
+        };
+        m.question |= mask(_mm_cmpeq_epi8(v, question));
+        m.stops |= mask(_mm_or_si128(_mm_cmpeq_epi8(v, amp), _mm_cmpeq_epi8(v, hash)));
+    };
+    std::size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        add(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i)), 0, i);
+    if (i < n) {
+        const std::size_t rest = n - i;
+        if (p + n - floor >= 16) {
+            add(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + n - 16)),
+                static_cast<unsigned>(16 - rest), i);
+        } else {
+            alignas(16) char piece[16] = {};
+            std::memcpy(piece, p + i, rest);
+            add(_mm_load_si128(reinterpret_cast<const __m128i*>(piece)), 0, i);
+        }
+    }
+#else
+    for (std::size_t i = 0; i < n; ++i) {
+        m.question |= std::uint64_t{p[i] == '?'} << i;
+        m.stops |= std::uint64_t{p[i] == '&' || p[i] == '#'} << i;
+    }
+#endif
+    return m;
+}
+
+// If the pair [at, end) of `t` is named `name` ("name=value" or "name"), sets
+// `value` to its raw value (value_if_named) and returns true. The name is
+// compared byte by byte after its first byte (names are a few bytes, fewer
+// than a library call's own work), or by memcmp of a size known at compile
+// time, which the compiler writes as a few wide compares.
+template <std::size_t N = 0>
+bool take_named(const char* t, std::size_t at, std::size_t end, std::string_view name,
+                std::optional<std::string_view>& value) {
+    const std::size_t len = end - at;
+    if constexpr (N > 0) {
+        if (len < N || std::memcmp(t + at, name.data(), N) != 0) return false;
+    } else {
+        if (len < name.size() || (!name.empty() && t[at] != name.front())) return false;
+        for (std::size_t i = 1; i < name.size(); ++i)
+            if (t[at + i] != name[i]) return false;
+    }
+    if (len == name.size()) {
+        value = std::string_view();
+        return true;
+    }
+    if (t[at + name.size()] != '=') return false;
+    value = std::string_view(t + at + name.size() + 1, len - name.size() - 1);
+    return true;
+}
+
+}  // namespace
+
 // One pass over the target, the same reading as path_under, query_of and
 // value_if_named above, written for the request path (affinity sid reads it
-// on every request): one memchr for '?', one for '#', one per pair for '&'
-// (only while a wanted name is still missing), names compared in place.
+// on every request): the target's '?', '&' and '#' marked sixteen bytes per
+// step (64 bytes at a time, more only for longer targets), then from the
+// first '?' pair by pair (each ends at the next '&', or at a '#', where the
+// query ends), names compared in place, until both names were found.
 EioQuery eio_query(std::string_view target, std::string_view sid_path,
                    std::string_view sid_param) {
     EioQuery out;
-    const char* const begin = target.data();
-    const char* const end = begin + target.size();
-    const auto find = [](const char* from, const char* to, char c) {
-        return from == to ? nullptr
-                          : static_cast<const char*>(
-                                std::memchr(from, c, static_cast<std::size_t>(to - from)));
+    const char* const t = target.data();
+    const std::size_t n = target.size();
+    std::size_t base = 0;  // of the 64 bytes marked in m
+    Marks m = marks_of(t, std::min<std::size_t>(n, 64), t);
+    const auto next_block = [&] {
+        base += 64;
+        m = marks_of(t + base, std::min<std::size_t>(n - base, 64), t);
     };
-    const char* mark = find(begin, end, '?');
-    const std::string_view path(begin, static_cast<std::size_t>((mark ? mark : end) - begin));
+    while (m.question == 0 && n - base > 64) next_block();
+    const std::size_t mark = m.question ? base + static_cast<std::size_t>(std::countr_zero(m.question)) : n;
+    const std::string_view path(t, mark);
     out.under_path = path.starts_with(sid_path) ||
                      (!sid_path.empty() && sid_path.back() == '/' &&
                       path == sid_path.substr(0, sid_path.size() - 1));
-    if (!out.under_path || !mark) return out;
-    const char* p = mark + 1;
-    const char* qend = end;
-    if (const char* h = find(p, end, '#')) qend = h;
+    if (!out.under_path || mark == n) return out;
+    // The stops after the '?' (mark - base < 64; a shift by 64 would be undefined).
+    std::uint64_t stops = m.stops & (~std::uint64_t{1} << (mark - base));
     constexpr std::string_view kTransport = "transport";
-    // The raw value of the pair at p named `name`, else nullopt (value_if_named).
-    const auto named = [&](std::string_view name,
-                           const char* pair_end) -> std::optional<std::string_view> {
-        const auto len = static_cast<std::size_t>(pair_end - p);
-        if (len < name.size()) return std::nullopt;
-        if (!name.empty() && (*p != name.front() || std::memcmp(p, name.data(), name.size()) != 0))
-            return std::nullopt;
-        if (len == name.size()) return std::string_view();
-        if (p[name.size()] != '=') return std::nullopt;
-        return std::string_view(p + name.size() + 1, len - name.size() - 1);
-    };
-    while (p < qend) {
-        const char* amp = find(p, qend, '&');
-        const char* pair_end = amp ? amp : qend;
-        if (!out.sid) out.sid = named(sid_param, pair_end);
-        if (!out.transport) out.transport = named(kTransport, pair_end);
-        if ((out.sid && out.transport) || !amp) break;
-        p = amp + 1;
+    // Each pair (none is empty and last, as in for_each_pair).
+    for (std::size_t at = mark + 1; at < n && t[at] != '#';) {
+        while (stops == 0 && n - base > 64) {
+            next_block();
+            stops = m.stops;
+        }
+        const std::size_t end = stops ? base + static_cast<std::size_t>(std::countr_zero(stops)) : n;
+        stops &= stops - 1;
+        if (!out.sid) take_named(t, at, end, sid_param, out.sid);
+        if (!out.transport) take_named<kTransport.size()>(t, at, end, kTransport, out.transport);
+        if ((out.sid && out.transport) || end == n || t[end] == '#') break;
+        at = end + 1;
     }
     return out;
 }

@@ -220,6 +220,7 @@ private:
     EioSessionGauge tunnel_eio_;  // an Engine.IO session over this tunnel
     std::unique_ptr<SidLearner> tunnel_learner_;  // a websocket-only handshake's sid
     std::string tunnel_upstream_;
+    affinity::SidMemo sid_memo_;  // this connection's last sid (affinity sid)
 };
 
 }  // namespace tether::http::detail

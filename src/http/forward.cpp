@@ -147,6 +147,7 @@ std::optional<Awaitable<errc>> ClientSession::open_upstream(Exchange& ex, bool f
     if (uc.affinity == config::Affinity::sid) {  // read once, for the router and the gauge
         ex.eio_query = balance::eio_query(req.target(), uc.sid.path, uc.sid.param);
         s.in.eio = &ex.eio_query;
+        s.in.memo = &sid_memo_;
     }
     s.in.may_fetch = ctx_.store != nullptr;
     s.fresh_only = fresh_only;

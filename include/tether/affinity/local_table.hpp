@@ -56,12 +56,28 @@ public:
         bool sync_due = false;            ///< as get()'s sync_due
         std::size_t index = kNoIndex;     ///< the bound server in `names`; kNoIndex: not there
     };
+    /// Where find() found a live binding: refind() finds it again without its
+    /// key while no entry of its shard was erased since (the shard's version;
+    /// an erased entry's memory is freed, a rebound one stays where it is).
+    struct Handle {
+        const void* entry = nullptr;  ///< null: nothing found
+        std::uint64_t version = 0;    ///< of the shard, when found
+        std::size_t shard = 0;
+    };
     /// get() for the request path: the bound server as its index in `names`,
     /// resolved once per entry and snapshot (the entry remembers it until its
     /// server or the snapshot changes), so a hit neither copies the name nor
-    /// looks it up. Names with generation 0 are looked up every time.
+    /// looks it up. Names with generation 0 are looked up every time. On a
+    /// live binding, `where` (if given) says where it is, for refind().
     Found find(std::string_view key, Clock::time_point now, std::chrono::milliseconds ttl,
-               Clock::duration sync_every, const Names& names);
+               Clock::duration sync_every, const Names& names, Handle* where = nullptr);
+    /// find() of the binding at `where` (from find() of the same table), all
+    /// it does but the key's hash and lookup: the binding as it is now (a
+    /// rebind is seen), its expiry refreshed, its LRU place, the sync. Not
+    /// bound: an entry of the shard was erased since, or the binding expired;
+    /// find() by key then says what the table holds.
+    Found refind(const Handle& where, Clock::time_point now, std::chrono::milliseconds ttl,
+                 Clock::duration sync_every, const Names& names);
     /// True if `key` has a live binding (its expiry is left as it is).
     bool contains(std::string_view key, Clock::time_point now) const;
     /// A live binding of shard `shard`: key, server and the time it has left.
@@ -114,10 +130,12 @@ private:
         bool operator()(const Hashed& a, std::string_view b) const { return a.text == b; }
         bool operator()(std::string_view a, const Hashed& b) const { return a == b.text; }
     };
+    using Map = std::unordered_map<std::string, Entry, KeyHash, KeyEq>;
     struct Shard {
         mutable std::mutex mutex;
-        std::unordered_map<std::string, Entry, KeyHash, KeyEq> map;
+        Map map;
         Lru lru;
+        std::uint64_t version = 0;  // +1 whenever an entry is erased (Handle)
     };
 
     static Hashed hashed(std::string_view key) { return {key, KeyHash{}(key)}; }
@@ -125,6 +143,12 @@ private:
     const Shard& shard_for(const Hashed& key) const { return shards_[mix64(key.hash) % kShards]; }
     void insert_locked(Shard& s, std::string_view key, std::string_view server,
                        Clock::time_point now, Clock::time_point expires);
+    /// Erases `it` of shard `s` (its LRU node too) and counts the shard's version.
+    static Map::iterator erase_locked(Shard& s, Map::iterator it);
+    /// find()'s work on the live entry `e` of `s` (expiry, sync, LRU, index).
+    static Found hit_locked(Shard& s, Entry& e, Clock::time_point now,
+                            std::chrono::milliseconds ttl, Clock::duration sync_every,
+                            const Names& names);
 
     std::size_t per_shard_max_;
     std::array<Shard, kShards> shards_;

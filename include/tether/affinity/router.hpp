@@ -30,7 +30,9 @@
 // immutable snapshot built with the Runtime.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <memory>
@@ -74,6 +76,32 @@ struct RoutingTables {
 std::shared_ptr<const RoutingTables> build_routing(const upstream::Runtime& rt,
                                                    const std::string& process_secret);
 
+/// A connection's memo of the binding its last sid was routed by (affinity
+/// sid). A polling client asks with the same sid again and again, mostly on
+/// one kept-alive connection; with the memo the router finds the binding's
+/// table entry again (LocalTable::refind) without decoding the sid, writing
+/// the table key, hashing it or looking it up. It is only a way to the entry:
+/// what the entry says now is what routes (a rebind by another worker, by
+/// Redis or by a fallback is seen), its expiry and the Redis TTL refresh are
+/// kept as by a lookup, and it holds only while the upstream's routing
+/// snapshot is the one it was made with and no entry of the entry's shard was
+/// erased (an erased binding, expired, evicted, removed with a dead server:
+/// the lookup by key decides). Sids longer than kMaxSid are not memoised.
+/// Threading: the connection's worker only (the table does its own locking).
+struct SidMemo {
+    static constexpr std::size_t kMaxSid = 48;
+    std::uint64_t generation = 0;  ///< UpstreamRouting::generation of `entry`; 0: empty
+    LocalTable::Handle entry;
+    std::uint8_t sid_size = 0;
+    std::array<char, kMaxSid> sid{};  ///< the sid as written in the query (not decoded)
+
+    /// True if the memo is of `raw_sid` in the upstream routing of `generation`.
+    bool holds(std::uint64_t gen, std::string_view raw_sid) const {
+        return gen == generation && raw_sid.size() == sid_size &&
+               std::memcmp(raw_sid.data(), sid.data(), sid_size) == 0;
+    }
+};
+
 struct RouteInput {
     std::string_view target;
     std::string_view cookie_header;
@@ -85,6 +113,8 @@ struct RouteInput {
     /// With a shared table: a local miss of the table key returns
     /// SharedWrite::Op::fetch (ask Redis, then route again) instead of a placement.
     bool may_fetch = false;
+    /// The connection's memo (affinity sid; null: none): read and updated.
+    SidMemo* memo = nullptr;
 };
 
 /// What the shared (Redis) table must learn from a decision.
@@ -174,7 +204,10 @@ private:
     /// The binding of key_ in the local table (see LocalTable::find); a TTL
     /// refresh of the shared table is due at most once per ttl/10.
     LocalTable::Found find_bound(const UpstreamRouting& r, Clock::time_point now,
-                                 std::chrono::milliseconds ttl, const RouteInput& in);
+                                 std::chrono::milliseconds ttl, const RouteInput& in,
+                                 LocalTable::Handle* where = nullptr);
+    /// The shared table's TTL refresh interval for find_bound (max: none).
+    Clock::duration sync_every(std::chrono::milliseconds ttl, const RouteInput& in) const;
 
     LocalTable& table_;
     bool shared_;

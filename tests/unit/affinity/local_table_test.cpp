@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +18,7 @@ using tether::affinity::LocalTable;
 
 const Clock::time_point t0 = Clock::time_point{} + 1000h;  // fixed, no wall clock
 constexpr std::chrono::milliseconds kTtl = 100ms;
+Clock::duration never() { return Clock::duration::max(); }
 
 /// Keys that share a shard with `anchor`, found without peeking at the hash:
 /// in a table bounded to one entry per shard, putting X evicts `anchor` exactly
@@ -75,6 +77,84 @@ TEST(LocalTable, FindRefreshesExpiryAndReportsSync) {
     EXPECT_TRUE(t.find("k", t0 + 180ms, kTtl, Clock::duration::max(), n).bound);
     EXPECT_FALSE(t.find("k", t0 + 281ms, kTtl, Clock::duration::max(), n).bound);
     EXPECT_FALSE(t.get("k", t0 + 281ms, kTtl));
+}
+
+// refind() of find()'s handle does what find() of the key does: the binding
+// as it is now (a rebind, another snapshot's index), the expiry refreshed,
+// the sync reported; not bound once the binding expired.
+TEST(LocalTable, RefindIsFindWithoutTheKey) {
+    LocalTable t(1000);
+    const tether::affinity::ServerIndex first{{"s1", 0}, {"s2", 1}};
+    const tether::affinity::ServerIndex reordered{{"s2", 0}, {"s1", 1}};
+    const LocalTable::Names a{&first, 7};
+    const LocalTable::Names b{&reordered, 8};
+    LocalTable::Handle h;
+    EXPECT_FALSE(t.refind(h, t0, kTtl, 10ms, a).bound) << "an empty handle";
+    EXPECT_FALSE(t.find("k", t0, kTtl, 10ms, a, &h).bound);
+    EXPECT_EQ(h.entry, nullptr) << "no binding, no handle";
+    t.put("k", "s2", t0, kTtl);
+    auto f = t.find("k", t0, kTtl, 10ms, a, &h);
+    ASSERT_TRUE(f.bound);
+    ASSERT_NE(h.entry, nullptr);
+    f = t.refind(h, t0 + 5ms, kTtl, 10ms, a);
+    EXPECT_TRUE(f.bound);
+    EXPECT_EQ(f.index, 1u);
+    EXPECT_FALSE(f.sync_due);
+    EXPECT_TRUE(t.refind(h, t0 + 90ms, kTtl, 10ms, a).sync_due);  // lives until t0+190 now
+    EXPECT_FALSE(t.refind(h, t0 + 95ms, kTtl, 10ms, a).sync_due);
+    EXPECT_EQ(t.refind(h, t0 + 96ms, kTtl, 10ms, b).index, 0u) << "another snapshot";
+    t.put("k", "s1", t0 + 97ms, kTtl);  // a rebind: the same entry, another server
+    EXPECT_EQ(t.refind(h, t0 + 98ms, kTtl, 10ms, a).index, 0u);
+    EXPECT_TRUE(t.refind(h, t0 + 190ms, kTtl, never(), a).bound);  // refreshed at +98
+    EXPECT_FALSE(t.refind(h, t0 + 290ms, kTtl, never(), a).bound) << "expired";
+    EXPECT_FALSE(t.find("k", t0 + 290ms, kTtl, never(), a).bound);
+}
+
+// A handle does not outlive its entry: once an entry of its shard was erased
+// (by erase, erase_server, expiry found by a lookup, eviction, put_if_absent
+// over an expired binding), refind() says "not bound" and find() by key
+// decides, also when the key was bound again since (a new entry). An insert
+// without eviction, or a rebind, leaves the handle valid.
+TEST(LocalTable, RefindIsNotBoundOnceAnEntryOfItsShardWasErased) {
+    const tether::affinity::ServerIndex names{{"s1", 0}, {"s2", 1}};
+    const LocalTable::Names n{&names, 1};
+    const std::string a = "u:sid:anchor";
+    const auto mates = shard_mates(a, 1);
+    ASSERT_EQ(mates.size(), 1u);
+    const std::vector<std::pair<std::string, std::function<void(LocalTable&)>>> erasers = {
+        {"erase", [&](LocalTable& t) { t.erase(a); }},
+        {"erase and bind again", [&](LocalTable& t) { t.erase(a); t.put(a, "s2", t0, kTtl); }},
+        {"erase a shard mate", [&](LocalTable& t) { t.erase(mates[0]); }},
+        {"erase_server", [&](LocalTable& t) { t.erase_server("u:", "s1"); }},
+        {"expired, found by a lookup", [&](LocalTable& t) { t.get(a, t0 + 2 * kTtl, kTtl); }},
+        {"put_if_absent over an expired binding",
+         [&](LocalTable& t) { t.put_if_absent(a, "s2", t0 + 2 * kTtl, kTtl); }},
+    };
+    for (const auto& [what, erase] : erasers) {
+        LocalTable t(1000);
+        t.put(a, "s1", t0, kTtl);
+        t.put(mates[0], "s1", t0, kTtl);
+        LocalTable::Handle h;
+        ASSERT_TRUE(t.find(a, t0, kTtl, never(), n, &h).bound) << what;
+        erase(t);
+        EXPECT_FALSE(t.refind(h, t0 + 1ms, kTtl, never(), n).bound) << what;
+    }
+    // Eviction: one entry per shard, the mate's put evicts the anchor.
+    LocalTable one(1);
+    one.put(a, "s1", t0, kTtl);
+    LocalTable::Handle h;
+    ASSERT_TRUE(one.find(a, t0, kTtl, never(), n, &h).bound);
+    one.put(mates[0], "s2", t0, kTtl);
+    EXPECT_FALSE(one.refind(h, t0, kTtl, never(), n).bound) << "evicted";
+    // What does not free an entry leaves the handle as it was.
+    LocalTable t(1000);
+    t.put(a, "s1", t0, kTtl);
+    ASSERT_TRUE(t.find(a, t0, kTtl, never(), n, &h).bound);
+    for (int i = 0; i < 500; ++i) t.put("other:" + std::to_string(i), "s1", t0, kTtl);
+    t.put(a, "s2", t0, kTtl);
+    const auto f = t.refind(h, t0 + 1ms, kTtl, never(), n);
+    EXPECT_TRUE(f.bound);
+    EXPECT_EQ(f.index, 1u);
 }
 
 TEST(LocalTable, GetPutAndReplace) {

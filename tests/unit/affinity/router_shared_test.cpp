@@ -2,63 +2,16 @@
 // writes the session performs before the request goes on (SharedWrite).
 #include <gtest/gtest.h>
 
-#include "tether/affinity/router.hpp"
+#include "router_fixture.hpp"
 
 namespace {
 
 using namespace tether;
-using affinity::LocalTable;
-using affinity::RouteDecision;
 using affinity::RouteInput;
 using affinity::Router;
 using affinity::SharedWrite;
 using Op = SharedWrite::Op;
-using upstream::Backend;
-
-struct Fixture {
-    explicit Fixture(config::Affinity mode) {
-        auto c = std::make_shared<config::Config>();
-        config::Upstream u;
-        u.name = "chat";
-        u.affinity = mode;
-        u.balance = config::Balance::round_robin;
-        u.cookie.secret = "secret";
-        for (int i = 1; i <= 3; ++i) {
-            config::Server s;
-            s.name = "s" + std::to_string(i);
-            s.address = {"10.0.0." + std::to_string(i), 3000};
-            u.servers.push_back(s);
-        }
-        c->upstreams.emplace(u.name, u);
-        cfg = c;
-        rt.config = c;
-        upstream::Upstream up;
-        up.config = &c->upstreams.at("chat");
-        for (const auto& s : up.config->servers)
-            up.backends.push_back(
-                std::make_shared<Backend>(s, std::vector<boost::asio::ip::tcp::endpoint>{}));
-        rt.upstreams.push_back(std::move(up));
-        rt.listener_upstream = {0};
-        tables = affinity::build_routing(rt, "p");
-    }
-    RouteDecision route(std::string_view target, std::string_view ip = "192.0.2.7",
-                        bool fetched = false) {
-        RouteInput in{target, {}, ip, fetched};
-        return router.route(rt, 0, *tables, picker, in, {});
-    }
-    Backend& backend(std::string_view name) {
-        for (auto& b : rt.upstreams[0].backends)
-            if (b->name() == name) return *b;
-        throw std::runtime_error("none");
-    }
-
-    std::shared_ptr<const config::Config> cfg;
-    upstream::Runtime rt;
-    std::shared_ptr<const affinity::RoutingTables> tables;
-    LocalTable table{1000};
-    Router router{table, true};
-    balance::Picker picker{config::Balance::round_robin, 1};
-};
+using affinity_test::Fixture;
 
 // A local miss of a table key, when the caller may ask Redis, is answered by
 // "fetch this key first" (no placement, no miss counted yet); a hit is not.

@@ -5,7 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
+#include <memory>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -365,6 +368,51 @@ TEST(EioQuery, LongQueriesAtEveryOffset) {
         std::string scratch;
         EXPECT_EQ(decode_param(plain, scratch).data(), plain.data()) << "no copy: " << plain;
     }
+}
+
+// The same agreement on many targets made of the pieces a query scan can
+// trip on (names that are prefixes of others, repeated names, '=', '&', '#',
+// '?', percent-encodings, empty values), at every length from 0 to ~60, so
+// that the eight-byte steps and the last short step (which reads back into
+// bytes already passed) meet every boundary. The sequence is fixed (seeded).
+TEST(EioQuery, AgreesWithPathUnderAndQueryParamRawOnGeneratedTargets) {
+    const std::vector<std::string_view> starts = {"/socket.io/?", "/socket.io?", "/?",
+                                                   "/socket.io/", "/socket.iox?", ""};
+    const std::vector<std::string_view> pieces = {
+        "?", "&", "#", "=", "sid", "si", "sidx", "sid=", "&sid=", "si=", "transport",
+        "transport=", "&transport=", "transports=", "EIO=4", "polling", "%41", "+", "abcdefghij",
+        "x", "&t=N1", "&&"};
+    std::mt19937 rng(20261201);
+    std::uniform_int_distribution<std::size_t> pick(0, pieces.size() - 1);
+    std::uniform_int_distribution<std::size_t> pick_start(0, starts.size() - 1);
+    std::uniform_int_distribution<int> count(0, 10);
+    int with_sid = 0;
+    for (int i = 0; i < 20000; ++i) {
+        std::string t(starts[pick_start(rng)]);
+        for (int n = count(rng); n > 0; --n) t += pieces[pick(rng)];
+        // Only the target's own bytes may be read: a copy of exactly its size.
+        const std::unique_ptr<char[]> own(new char[t.size() + 1]);
+        std::memcpy(own.get(), t.data(), t.size());
+        const std::string_view view(own.get(), t.size());
+        for (std::string_view path : {"/socket.io/", "/"}) {
+            for (std::string_view param : {"sid", "si", "transport"}) {
+                const auto q = eio_query(view, path, param);
+                const bool under = path_under(t, path);
+                ASSERT_EQ(q.under_path, under) << t << " " << path;
+                const auto want = [&](std::string_view name) {
+                    return under ? query_param_raw(t, name) : std::nullopt;
+                };
+                ASSERT_EQ(q.sid, want(param)) << t << " " << path << " " << param;
+                ASSERT_EQ(q.transport, want("transport")) << t << " " << path;
+                if (q.sid && !q.sid->empty()) {
+                    ASSERT_GE(q.sid->data(), view.data());
+                    ASSERT_LE(q.sid->data() + q.sid->size(), view.data() + view.size());
+                }
+                with_sid += q.sid.has_value() && !q.sid->empty();
+            }
+        }
+    }
+    EXPECT_GT(with_sid, 1000) << "the generated targets exercise the values";
 }
 
 // query_param_raw + decode_param agree with query_param on every target here.
