@@ -13,8 +13,9 @@ What it gives:
     http_request() for one exchange, send_raw() for hand-made bytes.
   * WebSocket: a minimal RFC 6455 client (client role, masked frames).
 
-Every blocking call is bounded: `timeout` arguments are seconds, DEFAULT_TIMEOUT otherwise. A
-wait that runs out raises TimeoutError (subprocess.TimeoutExpired for process waits).
+Every blocking call is bounded: `timeout` arguments are seconds, DEFAULT_TIMEOUT otherwise
+(START_TIMEOUT for a started process to become ready). A wait that runs out raises TimeoutError
+(subprocess.TimeoutExpired for process waits).
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ import time
 from collections.abc import Iterable
 
 DEFAULT_TIMEOUT = 10.0
+# The bound on a process started here becoming ready (listening, or its first line written).
+# The waits poll and end as soon as it is, so a generous bound costs nothing when all is well:
+# it only keeps a start slowed by the machine from failing the test. A sanitizer tether takes
+# ~0.25 s of CPU to start (0.8-1.8 s at load 5); with the test's share of the CPU cut to a few
+# percent (two sanitizer suites, builds and tests of others on 2 cores) that passed 10 s.
+# A process that exits or fails meanwhile still fails the start at once.
+START_TIMEOUT = 60.0
 HOST = "127.0.0.1"
 # The demo backend's /bytes pattern: byte i of a body is PATTERN_ALPHABET[i % 64].
 PATTERN_ALPHABET = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_"
@@ -193,7 +201,7 @@ def on_free_ports(start, ports: int | list[int], tries: int = PORT_TRIES, choose
             tried.update(chosen)
 
 
-def wait_port(port: int, timeout: float = DEFAULT_TIMEOUT, host: str = HOST,
+def wait_port(port: int, timeout: float = START_TIMEOUT, host: str = HOST,
               proc: subprocess.Popen | None = None, output=lambda: "") -> None:
     """Waits until host:port accepts a TCP connection (which it then closes). With `proc`
     (the process that is to listen there): when it exits first, raises PortTaken or else
@@ -309,7 +317,7 @@ class Backend:
     """A tether-demo-backend on 127.0.0.1, port chosen by the kernel (or `port`)."""
 
     def __init__(self, name: str, threads: int = 1, port: int = 0,
-                 timeout: float = DEFAULT_TIMEOUT):
+                 timeout: float = START_TIMEOUT):
         self.name = name
         self._tmp = tempfile.TemporaryFile()
         args = [_binary("DEMO_BACKEND_BIN"), "--name", name, "--listen", f"{HOST}:{port}",
@@ -411,7 +419,7 @@ class Tether:
     """
 
     def __init__(self, config_text: str, ports: Iterable[int] | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, args: Iterable[str] = (),
+                 timeout: float = START_TIMEOUT, args: Iterable[str] = (),
                  env: dict | None = None, preexec_fn=None, tries: int = PORT_TRIES):
         self.dir = tempfile.mkdtemp(prefix="tether-it-")
         self.config_path = os.path.join(self.dir, "tether.yaml")

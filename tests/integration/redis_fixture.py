@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import HOST, _live, on_free_ports, raise_if_port_taken
+from harness import HOST, START_TIMEOUT, _live, on_free_ports, raise_if_port_taken
 
 REDIS = shutil.which("redis-server")
 
@@ -65,7 +65,8 @@ def redis_commands(port: int, commands, timeout: float = 5.0, raise_errors: bool
     return replies
 
 
-def wait_redis_ready(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+def wait_redis_ready(port: int, proc: subprocess.Popen,
+                     timeout: float = START_TIMEOUT) -> None:
     """Until the server on `port` answers PING; RuntimeError when `proc` exits first,
     TimeoutError after `timeout` seconds."""
     deadline = time.monotonic() + timeout

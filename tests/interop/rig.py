@@ -20,7 +20,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))  # the shared Redis fixture
 from redis_fixture import wait_redis_ready  # noqa: E402
-from harness import raise_if_port_taken, sanitizer_report, wait_port  # noqa: E402
+from harness import START_TIMEOUT, raise_if_port_taken, sanitizer_report, wait_port  # noqa: E402
 
 NPM_CI_TIMEOUT = 300
 _npm_ready = None  # None = not tried, else (ok, message)
@@ -95,7 +95,7 @@ def size(path):
     return os.path.getsize(path) if os.path.exists(path) else 0
 
 
-def spawn_listening(tmp, procs, name, argv, ports, timeout=10.0):
+def spawn_listening(tmp, procs, name, argv, ports, timeout=START_TIMEOUT):
     """spawn() of a process that is to listen on every port of `ports`, once it does (within
     `timeout` s). When it exits first: harness.PortTaken if its stderr of this start says a
     port was taken (on_free_ports can start it again on others), else RuntimeError with it;
