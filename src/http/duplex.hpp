@@ -97,7 +97,7 @@ Awaitable<void> pump_request(Duplex& d, ClientStream& client,
     }
     if (d.stop || d.head_received) co_return;
     d.timers->deadline.expires_after(response_timeout);
-    auto [ec] = co_await d.timers->deadline.async_wait(use_tuple);
+    auto [ec] = co_await d.timers->deadline.async_wait(await_tuple);
     if (ec || d.stop || d.head_received) co_return;
     d.head_timed_out = true;
     boost::system::error_code ignored;
@@ -121,7 +121,7 @@ inline void start_pump(Duplex& d, const Executor& ex,
 inline Awaitable<void> join(Duplex& d) {
     namespace asio = boost::asio;
     while (!d.finished)
-        co_await d.timers->finished_signal.async_wait(use_tuple);
+        co_await d.timers->finished_signal.async_wait(await_tuple);
     if (d.error) std::rethrow_exception(d.error);
 }
 

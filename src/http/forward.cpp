@@ -59,7 +59,7 @@ Awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
                     while (!settled_by_buffer(ex.conn->buffer, *ex.response, true, ec, n)) {
                         const auto room = read_room(ex.conn->buffer, ec);  // read_header's steps
                         if (ec) break;
-                        auto [rec, got] = co_await ex.conn->stream.async_read_some(room, use_tuple);
+                        auto [rec, got] = co_await ex.conn->stream.async_read_some(room, await_tuple);
                         if (after_read(ex.conn->buffer, *ex.response, rec, got, ec)) break;
                     }
                     const unsigned status = ex.response->get().result_int();

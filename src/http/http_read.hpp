@@ -109,7 +109,7 @@ Awaitable<std::tuple<boost::beast::error_code, std::size_t>> read_header(
         }
         const auto room = read_room(b, ec);
         if (ec) break;
-        auto [rec, n] = co_await s.async_read_some(room, use_tuple);
+        auto [rec, n] = co_await s.async_read_some(room, await_tuple);
         if (after_read(b, p, rec, n, ec)) break;
     }
     co_return std::tuple(ec, used);
@@ -127,7 +127,7 @@ Awaitable<std::tuple<boost::beast::error_code, std::size_t>> read_some(
         if (parse_buffered(b, p, ec, used)) break;
         const auto room = read_room(b, ec);
         if (ec) break;
-        auto [rec, n] = co_await s.async_read_some(room, use_tuple);
+        auto [rec, n] = co_await s.async_read_some(room, await_tuple);
         if (after_read(b, p, rec, n, ec)) break;
     }
     co_return std::tuple(ec, used);

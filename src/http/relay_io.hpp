@@ -79,7 +79,7 @@ Awaitable<std::tuple<boost::system::error_code, std::size_t>> write_rest(Stream&
                                                                          std::size_t n) {
     boost::beast::buffers_suffix<Buffers> rest(b);
     rest.consume(n);
-    auto [ec, m] = co_await boost::asio::async_write(s, rest, use_tuple);
+    auto [ec, m] = co_await boost::asio::async_write(s, rest, await_tuple);
     co_return std::tuple(ec, n + m);
 }
 

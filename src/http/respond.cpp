@@ -276,7 +276,7 @@ Awaitable<void> ClientSession::linger() {
         if (left <= Clock::duration::zero()) break;
         stream_.expires_after(std::min<Clock::duration>(left, kLingerRead));
         auto [rec, n] = co_await stream_.async_read_some(
-            asio::buffer(lease.data(), lease.size()), use_tuple);
+            asio::buffer(lease.data(), lease.size()), await_tuple);
         if (rec) break;
     }
     idle_ = false;
@@ -292,7 +292,7 @@ Awaitable<Outcome> ClientSession::start_tunnel(Exchange& ex) {
     head_.clear();
     write_response_head(ex.response->get(), ex.response->fields(), 11, rw, head_);
     stream_.expires_after(ex.cfg().timeouts.idle);
-    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(head_), use_tuple);
+    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(head_), await_tuple);
     if (ec) co_return Outcome::close;
     stream_.expires_never();
     tunnel_conn_ = std::move(ex.conn);  // plain or TLS: the tunnel borrows its stream

@@ -146,7 +146,7 @@ Awaitable<Outcome> ClientSession::serve_request() {
             start_idle_wait(c.limits.buffer_size,
                             first_ ? c.timeouts.client_header : c.timeouts.idle);
         }
-        auto [rec, got] = co_await stream_.async_read_some(buffer_.prepare(4096), use_tuple);
+        auto [rec, got] = co_await stream_.async_read_some(buffer_.prepare(4096), await_tuple);
         idle_ = false;
         eof_probe_ = false;
         if (rec) co_return Outcome::close;
@@ -209,7 +209,7 @@ Awaitable<Outcome> ClientSession::serve_request() {
         }
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
         stream_.expires_after(cfg.timeouts.idle);
-        co_await asio::async_write(stream_, asio::buffer(kContinue), use_tuple);
+        co_await asio::async_write(stream_, asio::buffer(kContinue), await_tuple);
     }
     const Outcome out = co_await proxy(ex);
     record(ex);
@@ -264,7 +264,7 @@ Awaitable<void> ClientSession::send_error(Exchange* ex, errc e) {
     head_.clear();
     write_error_response(e, request_id_, true, head_, retry_after_s_);
     stream_.expires_after(ctx_.runtime->config->timeouts.idle);
-    co_await asio::async_write(stream_, asio::buffer(head_), use_tuple);
+    co_await asio::async_write(stream_, asio::buffer(head_), await_tuple);
 }
 
 Awaitable<void> ClientSession::send_unknown_sid(Exchange& ex) {
@@ -276,7 +276,7 @@ Awaitable<void> ClientSession::send_unknown_sid(Exchange& ex) {
     head_.clear();
     write_engineio_unknown_sid(request_id_, origin, head_);
     stream_.expires_after(ex.cfg().timeouts.idle);
-    co_await asio::async_write(stream_, asio::buffer(head_), use_tuple);
+    co_await asio::async_write(stream_, asio::buffer(head_), await_tuple);
 }
 
 // Counters and the access log line for a finished exchange.

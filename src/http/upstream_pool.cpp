@@ -58,7 +58,7 @@ Awaitable<ConnectResult> UpstreamPool::connect(std::shared_ptr<upstream::Backend
     auto& raw = c.stream.tcp();
     const auto until = core::coarse_now() + timeout;
     raw.expires_at(until);
-    auto [ec, ep] = co_await raw.async_connect(b->endpoints(), use_tuple);
+    auto [ec, ep] = co_await raw.async_connect(b->endpoints(), await_tuple);
     if (ec) {
         r.ec = ec;
         co_return r;
@@ -68,7 +68,7 @@ Awaitable<ConnectResult> UpstreamPool::connect(std::shared_ptr<upstream::Backend
     if (!spec.proxy_header.empty()) {
         raw.expires_at(until);
         auto [wec, wn] = co_await asio::async_write(raw, asio::buffer(spec.proxy_header),
-                                                    use_tuple);
+                                                    await_tuple);
         if (wec) {
             r.ec = wec;
             co_return r;

@@ -20,6 +20,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/basic_stream_socket.hpp>
 #include <boost/asio/basic_waitable_timer.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -40,5 +41,12 @@ using SteadyTimer =
 /// error code and results as a tuple, never an exception.
 inline constexpr boost::asio::use_awaitable_t<Executor> use_awaitable{};
 inline constexpr auto use_tuple = boost::asio::as_tuple(use_awaitable);
+/// use_tuple for an operation co_awaited where it is made (`auto [ec, n] =
+/// co_await s.async_read_some(b, await_tuple)`): Asio (1.26 on) starts such
+/// an operation from the awaiting coroutine itself (awaitable_async_op),
+/// where use_awaitable makes, starts and frees a coroutine frame of its own
+/// for every operation (async_result's `initiate`). Not for an operation
+/// kept as an awaitable (awaitable operators, a returned Awaitable<>).
+inline constexpr auto await_tuple = boost::asio::as_tuple(boost::asio::deferred);
 
 }  // namespace tether
