@@ -244,10 +244,10 @@ void write_request_head(const RequestHead& req, const RequestRewrite& rw, std::s
 namespace {
 
 template <class Fields>
-void write_response_head_of(const ResponseHead& res, const Fields& fields,
+void write_response_head_of(const StatusLine& line, const Fields& fields,
                             unsigned client_version, const ResponseRewrite& rw, std::string& out) {
-    std::string_view reason = res.reason();
-    if (reason.empty()) reason = bhttp::obsolete_reason(res.result());
+    std::string_view reason = line.reason;
+    if (reason.empty()) reason = bhttp::obsolete_reason(static_cast<bhttp::status>(line.status));
     const Looked l = look_up(fields);
     constexpr std::string_view kLongestConnection = "Connection: keep-alive\r\n";
     constexpr std::string_view kChunked = "Transfer-Encoding: chunked\r\n";
@@ -256,7 +256,7 @@ void write_response_head_of(const ResponseHead& res, const Fields& fields,
     w.put(client_version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
     // Three digits always (RFC 9112 status-code = 3DIGIT): the parser takes
     // "001" from a backend, which to_chars would write as "1".
-    const unsigned status = res.result_int() % 1000;  // Beast's parser: 3 digits
+    const unsigned status = line.status % 1000;  // Beast's parser: 3 digits
     const char code[3] = {static_cast<char>('0' + status / 100),
                           static_cast<char>('0' + status / 10 % 10),
                           static_cast<char>('0' + status % 10)};
@@ -286,12 +286,13 @@ void write_response_head_of(const ResponseHead& res, const Fields& fields,
 
 void write_response_head(const ResponseHead& res, unsigned client_version,
                          const ResponseRewrite& rw, std::string& out) {
-    write_response_head_of(res, res, client_version, rw, out);
+    write_response_head_of(StatusLine{res.result_int(), res.reason()}, res, client_version, rw,
+                           out);
 }
 
-void write_response_head(const ResponseHead& res, const FlatFields& fields,
+void write_response_head(const StatusLine& line, const FlatFields& fields,
                          unsigned client_version, const ResponseRewrite& rw, std::string& out) {
-    write_response_head_of(res, fields, client_version, rw, out);
+    write_response_head_of(line, fields, client_version, rw, out);
 }
 
 void write_chunk_header(std::size_t size, std::string& out) {

@@ -1,4 +1,5 @@
-// Reading HTTP messages into a Beast parser from a tls::ClientStream: what
+// Reading HTTP messages into a parser (Beast's, or ResponseParser, which has
+// the same put/put_eof interface) from a tls::ClientStream: what
 // http::async_read_header and http::async_read_some do, as plain coroutines.
 // Beast's versions are composed operations (async_compose with executor work
 // guards, type-erased executor copies, and a post through the scheduler when
@@ -28,8 +29,8 @@ namespace tether::http {
 
 /// Parses the bytes `b` holds into `p`. False when the parser needs more
 /// (ec cleared): read, then parse again.
-template <bool isRequest>
-bool parse_buffered(boost::beast::flat_buffer& b, boost::beast::http::basic_parser<isRequest>& p,
+template <class Parser>
+bool parse_buffered(boost::beast::flat_buffer& b, Parser& p,
                     boost::beast::error_code& ec, std::size_t& used) {
     if (b.size() == 0) return false;
     const std::size_t n = p.put(b.data(), ec);
@@ -60,8 +61,8 @@ inline boost::asio::mutable_buffer read_room(boost::beast::flat_buffer& b,
 /// After a read of `n` bytes that ended with `rec`: commits them; the end of
 /// the stream goes to the parser as Beast does (end_of_stream before any
 /// byte, else put_eof's verdict). True when the read settled the message.
-template <bool isRequest>
-bool after_read(boost::beast::flat_buffer& b, boost::beast::http::basic_parser<isRequest>& p,
+template <class Parser>
+bool after_read(boost::beast::flat_buffer& b, Parser& p,
                 const boost::beast::error_code& rec, std::size_t n, boost::beast::error_code& ec) {
     b.commit(n);
     if (rec == boost::asio::error::eof) {
@@ -82,8 +83,8 @@ bool after_read(boost::beast::flat_buffer& b, boost::beast::http::basic_parser<i
 /// buffer when its read begins (wait_for_bytes read it), and a small body
 /// came with its head: then no coroutine frame is made, started, resumed and
 /// freed for them (~200 instructions each, callgrind).
-template <bool isRequest>
-bool settled_by_buffer(boost::beast::flat_buffer& b, boost::beast::http::basic_parser<isRequest>& p,
+template <class Parser>
+bool settled_by_buffer(boost::beast::flat_buffer& b, Parser& p,
                        bool header, boost::beast::error_code& ec, std::size_t& used) {
     if (!header) return parse_buffered(b, p, ec, used);
     while (!p.is_header_done()) {
@@ -96,9 +97,9 @@ bool settled_by_buffer(boost::beast::flat_buffer& b, boost::beast::http::basic_p
 /// http::async_read_header: reads until `p` has the whole head. The bytes
 /// parsed are returned (0 with an error: nothing of a message came), counting
 /// `used` already parsed by settled_by_buffer.
-template <class Stream, bool isRequest>
+template <class Stream, class Parser>
 Awaitable<std::tuple<boost::beast::error_code, std::size_t>> read_header(
-    Stream& s, boost::beast::flat_buffer& b, boost::beast::http::basic_parser<isRequest>& p,
+    Stream& s, boost::beast::flat_buffer& b, Parser& p,
     std::size_t used = 0) {
     namespace asio = boost::asio;
     boost::beast::error_code ec;
@@ -117,9 +118,9 @@ Awaitable<std::tuple<boost::beast::error_code, std::size_t>> read_header(
 
 /// http::async_read_some: parses what is buffered, reading (once or more)
 /// only while the parser needs more to make progress (`used`: as read_header).
-template <class Stream, bool isRequest>
+template <class Stream, class Parser>
 Awaitable<std::tuple<boost::beast::error_code, std::size_t>> read_some(
-    Stream& s, boost::beast::flat_buffer& b, boost::beast::http::basic_parser<isRequest>& p,
+    Stream& s, boost::beast::flat_buffer& b, Parser& p,
     std::size_t used = 0) {
     namespace asio = boost::asio;
     boost::beast::error_code ec;

@@ -4,8 +4,9 @@
 // thread's RecyclingPool. Beast's basic_fields makes, for each field, a node
 // linked into a list and into a case-insensitive multiset by name, which
 // tether never searches on a response: it only walks the fields once to
-// rewrite the head (headers.hpp). Filled by ResponseParser, read by
-// write_response_head. Offsets are 32-bit: a head is far smaller (the
+// rewrite the head (headers.hpp). The status line's reason phrase is kept in
+// the same text. Filled by ResponseParser, read by write_response_head.
+// Offsets are 32-bit: a head is far smaller (the
 // session's header_limit). Not thread-safe: one exchange's, on its worker.
 #pragma once
 
@@ -86,6 +87,24 @@ public:
                                              static_cast<std::uint32_t>(value.size())};
     }
 
+    /// Keeps the status line's reason phrase (copied), replacing any earlier.
+    void set_reason(std::string_view reason) {
+        reason_at_ = static_cast<std::uint32_t>(text_.size());
+        reason_size_ = static_cast<std::uint32_t>(reason.size());
+        if (!reason.empty()) std::memcpy(text_.extend(reason.size(), kUsualText), reason.data(), reason.size());
+    }
+    std::string_view reason() const {
+        if (reason_size_ == 0) return {};
+        return {text_.data() + reason_at_, reason_size_};
+    }
+
+    /// Forgets the reason and every field (their memory is kept).
+    void clear() {
+        entries_.clear();
+        text_.clear();
+        reason_at_ = reason_size_ = 0;
+    }
+
     iterator begin() const { return {entries_.data(), text_.data()}; }
     iterator end() const { return {entries_.data() + entries_.size(), text_.data()}; }
     std::size_t size() const { return entries_.size(); }
@@ -116,6 +135,7 @@ private:
         }
         const T* data() const { return data_; }
         std::size_t size() const { return size_; }
+        void clear() { size_ = 0; }
 
     private:
         [[gnu::noinline]] void grow(std::size_t need, std::size_t first) {
@@ -134,6 +154,7 @@ private:
 
     Array<Entry> entries_;
     Array<char> text_;
+    std::uint32_t reason_at_ = 0, reason_size_ = 0;
 };
 
 }  // namespace tether::http

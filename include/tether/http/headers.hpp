@@ -56,9 +56,14 @@ struct ResponseRewrite {
 void write_response_head(const ResponseHead& res, unsigned client_version,
                          const ResponseRewrite& rw, std::string& out);
 
-/// The same with the fields from `fields` (ResponseParser's) and the status
-/// line from `res` (whose own fields are not read).
-void write_response_head(const ResponseHead& res, const FlatFields& fields,
+/// A response's status code and reason phrase, as parsed.
+struct StatusLine {
+    unsigned status = 0;
+    std::string_view reason;
+};
+
+/// The same from a status line and the fields of `fields` (ResponseParser's).
+void write_response_head(const StatusLine& line, const FlatFields& fields,
                          unsigned client_version, const ResponseRewrite& rw, std::string& out);
 
 /// Appends one chunk header ("1a2b\r\n") for a chunk of `size` bytes.
