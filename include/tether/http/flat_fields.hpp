@@ -1,5 +1,6 @@
 // A backend's response head fields as tether keeps them: in the order they
-// came, names and values copied into one text buffer, with a small entry per
+// came, names and values copied into one text buffer (or the whole head
+// copied there once, see set_text), with a small entry per
 // field (its Beast field enum and where its name and value are), both from the
 // thread's RecyclingPool. Beast's basic_fields makes, for each field, a node
 // linked into a list and into a case-insensitive multiset by name, which
@@ -87,11 +88,27 @@ public:
                                              static_cast<std::uint32_t>(value.size())};
     }
 
+    /// A head copied whole instead of field by field (ResponseParser's own
+    /// parser: one copy, not two per field): `text` becomes the text, which
+    /// must be empty, and add_at / set_reason_at name offsets in it.
+    void set_text(std::string_view text) {
+        if (!text.empty()) std::memcpy(text_.extend(text.size(), kUsualText), text.data(), text.size());
+    }
+    void add_at(boost::beast::http::field f, std::uint32_t name_at, std::uint32_t name_size,
+                std::uint32_t value_at, std::uint32_t value_size) {
+        *entries_.extend(1, kUsualFields) = {f, name_at, name_size, value_at, value_size};
+    }
+    void set_reason_at(std::uint32_t at, std::uint32_t size) {
+        reason_at_ = at;
+        reason_size_ = size;
+    }
+
     /// Keeps the status line's reason phrase (copied), replacing any earlier.
     void set_reason(std::string_view reason) {
         reason_at_ = static_cast<std::uint32_t>(text_.size());
         reason_size_ = static_cast<std::uint32_t>(reason.size());
-        if (!reason.empty()) std::memcpy(text_.extend(reason.size(), kUsualText), reason.data(), reason.size());
+        if (!reason.empty())
+            std::memcpy(text_.extend(reason.size(), kUsualText), reason.data(), reason.size());
     }
     std::string_view reason() const {
         if (reason_size_ == 0) return {};

@@ -170,6 +170,30 @@ TEST(ResponseParserRules, StatusLineAsBeastTakesIt) {
     }
 }
 
+// Beast's field enum for each name, whatever its case, also when names meet
+// in the cache of names tether's parser keeps per thread.
+TEST(ResponseParserRules, FieldEnumsAsBeasts) {
+    const std::vector<std::string> names = {
+        "Content-Type", "content-type", "CONTENT-TYPE", "Date", "date", "Server", "X-Backend",
+        "Set-Cookie", "set-cookie", "Cache-Control", "ETag", "Etag", "Vary", "Age", "Via",
+        "Connection", "Keep-Alive", "Trailer", "TE", "Upgrade", "Content-Length",
+        "X-A-Name-That-Is-Longer-Than-Thirty-Bytes", "Last-Modified", "Location"};
+    for (int round = 0; round < 2; ++round) {
+        std::string raw = "HTTP/1.1 200 OK\r\n";
+        for (std::size_t i = 0; i < names.size(); ++i) {
+            const std::string& n = names[(i * 7 + static_cast<std::size_t>(round)) % names.size()];
+            raw += n == "Content-Length" ? "Content-Length: 0\r\n"
+                   : n == "Connection" || n == "Upgrade" ? n + ": x\r\n"
+                   : n + ": v\r\n";
+        }
+        raw += "\r\n";
+        const Both r = run(raw);
+        EXPECT_SAME_AS_BEAST(r) << raw;
+        EXPECT_FALSE(r.by_beast) << raw;
+        EXPECT_EQ(r.mine.head_fields.size(), names.size());
+    }
+}
+
 // --- left to Beast's parser, with its verdict --------------------------------
 
 void expect_refused(std::string_view raw, E e, Settings s = {}) {
