@@ -21,6 +21,20 @@ using affinity::RouteInput;
 using affinity::Router;
 using upstream::Backend;
 
+/// The backends of `u`'s servers; one named in `reuse` is shared (as a reload does).
+inline std::vector<std::shared_ptr<Backend>> backends_of(
+    const config::Upstream& u, const std::vector<std::shared_ptr<Backend>>& reuse) {
+    std::vector<std::shared_ptr<Backend>> out;
+    for (const auto& s : u.servers) {
+        std::shared_ptr<Backend> b;
+        for (const auto& old : reuse)
+            if (old->name() == s.name) b = old;
+        if (!b) b = std::make_shared<Backend>(s, std::vector<boost::asio::ip::tcp::endpoint>{});
+        out.push_back(std::move(b));
+    }
+    return out;
+}
+
 /// `shared`: a Redis table stands behind the local one (decisions carry writes).
 /// `other_table`: the table to route with (as another worker's router, or
 /// another upstream's, of the same process), else the fixture's own.
@@ -81,13 +95,7 @@ private:
         c->upstreams.emplace(u.name, u);
         upstream::Upstream up;
         up.config = &c->upstreams.at(u.name);
-        for (const auto& s : up.config->servers) {
-            std::shared_ptr<Backend> b;
-            for (const auto& old : reuse)
-                if (old->name() == s.name) b = old;
-            if (!b) b = std::make_shared<Backend>(s, std::vector<boost::asio::ip::tcp::endpoint>{});
-            up.backends.push_back(std::move(b));
-        }
+        up.backends = backends_of(*up.config, reuse);
         cfg = c;
         rt = upstream::Runtime{};
         rt.config = c;

@@ -19,6 +19,7 @@
 
 #include "tether/balance/cookie_token.hpp"
 #include "tether/core/coarse_clock.hpp"
+#include "router_fixture.hpp"
 
 namespace {
 
@@ -72,13 +73,7 @@ std::unique_ptr<Replica> make_replica(const config::Upstream& u,
     r->rt.config = cfg;
     upstream::Upstream up;
     up.config = &cfg->upstreams.at(u.name);
-    for (const auto& s : up.config->servers) {
-        std::shared_ptr<Backend> b;
-        for (const auto& old : reuse)
-            if (old->name() == s.name) b = old;
-        if (!b) b = std::make_shared<Backend>(s, std::vector<boost::asio::ip::tcp::endpoint>{});
-        up.backends.push_back(std::move(b));
-    }
+    up.backends = affinity_test::backends_of(*up.config, reuse);
     r->rt.upstreams.push_back(std::move(up));
     r->rt.listener_upstream = {0};
     r->tables = affinity::build_routing(r->rt, process_secret);
