@@ -52,9 +52,13 @@ std::optional<std::string> LocalTable::get(std::string_view key, Clock::time_poi
     return it->second.server;
 }
 
-LocalTable::Found LocalTable::hit_locked(Shard& s, Entry& e, Clock::time_point now,
-                                         std::chrono::milliseconds ttl,
-                                         Clock::duration sync_every, const Names& names) {
+// Inlined into find() and refind() (a call of its own was ~15 instructions
+// of a hit's ~100).
+[[gnu::always_inline]] inline LocalTable::Found LocalTable::hit_locked(Shard& s, Entry& e,
+                                                                      Clock::time_point now,
+                                                                      std::chrono::milliseconds ttl,
+                                                                      Clock::duration sync_every,
+                                                                      const Names& names) {
     Found out;
     out.bound = true;
     e.expires = now + ttl;

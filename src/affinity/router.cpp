@@ -30,8 +30,9 @@ RouteDecision to_backend(const std::shared_ptr<Backend>& b) {
 /// `key` when it is due. Returned as is by the router (one named result here,
 /// so the decision is built in the caller's place: a RouteDecision moved is a
 /// shared_ptr and three strings moved, and as many destroyed, on every hit).
-RouteDecision bound_to(const std::shared_ptr<Backend>& b, bool refresh_due, const std::string& key,
-                       std::chrono::milliseconds ttl) {
+[[gnu::always_inline]] inline RouteDecision bound_to(const std::shared_ptr<Backend>& b,
+                                                     bool refresh_due, const std::string& key,
+                                                     std::chrono::milliseconds ttl) {
     RouteDecision d;
     d.backend = b;
     if (refresh_due) d.write = {SharedWrite::Op::refresh, key, b->name(), {}, ttl};
@@ -41,7 +42,9 @@ RouteDecision bound_to(const std::shared_ptr<Backend>& b, bool refresh_due, cons
 bool excluded(Exclude ex, const Backend* b) { return std::find(ex.begin(), ex.end(), b) != ex.end(); }
 
 /// A bound client may stay on a server that is up, even when draining or full.
-bool keeps_bound(const Backend& b, Exclude ex) { return b.up() && !excluded(ex, &b); }
+[[gnu::always_inline]] inline bool keeps_bound(const Backend& b, Exclude ex) {
+    return b.up() && (ex.empty() || !excluded(ex, &b));
+}
 
 std::string make_set_cookie(const config::CookieConfig& c, const std::string& token) {
     std::string line = "Set-Cookie: " + c.name + "=" + token + "; Path=/";
@@ -346,13 +349,15 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
             d.set_cookie = r.set_cookie[r.by_name.at(d.backend->name())];
         return d;
     }
-    const auto now = core::coarse_now();  // one clock read per completion (coarse_clock.hpp)
-    const auto ttl = u.config->affinity_ttl;
     // The connection's last sid again: its entry without the key (SidMemo).
+    // Here, in a function of its own with the decision of a hit, the path of
+    // a polling client's every request; the rest is route_sid_key.
     SidMemo* const memo = in.fetched || r.generation == 0 || raw_sid->size() > SidMemo::kMaxSid
                               ? nullptr
                               : in.memo;
     if (memo && memo->holds(r.generation, *raw_sid)) {
+        const auto now = core::coarse_now();  // one clock read per completion (coarse_clock.hpp)
+        const auto ttl = u.config->affinity_ttl;
         const auto found =
             table_.refind(memo->entry, now, ttl, sync_every(ttl, in), {&r.by_name, r.generation});
         if (found.bound && found.index != LocalTable::kNoIndex &&
@@ -360,9 +365,18 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
             ++current_->local_hits;
             if (found.sync_due) set_key(r.sid_prefix, balance::decode_param(*raw_sid, sid_scratch_));
             return bound_to(u.backends[found.index], found.sync_due, key_, ttl);
-        }  // else the lookup by key below decides, as without the memo
+        }  // else the lookup by key decides, as without the memo
     }
-    set_key(r.sid_prefix, balance::decode_param(*raw_sid, sid_scratch_));
+    return route_sid_key(u, r, picker, in, exclude, *raw_sid, memo);
+}
+
+RouteDecision Router::route_sid_key(const upstream::Upstream& u, const UpstreamRouting& r,
+                                    balance::Picker& picker, const RouteInput& in, Exclude exclude,
+                                    std::string_view raw_sid, SidMemo* memo) {
+    const auto& sc = u.config->sid;
+    const auto now = core::coarse_now();
+    const auto ttl = u.config->affinity_ttl;
+    set_key(r.sid_prefix, balance::decode_param(raw_sid, sid_scratch_));
     LocalTable::Handle where;
     if (const auto found = find_bound(r, now, ttl, in, memo ? &where : nullptr); found.bound) {
         const bool known = found.index != LocalTable::kNoIndex;
@@ -371,8 +385,8 @@ RouteDecision Router::route_sid(const upstream::Upstream& u, const UpstreamRouti
             if (memo) {
                 memo->generation = r.generation;
                 memo->entry = where;
-                memo->sid_size = static_cast<std::uint8_t>(raw_sid->size());
-                std::memcpy(memo->sid.data(), raw_sid->data(), raw_sid->size());
+                memo->sid_size = static_cast<std::uint8_t>(raw_sid.size());
+                std::memcpy(memo->sid.data(), raw_sid.data(), raw_sid.size());
             }
             return bound_to(u.backends[found.index], found.sync_due, key_, ttl);
         }

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "tether/core/bytes.hpp"
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -159,7 +161,7 @@ struct Marks {
     std::uint64_t stops = 0;
 };
 
-Marks marks_of(const char* p, std::size_t n, const char* floor) {
+[[gnu::always_inline]] inline Marks marks_of(const char* p, std::size_t n, const char* floor) {
     Marks m;
 #if defined(__SSE2__)
     const __m128i question = _mm_set1_epi8('?');
@@ -241,10 +243,11 @@ EioQuery eio_query(std::string_view target, std::string_view sid_path,
     };
     while (m.question == 0 && n - base > 64) next_block();
     const std::size_t mark = m.question ? base + static_cast<std::size_t>(std::countr_zero(m.question)) : n;
-    const std::string_view path(t, mark);
-    out.under_path = path.starts_with(sid_path) ||
-                     (!sid_path.empty() && sid_path.back() == '/' &&
-                      path == sid_path.substr(0, sid_path.size() - 1));
+    // The path, [0, mark), starts with sid_path, or is sid_path without its last '/'.
+    const std::size_t pl = sid_path.size();
+    out.under_path = (mark >= pl && core::same_bytes(t, sid_path.data(), pl)) ||
+                     (pl > 0 && mark == pl - 1 && sid_path.back() == '/' &&
+                      core::same_bytes(t, sid_path.data(), pl - 1));
     if (!out.under_path || mark == n) return out;
     // The stops after the '?' (mark - base < 64; a shift by 64 would be undefined).
     std::uint64_t stops = m.stops & (~std::uint64_t{1} << (mark - base));

@@ -221,6 +221,7 @@ private:
     std::unique_ptr<SidLearner> tunnel_learner_;  // a websocket-only handshake's sid
     std::string tunnel_upstream_;
     affinity::SidMemo sid_memo_;  // this connection's last sid (affinity sid)
+    ServerCounters* last_server_ = nullptr;  // ctx_.stats' counters of its last server
 };
 
 }  // namespace tether::http::detail

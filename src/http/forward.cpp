@@ -212,9 +212,10 @@ std::optional<errc> ClientSession::take_decision(Exchange& ex, const UpstreamSea
     // shared_ptr (each an atomic increment and decrement).
     ex.active = upstream::ActiveGuard(std::move(d.backend));
     const auto& uc = *ex.upstream->config;
-    ex.eio = EioSessionGauge(ctx_.stats, ex.active.shared(), uc.name,
-                             eio_transport(uc, ex.request.get().method_string(), false,
-                                           ex.eio_query));
+    const EioTransport t = eio_transport(uc, ex.request.get().method_string(), false, ex.eio_query);
+    ex.eio = EioSessionGauge(
+        t == EioTransport::none ? nullptr : &ctx_.stats.server(ex.active.shared(), uc.name, last_server_),
+        t);
     if (!s.fresh_only)
         ex.conn = ctx_.pool.take_idle(*ex.active.get(), ex.spec, whole_body_here(ex).has_value(),
                                       core::coarse_now());

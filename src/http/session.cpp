@@ -287,7 +287,7 @@ void ClientSession::record(const Exchange& ex) {
         ctx_.stats.upstream(uname).observe(seconds);
         const auto& backend = ex.active.get() ? ex.active.shared() : tunnel_guard_.shared();
         if (backend) {
-            auto& sc = ctx_.stats.server(backend, uname);
+            auto& sc = ctx_.stats.server(backend, uname, last_server_);
             ++sc.responses[ex.status];
             if (ex.verdict.websocket_upgrade) ++(ex.status == 101 ? sc.upgrades_ok : sc.upgrades_failed);
         } else {

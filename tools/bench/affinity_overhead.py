@@ -162,6 +162,7 @@ def callgrind(s: compare.Setup, modes: list[str], bport: int, redis_port: int) -
         dumps = sorted(d.glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime)
         ir, mallocs = costs.callgrind_counts(dumps[0]) if dumps else (0, 0)
         if a.keep:
+            Path(a.keep).mkdir(parents=True, exist_ok=True)
             for j, dump in enumerate(dumps):
                 (Path(a.keep) / f"callgrind-{i}-{mode}.{j}").write_bytes(dump.read_bytes())
         ir_req = ir / max(requests, 1)

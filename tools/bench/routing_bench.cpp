@@ -191,6 +191,35 @@ void BM_RouteSidLocalHit(benchmark::State& state) {
 }
 BENCHMARK(BM_RouteSidLocalHit);
 
+// affinity sid, a polling client's next request on its kept-alive connection:
+// the connection's SidMemo finds the binding again without the key (the
+// steady state of tools/bench/affinity_overhead.py's `sid`). The target is
+// scanned by the caller, as the session does, and included here.
+void BM_RouteSidMemoHit(benchmark::State& state) {
+    Replica r(config::Affinity::sid);
+    affinity::LocalTable table(1'000'000);
+    affinity::Router router(table);
+    balance::Picker picker(config::Balance::least_conn, 1);
+    Rng rng(7);
+    const std::string sid = make_sid(rng);
+    router.bind_sid(r.rt.upstreams[0], sid, "s2");
+    const std::string target = "/socket.io/?EIO=4&transport=polling&t=PQx1a2b&sid=" + sid;
+    const auto& sc = r.rt.upstreams[0].config->sid;
+    affinity::SidMemo memo;
+    affinity::RouteInput in{target, "io=" + sid, "203.0.113.7"};
+    in.memo = &memo;
+    for (auto _ : state) {
+        const auto q = balance::eio_query(in.target, sc.path, sc.param);
+        in.eio = &q;
+        auto d = router.route(r.rt, 0, *r.tables, picker, in, {});
+        benchmark::DoNotOptimize(d);
+    }
+    if (router.stats("chat").local_hits != static_cast<std::uint64_t>(state.iterations()) ||
+        !memo.holds(r.tables->upstreams[0].generation, sid))
+        state.SkipWithError("not a hit through the memo");
+}
+BENCHMARK(BM_RouteSidMemoHit);
+
 void BM_RouteIpHashLocalHit(benchmark::State& state) {
     Replica r(config::Affinity::ip_hash);
     affinity::LocalTable table(1'000'000);

@@ -1,7 +1,8 @@
 // The in-process affinity table: key -> server name, shared by all workers.
 //
 // Sharded (kShards buckets, each a mutex held for one map operation, so no
-// global lock and little contention); bounded (at most max_entries, the
+// global lock and little contention; a core::SmallMutex, two atomic
+// instructions a lock and unlock while uncontended); bounded (at most max_entries, the
 // least recently used entry of a full shard is evicted); entries expire
 // `ttl` after their last use (refreshed on every hit). Keys follow the Redis
 // layout without the prefix: "{upstream}:{mode}:{key}".
@@ -12,7 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <list>
-#include <mutex>
+#include <mutex>  // std::lock_guard
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,6 +22,7 @@
 
 #include "tether/core/connection_registry.hpp"
 #include "tether/core/hash.hpp"
+#include "tether/core/small_mutex.hpp"
 
 namespace tether::affinity {
 
@@ -132,7 +134,7 @@ private:
     };
     using Map = std::unordered_map<std::string, Entry, KeyHash, KeyEq>;
     struct Shard {
-        mutable std::mutex mutex;
+        mutable core::SmallMutex mutex;
         Map map;
         Lru lru;
         std::uint64_t version = 0;  // +1 whenever an entry is erased (Handle)

@@ -46,6 +46,7 @@
 #include "tether/balance/engineio.hpp"
 #include "tether/balance/maglev.hpp"
 #include "tether/balance/picker.hpp"
+#include "tether/core/bytes.hpp"
 #include "tether/core/hash.hpp"
 #include "tether/core/errors.hpp"
 #include "tether/upstream/backend.hpp"
@@ -98,7 +99,7 @@ struct SidMemo {
     /// True if the memo is of `raw_sid` in the upstream routing of `generation`.
     bool holds(std::uint64_t gen, std::string_view raw_sid) const {
         return gen == generation && raw_sid.size() == sid_size &&
-               std::memcmp(raw_sid.data(), sid.data(), sid_size) == 0;
+               core::same_bytes(raw_sid.data(), sid.data(), sid_size);
     }
 };
 
@@ -187,6 +188,12 @@ private:
     RouteDecision route_sid(const upstream::Upstream& u, const UpstreamRouting& r,
                             balance::Picker& picker, const RouteInput& in,
                             std::span<const upstream::Backend* const> exclude);
+    /// route_sid past its memo: `raw_sid` (not empty) looked up by key.
+    [[gnu::noinline]] RouteDecision route_sid_key(const upstream::Upstream& u,
+                                                  const UpstreamRouting& r,
+                                                  balance::Picker& picker, const RouteInput& in,
+                                                  std::span<const upstream::Backend* const> exclude,
+                                                  std::string_view raw_sid, SidMemo* memo);
     /// Op::fetch of key_: the caller asks the shared table, then routes again.
     RouteDecision fetch_first() const;
     RouteDecision place(const upstream::Upstream& u, balance::Picker& picker,

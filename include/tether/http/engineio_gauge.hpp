@@ -44,10 +44,14 @@ class EioSessionGauge {
 public:
     EioSessionGauge() = default;
     EioSessionGauge(WorkerStats& stats, const std::shared_ptr<upstream::Backend>& backend,
-                    std::string_view upstream, EioTransport t) {
-        if (t == EioTransport::none || !backend) return;
-        auto& sc = stats.server(backend, upstream);
-        cell_ = t == EioTransport::polling ? &sc.eio_polling : &sc.eio_websocket;
+                    std::string_view upstream, EioTransport t)
+        : EioSessionGauge(t == EioTransport::none || !backend ? nullptr
+                                                               : &stats.server(backend, upstream),
+                          t) {}
+    /// On the counters of its server (WorkerStats::server; null: no gauge).
+    EioSessionGauge(ServerCounters* sc, EioTransport t) {
+        if (t == EioTransport::none || !sc) return;
+        cell_ = t == EioTransport::polling ? &sc->eio_polling : &sc->eio_websocket;
         ++*cell_;
     }
     EioSessionGauge(EioSessionGauge&& o) noexcept : cell_(std::exchange(o.cell_, nullptr)) {}

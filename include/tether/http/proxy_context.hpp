@@ -85,6 +85,17 @@ struct WorkerStats {
         }
         return s;
     }
+    /// server() through `last`, a caller's memo of its last answer (a
+    /// connection's: mostly the same server request after request), with no
+    /// lookup while the server stays the one in it. Entries are never erased
+    /// and keep their backend, so the memo stays valid for the life of these
+    /// stats.
+    ServerCounters& server(const std::shared_ptr<upstream::Backend>& b, std::string_view u,
+                           ServerCounters*& last) {
+        if (last && last->backend.get() == b.get()) return *last;
+        last = &server(b, u);
+        return *last;
+    }
     UpstreamCounters& upstream(std::string_view name) {
         auto it = upstreams.find(name);
         if (it == upstreams.end()) it = upstreams.emplace(std::string(name), UpstreamCounters{}).first;
