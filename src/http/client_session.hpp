@@ -113,6 +113,14 @@ struct ResponsePlan {
     bool upstream_reusable = false;
 };
 
+/// A whole response whose write the send queue took (respond()): the
+/// caller awaits the result itself, in its own frame, then respond_sent().
+struct QueuedResponse {
+    WholeRelay whole;
+    ResponsePlan plan;
+    bool queued = false;
+};
+
 /// Passive health: a connect, send or response-head failure of `b`, or an
 /// answer with a status in the upstream's fail_on_status (not by default).
 void count_failure(upstream::Backend& b, std::string_view upstream);
@@ -175,10 +183,15 @@ private:
     void start_response_head(Exchange& ex, bool pumped, bool interim);
     bool send_request(Exchange& ex, Duplex& d, std::size_t& written);
     std::array<asio::const_buffer, 2> whole_request(const Exchange& ex) const;
+    bool request_sent(Exchange& ex, Duplex& d, boost::system::error_code ec, std::size_t& written);
     Awaitable<void> send_rest(Exchange& ex, Duplex& d, std::size_t written);
     std::optional<std::size_t> whole_body_here(Exchange& ex) const;
     void take_held_body(Exchange& ex);
-    std::optional<Awaitable<Outcome>> respond(Exchange& ex, Duplex& d, Outcome& out);
+    std::optional<Awaitable<Outcome>> respond(Exchange& ex, Duplex& d, Outcome& out,
+                                              QueuedResponse& queued);
+    std::optional<Awaitable<Outcome>> respond_sent(Exchange& ex, Duplex& d, Outcome& out,
+                                                   QueuedResponse& queued,
+                                                   boost::system::error_code ec, std::size_t n);
     Awaitable<Outcome> respond_rest(Exchange& ex, Duplex& d, std::optional<ResponsePlan> plan,
                                     WholeRelay whole);
     ResponsePlan plan_response(Exchange& ex);

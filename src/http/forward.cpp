@@ -45,8 +45,15 @@ Awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
         std::optional<Outcome> out;
         std::exception_ptr escaped;
         try {  // one try on this connection: the request, then its body and the response at once
-            if (std::size_t written = 0; !send_request(ex, d, written))
-                co_await send_rest(ex, d, written);
+            if (std::size_t written = 0; !send_request(ex, d, written)) {
+                bool sent = false;
+                if (ex.conn->stream.send_queued()) {  // awaited here: no frame of send_rest's
+                    auto [qec, qn] = co_await ex.conn->stream.async_queued_send(await_tuple);
+                    written = qn;
+                    sent = request_sent(ex, d, qec, written);
+                }
+                if (!sent) co_await send_rest(ex, d, written);
+            }
             beast::error_code ec = asio::error::broken_pipe;
             std::size_t n = 0;
             if (d.pumped || d.request_status.failed_side == RelaySide::none) {
@@ -69,7 +76,13 @@ Awaitable<Outcome> ClientSession::proxy(Exchange& ex) {
             head_read_ended(d);
             if (!ec && !d.stop) {
                 Outcome o = Outcome::close;
-                if (auto rest = respond(ex, d, o)) o = co_await std::move(*rest);
+                QueuedResponse queued;
+                auto rest = respond(ex, d, o, queued);
+                if (!rest && queued.queued) {  // awaited here: no frame of respond_rest's
+                    auto [qec, qn] = co_await stream_.async_queued_send(await_tuple);
+                    rest = respond_sent(ex, d, o, queued, qec, qn);
+                }
+                if (rest) o = co_await std::move(*rest);
                 out = o;
             } else {
                 out = co_await no_response(ex, d, ec, n,

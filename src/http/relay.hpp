@@ -56,6 +56,9 @@ struct RelayEnv {
     std::chrono::milliseconds read_timeout;   ///< between two reads from the source
     std::chrono::milliseconds write_timeout;  ///< for one write to the destination
     const bool* stop = nullptr;               ///< true: give up at the next step
+    /// The worker's send queue for a whole message's write (relay_whole_now);
+    /// null: written at once.
+    tls::SendQueue* sends = nullptr;
 };
 
 /// Writes `head` and the body `p` reads from src into dst, keeping

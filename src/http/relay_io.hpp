@@ -21,6 +21,7 @@
 
 #include "tether/core/errors.hpp"
 #include "tether/core/executor.hpp"
+#include "tether/tls/send_queue.hpp"
 
 namespace tether::http {
 
@@ -60,9 +61,19 @@ private:
 /// costs no completion posted and run through the scheduler. True when this
 /// settled the write: `bytes` (all of `b`) written, or an error in `ec`.
 /// False: `n` bytes went; write_rest() sends the rest (with a deadline).
+/// With a send queue `q` (send_queue.hpp), a plain socket's write is queued
+/// there instead (false, n 0): write_rest() waits for its result first, or
+/// the caller does (queued_settled()).
 template <class Stream, class Buffers>
 bool write_at_once(Stream& s, const Buffers& b, std::size_t bytes, boost::system::error_code& ec,
-                   std::size_t& n) {
+                   std::size_t& n, tls::SendQueue* q = nullptr) {
+    if constexpr (requires { s.queue_write(*q, b); }) {
+        if (q && s.queue_write(*q, b)) {
+            ec = {};
+            n = 0;
+            return false;
+        }
+    }
     n = s.write_now(b, ec);
     if (ec == boost::asio::error::would_block) {
         ec = {};
@@ -71,12 +82,32 @@ bool write_at_once(Stream& s, const Buffers& b, std::size_t bytes, boost::system
     return ec || n >= bytes;
 }
 
+/// The result of a write the send queue took (write_at_once with a queue):
+/// true when it settled the write (all `bytes` went, or an error in `ec`);
+/// false: `n` bytes went (none: the socket was full), write_rest() sends
+/// the rest.
+inline bool queued_settled(boost::system::error_code& ec, std::size_t& n, std::size_t bytes) {
+    if (ec == boost::asio::error::would_block) {
+        ec = {};
+        n = 0;
+        return false;
+    }
+    return ec || n >= bytes;
+}
+
 /// asio::async_write of `b` less its first `n` bytes (the count returned
-/// includes them).
+/// includes them); after the result of a write queued, if one is.
 template <class Stream, class Buffers>
 Awaitable<std::tuple<boost::system::error_code, std::size_t>> write_rest(Stream& s,
                                                                          const Buffers& b,
                                                                          std::size_t n) {
+    if constexpr (requires { s.send_queued(); }) {
+        if (s.send_queued()) {
+            auto [ec, m] = co_await s.async_queued_send(await_tuple);
+            if (queued_settled(ec, m, boost::asio::buffer_size(b) - n)) co_return std::tuple(ec, n + m);
+            n += m;
+        }
+    }
     boost::beast::buffers_suffix<Buffers> rest(b);
     rest.consume(n);
     auto [ec, m] = co_await boost::asio::async_write(s, rest, await_tuple);

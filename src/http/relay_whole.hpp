@@ -66,7 +66,7 @@ bool relay_whole_now(Src& src, boost::beast::flat_buffer& src_buf, Parser& p, Ds
     progress.head_out = true;
     w.out = {asio::buffer(head), asio::buffer(w.buf.data(), w.body)};
     boost::system::error_code ec;
-    if (!write_at_once(dst, w.out, head.size() + w.body, ec, w.written)) {
+    if (!write_at_once(dst, w.out, head.size() + w.body, ec, w.written, env.sends)) {
         w.pending = true;
         return true;
     }

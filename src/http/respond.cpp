@@ -65,7 +65,7 @@ bool ClientSession::send_request(Exchange& ex, Duplex& d, std::size_t& written) 
         d.request.head_out = true;
         boost::system::error_code ec;
         if (!write_at_once(ex.conn->stream, whole_request(ex), upstream_head_.size() + ex.held_body,
-                           ec, written))
+                           ec, written, &ctx_.sends))
             return false;
         if (ec) d.request_status.failed_side = RelaySide::destination;
         d.request_relayed = true;
@@ -81,6 +81,17 @@ bool ClientSession::send_request(Exchange& ex, Duplex& d, std::size_t& written) 
 // The request head and the body held in the client buffer.
 std::array<asio::const_buffer, 2> ClientSession::whole_request(const Exchange& ex) const {
     return {asio::buffer(upstream_head_), asio::buffer(buffer_.data().data(), ex.held_body)};
+}
+
+// The result of a whole request's write the send queue took (send_request
+// false, the stream's send_queued()): true when it settled the request's
+// write; false when `written` bytes went and send_rest() writes the rest.
+bool ClientSession::request_sent(Exchange& ex, Duplex& d, boost::system::error_code ec,
+                                 std::size_t& written) {
+    if (!queued_settled(ec, written, upstream_head_.size() + ex.held_body)) return false;
+    if (ec) d.request_status.failed_side = RelaySide::destination;
+    d.request_relayed = true;
+    return true;
 }
 
 // The rest of a whole request the socket did not take at once.
@@ -149,7 +160,11 @@ void ClientSession::start_response_head(Exchange& ex, bool pumped, bool interim)
 // made, started, resumed and freed, was ~250 instructions a request
 // (callgrind). Nullopt: the outcome is in `out`; otherwise co_await the
 // returned coroutine for it, which goes on from where this left off.
-std::optional<Awaitable<Outcome>> ClientSession::respond(Exchange& ex, Duplex& d, Outcome& out) {
+// A response the send queue took (`queued`, filled in with what is needed
+// here) also returns nullopt: the caller awaits the write's result and
+// calls respond_sent().
+std::optional<Awaitable<Outcome>> ClientSession::respond(Exchange& ex, Duplex& d, Outcome& out,
+                                                         QueuedResponse& queued) {
     ex.status = ex.response->get().result_int();
     // The answer is relayed either way; fail_on_status only counts it.
     const auto& uc = *ex.upstream->config;
@@ -164,11 +179,38 @@ std::optional<Awaitable<Outcome>> ClientSession::respond(Exchange& ex, Duplex& d
     if (!relay_whole_now(ex.conn->stream, ex.conn->buffer, *ex.response, stream_, head_, plan.body,
                          response_env(ex, d), d.response, whole, st))
         return respond_rest(ex, d, plan, WholeRelay{});
+    if (whole.pending && stream_.send_queued()) {
+        queued.whole = std::move(whole);
+        queued.plan = plan;
+        queued.queued = true;
+        return std::nullopt;
+    }
     if (whole.pending) return respond_rest(ex, d, plan, std::move(whole));
     whole.buf.release();
     // No pump: the request went whole (send_request), and its status fails
     // on the destination side only, so there is no client error to answer.
     out = responded(ex, d, st, plan);
+    return std::nullopt;
+}
+
+// respond() after the result (`ec`, `n` bytes sent) of the response's write
+// the send queue took: as relay_whole_now and finish_whole end it, or the
+// rest of the write by respond_rest.
+std::optional<Awaitable<Outcome>> ClientSession::respond_sent(Exchange& ex, Duplex& d,
+                                                              Outcome& out, QueuedResponse& queued,
+                                                              boost::system::error_code ec,
+                                                              std::size_t n) {
+    WholeRelay& w = queued.whole;
+    if (!queued_settled(ec, n, asio::buffer_size(w.out))) {
+        w.written = n;
+        return respond_rest(ex, d, queued.plan, std::move(w));
+    }
+    RelayStatus st;
+    if (!ec) st.body_bytes += w.body;
+    if (d.stop) st.failed_side = RelaySide::stopped;
+    else if (ec) st.failed_side = RelaySide::destination;
+    w.buf.release();
+    out = responded(ex, d, st, queued.plan);
     return std::nullopt;
 }
 
@@ -239,7 +281,8 @@ ResponsePlan ClientSession::plan_response(Exchange& ex) {
 }
 
 RelayEnv ClientSession::response_env(const Exchange& ex, Duplex& d) {
-    return {ctx_.buffers, ex.cfg().timeouts.upstream_response, ex.cfg().timeouts.idle, &d.stop};
+    return {ctx_.buffers, ex.cfg().timeouts.upstream_response, ex.cfg().timeouts.idle, &d.stop,
+            &ctx_.sends};
 }
 
 // The outcome of a relayed response `st` (the pump, if any, joined; any

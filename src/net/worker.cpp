@@ -63,6 +63,7 @@ std::unique_ptr<Listener> Worker::bind_listener(const asio::ip::tcp::endpoint& e
 Worker::~Worker() {
     halt();
     ctx_.tunnels.reset();  // plain tunnels and their epoll descriptor, before the io_context
+    ctx_.sends.abandon();  // the coroutines of sends never flushed, before the io_context
     listeners_.clear();
     retired_.clear();
     ctx_.pool.clear();

@@ -86,7 +86,7 @@ void TunnelReactor::wait() {
 void TunnelReactor::run_batch() {
     if (batch_sends_ && !ring_tried_) {  // here: on the thread that will submit
         ring_tried_ = true;
-        ring_ = SendRing::open(kRingEntries);
+        ring_ = core::SendRing::open(kRingEntries);
         if (!ring_) log::info("tunnel reactor: io_uring not available, one send() per step");
     }
     epoll_event events[kBatch];

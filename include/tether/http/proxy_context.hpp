@@ -27,6 +27,7 @@
 #include "tether/http/client_ip.hpp"
 #include "tether/http/session_scratch.hpp"
 #include "tether/http/upstream_pool.hpp"
+#include "tether/tls/send_queue.hpp"
 #include "tether/tls/server_context.hpp"
 #include "tether/tls/upstream_context.hpp"
 #include "tether/upstream/backend.hpp"
@@ -121,6 +122,7 @@ struct ProxyContext {
                  : executor(ex),
                  buffers(buffer_size, 256),
                  pool(ex),
+                 sends(ex),
                  router(table, shared_store != nullptr),
                  store(shared_store),
                  access_log(log_writer),
@@ -155,6 +157,9 @@ struct ProxyContext {
     BufferPool buffers;
     SessionScratchPool scratch;  ///< sessions' read buffers and head strings, reused
     UpstreamPool pool;
+    /// Small writes of a batch in one io_uring submission (send_queue.hpp).
+    /// Must go before the io_context does: Worker::~Worker abandons it first.
+    tls::SendQueue sends;
     affinity::Router router;
     affinity::RedisStore* store;  ///< the shared table in Redis; null without `redis:`
     limits::RateLimiter* rate_limiter = nullptr;  ///< process-wide; null: no limits.rate

@@ -107,6 +107,18 @@ public:
         return tcp_.write_now(buffers, ec);
     }
 
+    /// TimedSocket::queue_write on a plain stream; a TLS stream queues
+    /// nothing (false).
+    template <class ConstBuffers>
+    bool queue_write(SendQueue& q, const ConstBuffers& buffers) {
+        return !tls_ && tcp_.queue_write(q, buffers);
+    }
+    bool send_queued() const { return !tls_ && tcp_.send_queued(); }
+    template <class Token>
+    auto async_queued_send(Token&& token) {
+        return tcp_.async_queued_send(std::forward<Token>(token));
+    }
+
     template <class ConstBuffers, class Token>
     auto async_write_some(const ConstBuffers& buffers, Token&& token) {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(

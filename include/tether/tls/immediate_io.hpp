@@ -28,7 +28,7 @@ template <class ConstBuffers>
 inline std::size_t write_now(TimedSocketState& s, const ConstBuffers& buffers,
                              boost::system::error_code& ec) {
     IoVecs io(buffers);
-    if (s.dir[TimedSocketState::kWrite].pending) {
+    if (s.dir[TimedSocketState::kWrite].pending || s.send_slot != 0 || s.send_done) {
         ec = boost::asio::error::would_block;
         return 0;
     }

@@ -34,6 +34,7 @@
 #include "tether/tls/draining_buffer.hpp"
 #include "tether/tls/immediate_io.hpp"
 #include "tether/tls/reactor_registration.hpp"
+#include "tether/tls/send_queue.hpp"
 #include "tether/tls/timed_completion.hpp"
 #include "tether/tls/timed_socket_state.hpp"
 
@@ -122,6 +123,39 @@ public:
     template <class ConstBuffers>
     std::size_t write_now(const ConstBuffers& buffers, boost::system::error_code& ec) {
         return tls::write_now(*s_, buffers, ec);
+    }
+
+    /// Queues the write of `buffers` in the worker's send queue instead of
+    /// sending it now (send_queue.hpp); then co_await async_queued_send()
+    /// for its result. False: not queued (a write pending or queued, or the
+    /// queue takes none): write it as usual.
+    template <class ConstBuffers>
+    bool queue_write(SendQueue& q, const ConstBuffers& buffers) {
+        if (s_->dir[kWrite].pending || s_->send_slot != 0 || s_->send_done) return false;
+        IoVecs io(buffers);
+        return q.push(*s_, io.v, io.n, io.bytes);
+    }
+    /// A write queued by queue_write() has yet to give its result.
+    bool send_queued() const { return s_->send_slot != 0 || s_->send_done; }
+    /// The result of the write queued (send_queued()): the bytes sent (a
+    /// part, or none with would_block, when the socket was full), or an error.
+    template <class Token>
+    auto async_queued_send(Token&& token) {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+            [this](auto handler) {
+                using H = decltype(handler);
+                if (s_->send_slot != 0) {
+                    s_->send_queue->wait(*s_, new SendWaiterOf<H>(std::move(handler)));
+                    return;
+                }
+                // The result came first (or nothing was queued: an error).
+                const int res = s_->send_done ? s_->send_result : -EINVAL;
+                s_->send_done = false;
+                boost::asio::post(s_->socket.get_executor(),
+                                  boost::asio::append(std::move(handler), send_error(res),
+                                                      res > 0 ? static_cast<std::size_t>(res) : 0));
+            },
+            token);
     }
 
     template <class ConstBuffers, class Token>

@@ -29,6 +29,8 @@
 
 namespace tether::tls {
 
+class SendQueue;
+
 struct TimedSocketState {
     using Clock = std::chrono::steady_clock;
     static constexpr int kRead = 0;
@@ -61,6 +63,13 @@ struct TimedSocketState {
     std::size_t read_asked = 0;   // of the read pending in Asio (0: not a DrainingBuffer)
     bool maybe_drained = false;   // Asio may skip trying the next read at once
     bool starts_message = false;  // TimedSocket::next_read_starts_message()
+    // A write queued in the worker's SendQueue (send_queue.hpp): the queue
+    // and the entry (index + 1 in its batch not flushed yet; 0: none), or
+    // the result (send_done) when it came before the waiter did.
+    bool send_done = false;
+    std::uint32_t send_slot = 0;
+    int send_result = 0;
+    SendQueue* send_queue = nullptr;
 
     void begin(int i) {
         Direction& d = dir[i];

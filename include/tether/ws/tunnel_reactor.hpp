@@ -35,7 +35,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 
 #include "tether/core/executor.hpp"
-#include "tether/ws/send_ring.hpp"
+#include "tether/core/send_ring.hpp"
 
 namespace tether::ws {
 
@@ -141,7 +141,7 @@ private:
     bool batch_sends_;
     bool ring_tried_ = false;
     bool reaping_ = false;
-    std::unique_ptr<SendRing> ring_;
+    std::unique_ptr<core::SendRing> ring_;
     std::unique_ptr<char[]> arena_;
     std::size_t arena_size_ = 0;
     std::size_t arena_used_ = 0;

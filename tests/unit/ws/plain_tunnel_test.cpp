@@ -23,7 +23,7 @@
 
 #include "tether/ws/frame_tracker.hpp"
 #include "tether/ws/plain_tunnel.hpp"
-#include "tether/ws/send_ring.hpp"
+#include "tether/core/send_ring.hpp"
 
 namespace {
 
@@ -299,7 +299,7 @@ TEST_F(PlainTunnelTest, InspectorSeesTheServersFirstFrameBeforeItGoesOn) {
 // relayed by 8 sends queued in the batch and one io_uring_enter (one send()
 // per step would be 8 system calls).
 TEST_F(PlainTunnelTest, SendsOfOneBatchGoOutInOneSubmission) {
-    if (!ws::SendRing::open(8)) GTEST_SKIP() << "io_uring not available here";
+    if (!core::SendRing::open(8)) GTEST_SKIP() << "io_uring not available here";
     constexpr int kTunnels = 8;
     start(ctx());
     std::vector<Pair> clients;

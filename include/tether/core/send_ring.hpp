@@ -1,5 +1,7 @@
 // A small io_uring used only to hand the kernel a batch of non-blocking sends
-// in one system call (the tunnel reactor's sends of one batch of events).
+// in one system call: the plain WebSocket tunnels' sends of one batch of
+// events (ws/tunnel_reactor) and the HTTP path's small writes (SendQueue,
+// tls/send_queue.hpp).
 //
 // Each send is IORING_OP_SEND with MSG_DONTWAIT | MSG_NOSIGNAL: it runs inline
 // while io_uring_enter submits it, as a sendto() would, and a socket that is
@@ -22,8 +24,9 @@
 
 struct io_uring_sqe;
 struct io_uring_cqe;
+struct msghdr;
 
-namespace tether::ws {
+namespace tether::core {
 
 class SendRing {
 public:
@@ -41,6 +44,9 @@ public:
     /// Queues a send of [p, p + n) on fd; `tag` comes back with its result.
     /// The bytes must stay valid until submit() returns. Not when full().
     void push(int fd, const void* p, std::size_t n, std::uint64_t tag);
+    /// The same for a gathered send (IORING_OP_SENDMSG): `m` and the
+    /// iovecs and bytes it points to stay valid until submit() returns.
+    void push_msg(int fd, const msghdr* m, std::uint64_t tag);
 
     /// Submits what is queued in one io_uring_enter and waits for every
     /// result (sends that do not wait: no socket is waited for). If the
@@ -59,6 +65,8 @@ public:
 
 private:
     SendRing() = default;
+    void push_entry(std::uint8_t opcode, int fd, const void* addr, std::uint32_t len,
+                    std::uint64_t tag);
 
     int fd_ = -1;
     unsigned entries_ = 0;
@@ -89,4 +97,4 @@ private:
     std::uint64_t enters_ = 0;
 };
 
-}  // namespace tether::ws
+}  // namespace tether::core

@@ -1,10 +1,11 @@
 // The batched-send io_uring; see send_ring.hpp.
-#include "tether/ws/send_ring.hpp"
+#include "tether/core/send_ring.hpp"
 
 #include <linux/io_uring.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,20 +38,28 @@
 extern "C" void __tsan_read_range(void* addr, unsigned long size);  // the runtime's, exported
 #endif
 
-namespace tether::ws {
+namespace tether::core {
 
 namespace {
 
 #if defined(TETHER_SEND_RING_ASAN) || defined(TETHER_SEND_RING_TSAN)
-[[gnu::noinline]] void check_send_bytes(const io_uring_sqe& e) {
-    void* p = reinterpret_cast<void*>(static_cast<std::uintptr_t>(e.addr));
+[[gnu::noinline]] void check_range(void* p, std::size_t len) {
 #ifdef TETHER_SEND_RING_ASAN
-    if (void* bad = __asan_region_is_poisoned(p, e.len))
+    if (void* bad = __asan_region_is_poisoned(p, len))
         __asan_report_error(__builtin_return_address(0), __builtin_frame_address(0),
-                            __builtin_frame_address(0), bad, 0, e.len);
+                            __builtin_frame_address(0), bad, 0, len);
 #else
-    __tsan_read_range(p, e.len);
+    __tsan_read_range(p, len);
 #endif
+}
+
+void check_send_bytes(const io_uring_sqe& e) {
+    void* p = reinterpret_cast<void*>(static_cast<std::uintptr_t>(e.addr));
+    if (e.opcode != IORING_OP_SENDMSG) return check_range(p, e.len);
+    const auto* m = static_cast<const msghdr*>(p);
+    check_range(p, sizeof *m);
+    check_range(m->msg_iov, m->msg_iovlen * sizeof(iovec));
+    for (std::size_t i = 0; i < m->msg_iovlen; ++i) check_range(m->msg_iov[i].iov_base, m->msg_iov[i].iov_len);
 }
 #endif
 
@@ -131,13 +140,23 @@ SendRing::~SendRing() {
 }
 
 void SendRing::push(int fd, const void* p, std::size_t n, std::uint64_t tag) {
+    push_entry(IORING_OP_SEND, fd, p, static_cast<std::uint32_t>(n), tag);
+}
+
+// A sendmsg entry's `len` is its one msghdr.
+void SendRing::push_msg(int fd, const msghdr* m, std::uint64_t tag) {
+    push_entry(IORING_OP_SENDMSG, fd, m, 1, tag);
+}
+
+void SendRing::push_entry(std::uint8_t opcode, int fd, const void* addr, std::uint32_t len,
+                          std::uint64_t tag) {
     const unsigned i = sq_local_tail_ & sq_mask_;
     io_uring_sqe& e = sqes_[i];
     std::memset(&e, 0, sizeof e);
-    e.opcode = IORING_OP_SEND;
+    e.opcode = opcode;
     e.fd = fd;
-    e.addr = reinterpret_cast<std::uintptr_t>(p);
-    e.len = static_cast<std::uint32_t>(n);
+    e.addr = reinterpret_cast<std::uintptr_t>(addr);
+    e.len = len;
     e.msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
     e.user_data = tag;
     sq_array_[i] = i;
@@ -181,9 +200,11 @@ void SendRing::submit() {
         unsubmitted_ = 0;
         for (unsigned i = failed_next_; i != failed_end_; ++i) {
             io_uring_sqe& e = sqes_[i & sq_mask_];
+            const void* p = reinterpret_cast<const void*>(static_cast<std::uintptr_t>(e.addr));
+            const int flags = static_cast<int>(e.msg_flags);
             ssize_t r;
-            do r = ::send(e.fd, reinterpret_cast<const void*>(static_cast<std::uintptr_t>(e.addr)), e.len,
-                          static_cast<int>(e.msg_flags));
+            do r = e.opcode == IORING_OP_SENDMSG ? ::sendmsg(e.fd, static_cast<const msghdr*>(p), flags)
+                                                 : ::send(e.fd, p, e.len, flags);
             while (r < 0 && errno == EINTR);
             e.off = static_cast<std::uint64_t>(static_cast<std::int64_t>(r < 0 ? -errno : r));
         }
@@ -211,4 +232,4 @@ bool SendRing::next_result(std::uint64_t& tag, int& res) {
     return true;
 }
 
-}  // namespace tether::ws
+}  // namespace tether::core

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "tether/ws/send_ring.hpp"
+#include "tether/core/send_ring.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -23,7 +23,7 @@
 
 namespace {
 
-using tether::ws::SendRing;
+using tether::core::SendRing;
 
 struct SocketPair {
     int a = -1;
