@@ -43,15 +43,36 @@ std::string percent_decode(std::string_view s) {
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 // The first byte in [p, end) equal to `a` or `b`, or end; a and b are not
-// '\0'. Eight bytes per step on little-endian machines: a byte equal to c is a
-// zero byte of w ^ c*ones, and (x - ones) & ~x & highs marks the lowest zero
-// byte of x exactly (a mark above it may be a borrow's; only the lowest is
-// used), as in Sean Anderson's "Bit Twiddling Hacks" (haszero). `floor` <= p
-// is the lowest address that may be read: the last step, of fewer than eight
-// bytes, reads the eight that end at `end` and shifts out those before p
-// (zero bytes come in at the top, above every byte looked at, and match
-// neither a nor b), so no step goes byte by byte once end - floor >= 8.
-const char* find_either(const char* p, const char* end, char a, char b, const char* floor) {
+// '\0'. `floor` <= p is the lowest address that may be read: a last step of
+// fewer bytes than a whole one reads the whole step that ends at `end` and
+// drops the bytes before p, so no byte outside [floor, end) is read and no
+// step goes byte by byte once end - floor is at least a step.
+// Sixteen bytes per step with SSE2 (every x86-64 has it): compare, or,
+// movemask. Elsewhere (or for a string of 8..15 bytes) eight bytes per step on
+// little-endian machines: a byte equal to c is a zero byte of w ^ c*ones, and
+// (x - ones) & ~x & highs marks the lowest zero byte of x exactly (a mark
+// above it may be a borrow's; only the lowest is used), as in Sean Anderson's
+// "Bit Twiddling Hacks" (haszero); the last short step shifts out the bytes
+// before p (zero bytes come in at the top, above every byte looked at, and
+// match neither a nor b).
+[[gnu::always_inline]] inline const char* find_either(const char* p, const char* end, char a,
+                                                      char b, const char* floor) {
+#if defined(__SSE2__)
+    if (end - floor >= 16) {
+        const __m128i va = _mm_set1_epi8(a);
+        const __m128i vb = _mm_set1_epi8(b);
+        const auto hits = [&](const char* at) {
+            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(at));
+            return static_cast<unsigned>(
+                _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, va), _mm_cmpeq_epi8(v, vb))));
+        };
+        for (; end - p >= 16; p += 16)
+            if (const unsigned h = hits(p)) return p + std::countr_zero(h);
+        if (p == end) return end;
+        const unsigned h = hits(end - 16) >> (16 - (end - p));  // 1..15 bytes before p out
+        return h ? p + std::countr_zero(h) : end;
+    }
+#endif
     if constexpr (std::endian::native == std::endian::little) {
         constexpr std::uint64_t ones = 0x0101010101010101ull;
         constexpr std::uint64_t highs = 0x8080808080808080ull;
@@ -150,75 +171,31 @@ std::optional<std::string> query_param(std::string_view target, std::string_view
 
 namespace {
 
-// Which bytes of [p, p + n), n <= 64, are '?' (question) and '&' or '#'
-// (stops): bit i for byte i. Sixteen bytes per step (SSE2, which every
-// x86-64 has; elsewhere byte by byte). `floor` <= p is the lowest address
-// that may be read: a last piece of fewer than sixteen bytes is read as the
-// sixteen that end at p + n, its marks shifted down (or, without sixteen
-// bytes from floor, copied into zeros, which are no mark).
-struct Marks {
-    std::uint64_t question = 0;
-    std::uint64_t stops = 0;
-};
-
-[[gnu::always_inline]] inline Marks marks_of(const char* p, std::size_t n, const char* floor) {
-    Marks m;
-#if defined(__SSE2__)
-    const __m128i question = _mm_set1_epi8('?');
-    const __m128i amp = _mm_set1_epi8('&');
-    const __m128i hash = _mm_set1_epi8('#');
-    const auto add = [&](__m128i v, unsigned drop, std::size_t at) {
-        const auto mask = [&](__m128i eq) {
-            return std::uint64_t{static_cast<unsigned>(_mm_movemask_epi8(eq)) >> drop} << at;
-        };
-        m.question |= mask(_mm_cmpeq_epi8(v, question));
-        m.stops |= mask(_mm_or_si128(_mm_cmpeq_epi8(v, amp), _mm_cmpeq_epi8(v, hash)));
-    };
-    std::size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        add(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i)), 0, i);
-    if (i < n) {
-        const std::size_t rest = n - i;
-        if (p + n - floor >= 16) {
-            add(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + n - 16)),
-                static_cast<unsigned>(16 - rest), i);
-        } else {
-            alignas(16) char piece[16] = {};
-            std::memcpy(piece, p + i, rest);
-            add(_mm_load_si128(reinterpret_cast<const __m128i*>(piece)), 0, i);
-        }
-    }
-#else
-    for (std::size_t i = 0; i < n; ++i) {
-        m.question |= std::uint64_t{p[i] == '?'} << i;
-        m.stops |= std::uint64_t{p[i] == '&' || p[i] == '#'} << i;
-    }
-#endif
-    return m;
-}
-
-// If the pair [at, end) of `t` is named `name` ("name=value" or "name"), sets
-// `value` to its raw value (value_if_named) and returns true. The name is
-// compared byte by byte after its first byte (names are a few bytes, fewer
-// than a library call's own work), or by memcmp of a size known at compile
-// time, which the compiler writes as a few wide compares.
+// If the pair [at, end) is named `name` ("name=value" or "name"), sets `value`
+// to its raw value (value_if_named) and returns true. The name is compared
+// byte by byte after its first byte (names are a few bytes, fewer than a
+// library call's own work), or by memcmp of a size known at compile time,
+// which the compiler writes as a few wide compares.
 template <std::size_t N = 0>
-bool take_named(const char* t, std::size_t at, std::size_t end, std::string_view name,
-                std::optional<std::string_view>& value) {
-    const std::size_t len = end - at;
+[[gnu::always_inline]] inline bool take_named(const char* at, const char* end, std::string_view name,
+                                              std::optional<std::string_view>& value) {
+    // at < e (the target's end): its first byte may be read even when the
+    // pair is empty ("&&"), and tells most pairs apart before their length.
+    if (!name.empty() && at[0] != name.front()) return false;
+    const std::size_t len = static_cast<std::size_t>(end - at);
     if constexpr (N > 0) {
-        if (len < N || std::memcmp(t + at, name.data(), N) != 0) return false;
+        if (len < N || std::memcmp(at, name.data(), N) != 0) return false;
     } else {
-        if (len < name.size() || (!name.empty() && t[at] != name.front())) return false;
+        if (len < name.size()) return false;
         for (std::size_t i = 1; i < name.size(); ++i)
-            if (t[at + i] != name[i]) return false;
+            if (at[i] != name[i]) return false;
     }
     if (len == name.size()) {
         value = std::string_view();
         return true;
     }
-    if (t[at + name.size()] != '=') return false;
-    value = std::string_view(t + at + name.size() + 1, len - name.size() - 1);
+    if (at[name.size()] != '=') return false;
+    value = std::string_view(at + name.size() + 1, len - name.size() - 1);
     return true;
 }
 
@@ -226,43 +203,41 @@ bool take_named(const char* t, std::size_t at, std::size_t end, std::string_view
 
 // One pass over the target, the same reading as path_under, query_of and
 // value_if_named above, written for the request path (affinity sid reads it
-// on every request): the target's '?', '&' and '#' marked sixteen bytes per
-// step (64 bytes at a time, more only for longer targets), then from the
-// first '?' pair by pair (each ends at the next '&', or at a '#', where the
-// query ends), names compared in place, until both names were found.
+// on every request). The path is compared with sid_path first, so a target
+// outside it is not scanned at all; then the first '?' (the path's end) is
+// found, and from it each pair's end ('&', or '#' where the query ends),
+// sixteen bytes per step (find_either), names compared in place, until both
+// names were found. (Marking the whole query's '&' and '#' once, in 64- or
+// 16-byte blocks, and walking the marks cost more instructions per request
+// than these short straight scans: a pair is one or two steps.)
 EioQuery eio_query(std::string_view target, std::string_view sid_path,
                    std::string_view sid_param) {
     EioQuery out;
     const char* const t = target.data();
+    const char* const e = t + target.size();
     const std::size_t n = target.size();
-    std::size_t base = 0;  // of the 64 bytes marked in m
-    Marks m = marks_of(t, std::min<std::size_t>(n, 64), t);
-    const auto next_block = [&] {
-        base += 64;
-        m = marks_of(t + base, std::min<std::size_t>(n - base, 64), t);
-    };
-    while (m.question == 0 && n - base > 64) next_block();
-    const std::size_t mark = m.question ? base + static_cast<std::size_t>(std::countr_zero(m.question)) : n;
-    // The path, [0, mark), starts with sid_path, or is sid_path without its last '/'.
     const std::size_t pl = sid_path.size();
-    out.under_path = (mark >= pl && core::same_bytes(t, sid_path.data(), pl)) ||
-                     (pl > 0 && mark == pl - 1 && sid_path.back() == '/' &&
-                      core::same_bytes(t, sid_path.data(), pl - 1));
-    if (!out.under_path || mark == n) return out;
-    // The stops after the '?' (mark - base < 64; a shift by 64 would be undefined).
-    std::uint64_t stops = m.stops & (~std::uint64_t{1} << (mark - base));
+    // The path, [0, first '?'), starts with sid_path, or is sid_path without
+    // its last '/'. Either way the target starts with sid_path's first pl - 1
+    // bytes; which of the two holds is told by where the first '?' is.
+    bool whole = false;
+    if (n >= pl && core::same_bytes(t, sid_path.data(), pl))
+        whole = true;
+    else if (pl == 0 || sid_path.back() != '/' || n < pl - 1 ||
+             !core::same_bytes(t, sid_path.data(), pl - 1))
+        return out;
+    const char* const mark = find_either(t, e, '?', '?', t);
+    const std::size_t at_mark = static_cast<std::size_t>(mark - t);
+    // A '?' inside the matched prefix ends the path before it: not under.
+    out.under_path = whole ? at_mark >= pl : at_mark == pl - 1;
+    if (!out.under_path || mark == e) return out;
     constexpr std::string_view kTransport = "transport";
     // Each pair (none is empty and last, as in for_each_pair).
-    for (std::size_t at = mark + 1; at < n && t[at] != '#';) {
-        while (stops == 0 && n - base > 64) {
-            next_block();
-            stops = m.stops;
-        }
-        const std::size_t end = stops ? base + static_cast<std::size_t>(std::countr_zero(stops)) : n;
-        stops &= stops - 1;
-        if (!out.sid) take_named(t, at, end, sid_param, out.sid);
-        if (!out.transport) take_named<kTransport.size()>(t, at, end, kTransport, out.transport);
-        if ((out.sid && out.transport) || end == n || t[end] == '#') break;
+    for (const char* at = mark + 1; at < e && *at != '#';) {
+        const char* const end = find_either(at, e, '&', '#', t);
+        if (!out.sid) take_named(at, end, sid_param, out.sid);
+        if (!out.transport) take_named<kTransport.size()>(at, end, kTransport, out.transport);
+        if ((out.sid && out.transport) || end == e || *end == '#') break;
         at = end + 1;
     }
     return out;

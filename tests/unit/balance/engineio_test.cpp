@@ -331,7 +331,8 @@ TEST(EioQuery, AgreesWithPathUnderAndQueryParamRaw) {
           "/socket.iox?sid=z",
           "/socket.io/#frag?sid=1", "", "?sid=1", "/socket.io/?s", "/socket.io/?transport",
           "/socket.io/?sid=%41&transport=poll%69ng"}) {
-        for (std::string_view path : {"/socket.io/", "/", "", "/socket.io"}) {
+        for (std::string_view path : {"/socket.io/", "/", "", "/socket.io", "/socket.io/?",
+                                        "/socket.io/?/", "/a?"}) {
             for (std::string_view param : {"sid", "", "s", "transport"}) {
                 const auto q = eio_query(t, path, param);
                 const bool under = tether::balance::path_under(t, path);
@@ -394,7 +395,7 @@ TEST(EioQuery, AgreesWithPathUnderAndQueryParamRawOnGeneratedTargets) {
         const std::unique_ptr<char[]> own(new char[t.size() + 1]);
         std::memcpy(own.get(), t.data(), t.size());
         const std::string_view view(own.get(), t.size());
-        for (std::string_view path : {"/socket.io/", "/"}) {
+        for (std::string_view path : {"/socket.io/", "/", "/socket.io/?/"}) {
             for (std::string_view param : {"sid", "si", "transport"}) {
                 const auto q = eio_query(view, path, param);
                 const bool under = path_under(t, path);
