@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <span>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -59,6 +60,11 @@ struct RelayEnv {
     /// The worker's send queue for a whole message's write (relay_whole_now);
     /// null: written at once.
     tls::SendQueue* sends = nullptr;
+    /// A body of known length larger than one of `buffers` is relayed
+    /// through one of these (ProxyContext::bulk), in fewer, larger pieces;
+    /// null, or a body of unknown length (a stream, held for as long as it
+    /// lasts): `buffers`.
+    BufferPool* bulk = nullptr;
 };
 
 /// Writes `head` and the body `p` reads from src into dst, keeping
@@ -96,7 +102,10 @@ Awaitable<RelayStatus> relay_body(Src& src,
         head = {};
         if (ec || p.is_done()) co_return st;
     }
-    BufferPool::Lease buf = env.buffers.borrow();
+    const auto length = p.content_length();
+    BufferPool::Lease buf = env.bulk && length && *length > env.buffers.buffer_size()
+                                ? env.bulk->borrow()
+                                : env.buffers.borrow();
     SourceRoom room(src_buf);
     bool first_read = true;
     char chunk_header[24];

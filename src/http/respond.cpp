@@ -71,7 +71,7 @@ bool ClientSession::send_request(Exchange& ex, Duplex& d, std::size_t& written) 
         d.request_relayed = true;
         return true;
     }
-    RelayEnv env{ctx_.buffers, t.idle, t.idle};
+    RelayEnv env{ctx_.buffers, t.idle, t.idle, nullptr, nullptr, &ctx_.bulk};
     start_pump(d, stream_.get_executor(),
                pump_request(d, stream_, buffer_, ex.request, ex.conn->stream, upstream_head_,
                             rw.body, env, t.upstream_response));
@@ -282,7 +282,7 @@ ResponsePlan ClientSession::plan_response(Exchange& ex) {
 
 RelayEnv ClientSession::response_env(const Exchange& ex, Duplex& d) {
     return {ctx_.buffers, ex.cfg().timeouts.upstream_response, ex.cfg().timeouts.idle, &d.stop,
-            &ctx_.sends};
+            &ctx_.sends, &ctx_.bulk};
 }
 
 // The outcome of a relayed response `st` (the pump, if any, joined; any

@@ -6,6 +6,8 @@
 // one of its snapshot across a co_await, e.g. a Redis lookup).
 #pragma once
 
+#include <algorithm>
+
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -115,12 +117,17 @@ struct WorkerStats {
     std::uint64_t errors = 0;
 };
 
+/// The size of a bulk relay buffer (ProxyContext::bulk), or limits.buffer_size
+/// if that is larger.
+inline constexpr std::size_t kBulkBufferSize = 64 * 1024;
+
 struct ProxyContext {
     ProxyContext(Executor ex, std::size_t buffer_size, AccessLogWriter* log_writer,
                  affinity::LocalTable& table, std::uint64_t seed,
                  affinity::RedisStore* shared_store = nullptr)
                  : executor(ex),
                  buffers(buffer_size, 256),
+                 bulk(std::max(buffer_size, kBulkBufferSize), 16),
                  pool(ex),
                  sends(ex),
                  router(table, shared_store != nullptr),
@@ -155,6 +162,11 @@ struct ProxyContext {
     /// TLS to the servers, by upstream name; replaced on reload (before the runtime).
     std::shared_ptr<const tls::UpstreamContexts> upstream_tls;
     BufferPool buffers;
+    /// Buffers of at least kBulkBufferSize for a body of known length larger
+    /// than one of `buffers` (RelayEnv::bulk): a 1 MiB download goes out in
+    /// 64 KiB sends, not 16 KiB ones. Borrowed only while such a body is
+    /// relayed; at most 16 kept for reuse (1 MiB).
+    BufferPool bulk;
     SessionScratchPool scratch;  ///< sessions' read buffers and head strings, reused
     UpstreamPool pool;
     /// Small writes of a batch in one io_uring submission (send_queue.hpp).
