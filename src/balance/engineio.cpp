@@ -179,8 +179,9 @@ namespace {
 template <std::size_t N = 0>
 [[gnu::always_inline]] inline bool take_named(const char* at, const char* end, std::string_view name,
                                               std::optional<std::string_view>& value) {
-    // at < e (the target's end): its first byte may be read even when the
-    // pair is empty ("&&"), and tells most pairs apart before their length.
+    // The caller's at is before the target's end, so its first byte may be
+    // read even when the pair is empty ("&&"); it tells most pairs apart
+    // before their length does.
     if (!name.empty() && at[0] != name.front()) return false;
     const std::size_t len = static_cast<std::size_t>(end - at);
     if constexpr (N > 0) {
