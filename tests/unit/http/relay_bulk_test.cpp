@@ -104,11 +104,16 @@ void relay(RelayRun& r, const std::string& head, const std::string& body_on_wire
     ASSERT_TRUE(r.done) << "the relay ended within 10 s";
 }
 
+// A response of `body` framed by its Content-Length.
+void relay_with_length(RelayRun& r, const std::string& body, bool with_bulk) {
+    relay(r, "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n",
+          body, Framing::length, with_bulk);
+}
+
 TEST(RelayBulk, ABodyOfKnownLengthLargerThanOneBufferGoesThroughABulkBuffer) {
     const std::string body = pattern(300 * 1024 + 17);
     RelayRun r;
-    relay(r, "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n",
-          body, Framing::length, true);
+    relay_with_length(r, body, true);
     EXPECT_EQ(r.status.failed_side, RelaySide::none);
     EXPECT_EQ(r.received.size(), body.size());
     EXPECT_TRUE(r.received == body) << "every byte once, in order";
@@ -119,8 +124,7 @@ TEST(RelayBulk, ABodyOfKnownLengthLargerThanOneBufferGoesThroughABulkBuffer) {
 TEST(RelayBulk, ABodyThatFitsOneBufferUsesTheRelayBuffer) {
     const std::string body = pattern(kRelayBuffer);
     RelayRun r;
-    relay(r, "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n",
-          body, Framing::length, true);
+    relay_with_length(r, body, true);
     EXPECT_TRUE(r.received == body);
     EXPECT_EQ(r.buffers.free_count(), 1u);
     EXPECT_EQ(r.bulk.free_count(), 0u);
@@ -158,8 +162,7 @@ TEST(RelayBulk, AChunkedBodyUsesTheRelayBuffer) {
 TEST(RelayBulk, WithoutABulkPoolALargeBodyUsesTheRelayBuffer) {
     const std::string body = pattern(200 * 1024);
     RelayRun r;
-    relay(r, "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n",
-          body, Framing::length, false);
+    relay_with_length(r, body, false);
     EXPECT_TRUE(r.received == body);
     EXPECT_EQ(r.buffers.free_count(), 1u);
     EXPECT_EQ(r.bulk.free_count(), 0u);
